@@ -1,0 +1,58 @@
+"""stagedsl: declarative, plugin-based PyTorch training in stages.
+
+The public API. Light names are imported eagerly; anything that needs torch is loaded
+on first access, so ``import stagedsl`` (and ``staged validate``) stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from stagedsl.data import DataSplits, TensorSplit
+from stagedsl.errors import (
+    CheckpointError,
+    ExportError,
+    GateStopped,
+    PlanError,
+    PluginError,
+    Problem,
+    RunError,
+    SpecError,
+    StagedError,
+    UsageError,
+)
+from stagedsl.registry import Entry, Registry, get_registry, hookimpl, set_registry
+from stagedsl.spec.durations import Duration, Steps, parse_duration
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_spec": "stagedsl.spec.loader",
+    "Spec": "stagedsl.spec.model",
+    "compile_plan": "stagedsl.plan.compile",
+    "Plan": "stagedsl.plan.model",
+    "run_plan": "stagedsl.engine.runner",
+    "Callback": "stagedsl.engine.events",
+    "Event": "stagedsl.engine.events",
+    "RunState": "stagedsl.engine.state",
+    "load_package": "stagedsl.export.package",
+    "export_run": "stagedsl.export.runner",
+    "evaluate_gate": "stagedsl.spec.gates",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stagedsl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "CheckpointError", "DataSplits", "Duration", "Entry", "ExportError", "GateStopped", "PlanError",
+    "PluginError", "Problem", "Registry", "RunError", "SpecError", "StagedError", "Steps", "TensorSplit",
+    "UsageError", "get_registry", "hookimpl", "parse_duration", "set_registry", *sorted(_LAZY),
+]

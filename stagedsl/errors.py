@@ -1,0 +1,98 @@
+"""Error types of stagedsl and the `Problem` record they carry.
+
+Every fault the user can fix is a `Problem`: a stable code, what is wrong, where
+(file, key path, line, column) and a hint. Errors are raised where the fault is known
+and rendered once, by the CLI (`stagedsl.cli.render`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import attrs
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a spec, a plan or a run, with where it is and how to fix it."""
+
+    code: str
+    message: str
+    file: Optional[str] = None
+    path: Optional[str] = None
+    line: Optional[int] = None
+    column: Optional[int] = None
+    hint: Optional[str] = None
+    severity: str = "error"
+
+    def located(self, file: Optional[str], line: Optional[int], column: Optional[int]) -> "Problem":
+        """Return a copy of this problem pointing at `file:line:column`."""
+        return attrs.evolve(self, file=file or self.file, line=line, column=column)
+
+    def __str__(self) -> str:
+        where = f"{self.file or '<spec>'}"
+        if self.line:
+            where += f":{self.line}:{self.column or 1}"
+        at = f" at `{self.path}`" if self.path else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"error[{self.code}]: {self.message}{at} --> {where}{hint}"
+
+
+class StagedError(Exception):
+    """Base class of every error stagedsl raises on purpose. `exit_code` is the CLI's."""
+
+    exit_code = 1
+
+    def __init__(self, problems: Iterable[Problem] | str, *, code: str = "E000"):
+        if isinstance(problems, str):
+            problems = [Problem(code=code, message=problems)]
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class SpecError(StagedError):
+    """The spec text is wrong: syntax, keys, types, values, references. Exit code 2."""
+
+    exit_code = 2
+
+
+class PlanError(StagedError):
+    """The spec is well formed but cannot be compiled against the model, data or plugins."""
+
+    exit_code = 2
+
+
+class PluginError(StagedError):
+    """A plugin failed to load, or two plugins claim one name."""
+
+    exit_code = 2
+
+
+class UsageError(StagedError):
+    """The command line itself is wrong (bad option value, missing file)."""
+
+    exit_code = 2
+
+
+class RunError(StagedError):
+    """Training failed while running (non-finite loss, a crash inside a plugin)."""
+
+    exit_code = 1
+
+
+class CheckpointError(StagedError):
+    """A checkpoint is missing, corrupt, unsafe to load, or does not fit the model."""
+
+    exit_code = 1
+
+
+class ExportError(StagedError):
+    """An export failed or did not match PyTorch within tolerance."""
+
+    exit_code = 1
+
+
+class GateStopped(StagedError):
+    """A gate's condition failed and its action was to stop the plan. Exit code 3."""
+
+    exit_code = 3

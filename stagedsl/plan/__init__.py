@@ -1,0 +1,1 @@
+"""spec -> plan: resolve every name, selector and duration into a `Plan`."""

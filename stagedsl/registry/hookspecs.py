@@ -1,0 +1,180 @@
+"""The hook specifications: the whole contract between stagedsl and its plugins.
+
+Each kind of piece has one `register_<kind>(register)` hook. A plugin implements the
+hooks it needs with the `stagedsl.hookimpl` marker and calls `register` once per piece::
+
+    from stagedsl import hookimpl
+
+    @hookimpl
+    def register_losses(register):
+        register("charbonnier", make_charbonnier)
+
+`register(name, factory, **meta)` records a *factory*: a callable that builds the piece
+when the engine needs it. Registration must stay cheap (no torch import at module
+level of the plugin): `staged validate` and `staged plugins` load every plugin, and the
+factory imports its heavy code only when called. The factory's signature *is* the
+piece's argument list: the spec's arguments are checked against it before anything
+runs (unknown or missing arguments are spec errors, with a did-you-mean).
+
+The registry calls each hook once per plugin, at start-up, in the order plugins load.
+Two plugins registering the same name for one kind is an error naming both.
+Per-step events are not hooks: see `stagedsl.engine.events.Event`.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "stagedsl"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_models(register):
+    """Register model factories.
+
+    Receives: ``register(name, factory)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(**args) -> torch.nn.Module``. It must be able to build the model
+    under ``torch.device("meta")`` (the planner does, to resolve parameter names without
+    memory). The model is called as ``model(x)`` with the batch's input, or
+    ``model(*x)`` when the input is a tuple.
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register dataset factories.
+
+    Receives: ``register(name, factory, sizes=None)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(**args) -> stagedsl.DataSplits`` (``train``, optional ``val`` and
+    ``test`` torch datasets, an optional ``sample_input`` description and ``stats``).
+    In-memory datasets should implement ``__getitems__`` so whole batches are fetched
+    at once. ``sizes(**args) -> {"train": n, "val": m}`` optionally returns the split
+    lengths without building the data, so the planner can turn epochs into steps.
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_losses(register):
+    """Register loss factories.
+
+    Receives: ``register(name, factory, auto=None)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(**args) -> callable(prediction, target) -> scalar tensor``
+    (usually an ``nn.Module``). ``auto`` maps an argument name to
+    ``derive(train_dataset) -> value``: a spec may then write ``arg = "auto"`` and the
+    engine computes the value once from the training split before the stage starts.
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_metrics(register):
+    """Register metric factories.
+
+    Receives: ``register(name, factory, mode="max")``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(**args) -> torchmetrics.Metric`` (``update(pred, target)``,
+    ``compute()``, ``reset()``). Logged as ``val/<name>``. ``mode`` says whether larger
+    (``"max"``) or smaller (``"min"``) is better, the default for monitors.
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_optimizers(register):
+    """Register optimizer factories.
+
+    Receives: ``register(name, factory)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(param_groups, lr, **args) -> torch.optim.Optimizer`` where
+    ``param_groups`` is a list of ``{"params", "lr", "weight_decay", "name"}`` dicts
+    holding trainable parameters only.
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_schedulers(register):
+    """Register learning-rate scheduler factories.
+
+    Receives: ``register(name, factory, monitored=False)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(optimizer, total_steps, **args) -> LRScheduler``. The engine
+    steps it once per optimizer step; arguments annotated ``stagedsl.Steps`` (or a list
+    of them) are written as durations in the spec (``"30 epochs"``) and arrive as step
+    counts from the stage's start. ``monitored=True`` marks schedulers stepped with a
+    metric (``scheduler.step(value)`` after each evaluation) instead.
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_freeze_strategies(register):
+    """Register freeze strategies: ways to select parameters by name.
+
+    Receives: ``register(name, factory)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(names, **args) -> list[str]``: given every parameter name of the
+    model in registration order, return the selected ones. Used in a stage's
+    ``freeze``/``train`` lists as ``{use = "<name>", ...}``. Must not need torch.
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_ensembles(register):
+    """Register ensemble builders (averaging, stacking with a meta-learner).
+
+    Receives: ``register(name, factory)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(**args) -> object`` with ``fit(member_predictions, targets)`` and
+    ``predict(member_predictions)``.
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_exporters(register):
+    """Register exporters: formats a trained model is written to.
+
+    Receives: ``register(name, factory)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(**args) -> callable(context) -> list[pathlib.Path]`` where the
+    context carries the model, sample inputs and the destination folder.
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_callbacks(register):
+    """Register callback factories.
+
+    Receives: ``register(name, factory)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(**args) -> stagedsl.Callback``; the engine gathers the callbacks a
+    run names once, in order, and calls ``callback.on_event(event, state)`` for the
+    events listed in ``stagedsl.engine.events.Event``.
+    Returns: nothing.
+    """
+
+
+KINDS: tuple[str, ...] = (
+    "models",
+    "datasets",
+    "losses",
+    "metrics",
+    "optimizers",
+    "schedulers",
+    "freeze_strategies",
+    "ensembles",
+    "exporters",
+    "callbacks",
+)
+"""Every kind of piece, in the order `staged plugins` lists them."""
