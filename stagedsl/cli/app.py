@@ -1,0 +1,198 @@
+"""The `staged` command: a thin Typer face over spec, plan, engine and export.
+
+Data goes to stdout, diagnostics to stderr; errors are rendered once, here, and mapped
+to exit codes: 0 done, 1 failure while running, 2 bad spec or usage, 3 stopped by a gate.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from stagedsl.cli.diagnostics import render_problems
+from stagedsl.errors import Problem, StagedError
+
+app = typer.Typer(
+    name="staged",
+    help="Declarative staged training for PyTorch: validate, plan, run, resume and export a spec.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+SpecArg = typer.Argument(..., help="The spec file (TOML).", show_default=False)
+ProfileOpt = typer.Option(None, "--profile", "-p", help="A named profile of the spec to apply.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a key: --set stage.finetune.lr=1e-5 (repeatable).")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _registry(strict: bool = False):
+    from stagedsl.registry import Registry, get_registry, set_registry
+
+    if strict:
+        registry = Registry.load(strict=True)
+        set_registry(registry)
+        return registry
+    return get_registry()
+
+
+@app.callback()
+def _main(
+    strict_plugins: bool = typer.Option(False, "--strict-plugins", help="Fail when a third-party plugin cannot be loaded."),
+) -> None:
+    if strict_plugins:
+        _registry(strict=True)
+
+
+@app.command()
+def validate(spec: Path = SpecArg, profile: Optional[str] = ProfileOpt, set_: Optional[List[str]] = SetOpt, json_: bool = JsonOpt) -> None:
+    """Check a spec (syntax, keys, types, references, plugin names and arguments) without torch."""
+    from stagedsl.spec.loader import load_spec
+
+    loaded = load_spec(spec, profile=profile, overrides=set_ or (), registry=_registry())
+    if json_:
+        typer.echo(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages]}))
+    else:
+        typer.echo(f"{spec}: ok ({len(loaded.stages)} stages: {', '.join(s.name for s in loaded.stages)})")
+
+
+def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
+    """Load and compile a spec with the process registry."""
+    from stagedsl.plan.compile import compile_plan
+    from stagedsl.spec.loader import load_spec
+
+    registry = _registry()
+    loaded = load_spec(spec, profile=profile, overrides=overrides or (), registry=registry)
+    return loaded, compile_plan(loaded, registry)
+
+
+def _warnings(plan) -> None:
+    if plan.warnings:
+        typer.echo(render_problems([Problem(**w) for w in plan.warnings]), err=True)
+
+
+@app.command()
+def plan(
+    spec: Path = SpecArg,
+    dry_run: bool = typer.Option(True, "--dry-run/--no-dry-run", help="Only compile and show the plan (nothing runs either way)."),
+    profile: Optional[str] = ProfileOpt,
+    set_: Optional[List[str]] = SetOpt,
+    json_: bool = JsonOpt,
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file."),
+    chart: bool = typer.Option(True, "--chart/--no-chart", help="Show the LR curve in the terminal."),
+) -> None:
+    """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates."""
+    from stagedsl.plan.render import render_plan
+    from stagedsl.plan.schedule import ascii_chart, plan_lr_curve
+
+    _, compiled = compile_spec(spec, profile, set_)
+    if json_:
+        typer.echo(compiled.to_json())
+        _warnings(compiled)
+        return
+    curve = plan_lr_curve(compiled, _registry()) if (chart or plot) else None
+    typer.echo(render_plan(compiled, ascii_chart(curve) if (chart and curve) else None), nl=False)
+    if plot is not None:
+        from stagedsl.cli.plot import plot_lr_curve
+
+        plot_lr_curve(curve, plot, title=compiled.run.name)
+        typer.echo(f"LR curve drawn to {plot}", err=True)
+    _warnings(compiled)
+
+
+@app.command()
+def run(
+    spec: Path = SpecArg,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default from the spec)."),
+    profile: Optional[str] = ProfileOpt,
+    set_: Optional[List[str]] = SetOpt,
+    device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").'),
+    from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory)."),
+) -> None:
+    """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec says so."""
+    from stagedsl.engine.runner import run_plan
+
+    loaded, compiled = compile_spec(spec, profile, set_)
+    _warnings(compiled)
+    spec_text = loaded.sources[0][1] if loaded.sources else None
+    result = run_plan(compiled, out=out, from_stage=from_stage, device=device, spec_text=spec_text)
+    typer.echo(str(getattr(result, "run_dir", "")))
+
+
+@app.command()
+def plugins(json_: bool = JsonOpt) -> None:
+    """List every registered piece by kind, with its plugin, distribution, version and summary."""
+    registry = _registry()
+    entries = registry.entries()
+    if json_:
+        typer.echo(json.dumps([
+            {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc}
+            for e in entries
+        ], indent=2))
+        return
+    kind = None
+    for entry in entries:
+        if entry.kind != kind:
+            kind = entry.kind
+            typer.echo(f"{kind}:")
+        source = f"{entry.distribution or entry.plugin} {entry.version or ''}".strip()
+        typer.echo(f"  {entry.name:<20} {entry.doc}  [{source}]")
+    for problem in registry.skipped:
+        typer.echo(render_problems([problem]), err=True)
+
+
+@app.command()
+def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schema to this file instead of stdout.")) -> None:
+    """Print the JSON Schema (draft 2020-12) of the spec language, for editor completion."""
+    from stagedsl.spec.schema import spec_schema
+
+    text = json.dumps(spec_schema(), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"schema written to {out}", err=True)
+
+
+def _add_optional_commands() -> None:
+    """Commands whose modules are owned by later rooms (export, resume)."""
+    import importlib
+
+    for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.add_commands(app)
+
+
+_add_optional_commands()
+
+
+def run_cli(argv: Optional[list[str]] = None) -> int:
+    """Run the CLI on `argv` and return its exit code; errors are rendered to stderr."""
+    try:
+        app(args=argv, prog_name="staged")
+    except SystemExit as exc:  # usage errors were already printed by Typer
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except StagedError as exc:
+        typer.echo(render_problems(exc.problems), err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+def main() -> None:
+    """Entry point of the `staged` console script."""
+    sys.exit(run_cli())
+
+
+__all__ = ["app", "compile_spec", "main", "run_cli"]

@@ -1,0 +1,74 @@
+"""Render `Problem`s the way rustc does: one block per problem, then a count.
+
+    error[E060]: `transformr.**` matches no parameter of the model
+     --> specs/pde.toml:31:11
+       |
+    31 | freeze = ["transformr.**"]
+       |           ^^^^^^^^^^^^^^^
+       = at: stage[0].freeze[0]
+       = help: did you mean "transformer.**"?
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable, Optional
+
+from stagedsl.errors import Problem
+
+_TOKEN_END = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'|[^\s,\]\}=]+')
+
+
+def _source_line(problem: Problem, texts: dict[str, str]) -> Optional[str]:
+    if not problem.file or not problem.line:
+        return None
+    text = texts.get(problem.file)
+    if text is None:
+        try:
+            text = Path(problem.file).read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        texts[problem.file] = text
+    lines = text.splitlines()
+    return lines[problem.line - 1] if 0 < problem.line <= len(lines) else None
+
+
+def render_problem(problem: Problem, texts: Optional[dict[str, str]] = None) -> str:
+    """One problem as a block of text (no trailing newline)."""
+    texts = {} if texts is None else texts
+    out = [f"{problem.severity}[{problem.code}]: {problem.message}"]
+    if problem.file:
+        where = problem.file + (f":{problem.line}:{problem.column or 1}" if problem.line else "")
+        out.append(f" --> {where}")
+    line = _source_line(problem, texts)
+    if line is not None:
+        number = str(problem.line)
+        pad = " " * len(number)
+        column = max(1, problem.column or 1)
+        match = _TOKEN_END.match(line, column - 1)
+        width = max(1, (match.end() - match.start()) if match else 1)
+        out += [f"{pad} |", f"{number} | {line}", f"{pad} | {' ' * (column - 1)}{'^' * width}"]
+        indent = pad + " "
+    else:
+        indent = " "
+    if problem.path:
+        out.append(f"{indent}= at: {problem.path}")
+    if problem.hint:
+        out.append(f"{indent}= help: {problem.hint}")
+    return "\n".join(out)
+
+
+def render_problems(problems: Iterable[Problem]) -> str:
+    """Every problem, then a one-line count."""
+    problems = list(problems)
+    texts: dict[str, str] = {}
+    blocks = [render_problem(p, texts) for p in problems]
+    errors = sum(1 for p in problems if p.severity == "error")
+    warnings = len(problems) - errors
+    summary = []
+    if errors:
+        summary.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if warnings:
+        summary.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    return "\n\n".join(blocks) + ("\n\n" + ", ".join(summary) if summary else "")

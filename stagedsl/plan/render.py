@@ -1,0 +1,105 @@
+"""`staged plan --dry-run`: a plan as text a person can check before spending compute."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from stagedsl.plan.model import Plan, StagePlan
+
+
+def human_count(count: int) -> str:
+    """1234567 -> '1.2M'."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f}{unit}"
+    return str(count)
+
+
+def _duration(stage: StagePlan) -> str:
+    text = f"{stage.steps} steps"
+    if stage.epochs is not None:
+        text += f" ≈ {stage.epochs:.3g} epochs"
+    if stage.accumulate > 1:
+        text += f" (×{stage.accumulate} micro-batches)"
+    return text
+
+
+def _loss(stage: StagePlan) -> str:
+    def term(t) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in t.args.items())
+        return f"{t.name}({args})"
+
+    if stage.loss.kind == "blend":
+        a, b = stage.loss.terms
+        alpha = stage.loss.alpha
+        return f"{1 - alpha:g}·{term(a)} + {alpha:g}·{term(b)}  (blend, alpha {alpha:g})"
+    return " + ".join((f"{t.weight:g}·" if t.weight != 1 else "") + term(t) for t in stage.loss.terms)
+
+
+def render_stage(stage: StagePlan) -> str:
+    """One stage as an indented block."""
+    lines = [f"stage {stage.index + 1}: {stage.name}  —  {_duration(stage)}"]
+    trainable = sum(v[0] for v in stage.modules.values())
+    total = sum(v[1] for v in stage.modules.values())
+    lines.append(f"  parameters: {human_count(trainable)} of {human_count(total)} trainable "
+                 f"({len(stage.trainable)} tensors trained, {len(stage.frozen)} frozen)")
+    for module, (train, size) in stage.modules.items():
+        mark = "✓" if train == size else ("✗" if train == 0 else "◐")
+        detail = "" if train in (0, size) else f" ({human_count(train)} trained)"
+        lines.append(f"    {mark} {module:<24} {human_count(size):>8}{detail}")
+    lines.append(f"  optimizer: {stage.optimizer.name}{_args(stage.optimizer.args)}")
+    for group in stage.groups:
+        decay = f", weight_decay {group.weight_decay:g}" if group.weight_decay is not None else ""
+        lines.append(f"    group {group.name:<14} lr {group.lr:.3g}{decay}  ({len(group.params)} tensors)")
+    monitor = f" on {stage.scheduler_monitor}" if stage.scheduler_monitor else ""
+    lines.append(f"  schedule: {stage.scheduler.name}{_args(stage.scheduler.args)}{monitor}")
+    lines.append(f"  loss: {_loss(stage)}")
+    if stage.metrics:
+        lines.append(f"  metrics: {', '.join('val/' + m.name for m in stage.metrics)}")
+    every = f"every {stage.eval.every} steps and at the end" if stage.eval.every else "at the end"
+    lines.append(f"  evaluate: {every}; best by {stage.eval.monitor} ({stage.eval.mode})")
+    if stage.early_stop:
+        e = stage.early_stop
+        lines.append(f"  early stop: {e.monitor} ({e.mode}), patience {e.patience}")
+    if stage.init:
+        init = stage.init
+        source = f"stage `{init.stage}` {init.which}" if init.source == "stage" else f"file {init.path}"
+        lines.append(f"  init: {source}{'' if init.strict else ' (non-strict)'}")
+    if stage.gate:
+        g = stage.gate
+        action = f"goto `{g.goto}`" if g.on_fail == "goto" else (f"retry ≤{g.max_retries}×" if g.on_fail == "retry" else g.on_fail)
+        lines.append(f"  gate: {g.when}  — otherwise {action} (checked at {g.check})")
+    extras = []
+    if stage.grad_clip:
+        extras.append(f"grad clip {stage.grad_clip:g}")
+    if stage.frozen and stage.frozen_norm == "eval":
+        extras.append("norm layers of frozen modules in eval mode")
+    if extras:
+        lines.append("  " + "; ".join(extras))
+    return "\n".join(lines)
+
+
+def _args(args: dict) -> str:
+    return "(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")" if args else ""
+
+
+def render_plan(plan: Plan, chart: Optional[str] = None) -> str:
+    """The whole plan: header, every stage, the LR chart."""
+    run = plan.run
+    total = sum(s.steps for s in plan.stages)
+    lines = [
+        f"plan `{run.name}`  ({plan.spec_file or 'spec'}, hash {plan.hash})",
+        f"  model: {plan.model.name}{_args(plan.model.args)}  —  {human_count(sum(plan.parameters.values()))} parameters",
+        f"  data: {plan.data.name}{_args(plan.data.args)}; batch {plan.data.batch_size}"
+        + (f"; {plan.data.batches_per_epoch} batches per epoch" if plan.data.batches_per_epoch else ""),
+        f"  run: device {run.device}, precision {run.precision}, seed {run.seed}, out {run.out}",
+        f"  {len(plan.stages)} stages, {total} steps in all",
+        "",
+    ]
+    for stage in plan.stages:
+        lines.append(render_stage(stage))
+        lines.append("")
+    if chart:
+        lines.append("learning rate over the plan (log scale):")
+        lines.append(chart)
+    return "\n".join(lines).rstrip() + "\n"

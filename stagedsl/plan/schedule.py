@@ -1,0 +1,79 @@
+"""The learning-rate curve of a plan, from the very schedulers the engine will build.
+
+Each stage's scheduler factory runs on a throw-away optimizer (one scalar per group)
+and is stepped exactly as the engine steps it, so the curve is what training will see.
+Metric-driven schedulers (plateau) are drawn flat: they move only if the metric stalls
+(the W001 lint gives their worst case).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from stagedsl.plan.model import Plan, StagePlan
+from stagedsl.registry import Registry, get_registry
+
+
+def stage_lr_curve(stage: StagePlan, registry: Registry) -> dict[str, list[float]]:
+    """LR per optimizer step of one stage, by group name."""
+    import torch
+
+    entry = registry.get("schedulers", stage.scheduler.name)
+    groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": g.lr, "name": g.name} for g in stage.groups]
+    optimizer = torch.optim.SGD(groups, lr=stage.lr)
+    curves: dict[str, list[float]] = {g.name: [] for g in stage.groups}
+    monitored = bool(entry.meta.get("monitored"))
+    scheduler = entry.factory(optimizer, total_steps=stage.steps, **stage.scheduler.args)
+    for _ in range(stage.steps):
+        for group in optimizer.param_groups:
+            curves[group["name"]].append(float(group["lr"]))
+        optimizer.step()
+        if not monitored:
+            scheduler.step()
+    return curves
+
+
+def plan_lr_curve(plan: Plan, registry: Optional[Registry] = None) -> list[dict]:
+    """Per stage: its name, first global step and LR curves by group."""
+    registry = registry or get_registry()
+    out = []
+    start = 0
+    for stage in plan.stages:
+        out.append({"stage": stage.name, "start": start, "curves": stage_lr_curve(stage, registry)})
+        start += stage.steps
+    return out
+
+
+def ascii_chart(curve: list[dict], width: int = 64, height: int = 8) -> str:
+    """A log-scale terminal chart of the plan's LR (the largest group LR at each step)."""
+    import math
+
+    series: list[float] = []
+    boundaries = []
+    for stage in curve:
+        boundaries.append(len(series))
+        steps = len(next(iter(stage["curves"].values()))) if stage["curves"] else 0
+        for i in range(steps):
+            series.append(max(c[i] for c in stage["curves"].values()))
+    if not series:
+        return ""
+    total = len(series)
+    columns = [series[min(total - 1, int(c * total / width))] for c in range(width)]
+    positive = [v for v in columns if v > 0]
+    if not positive:
+        return "(LR is zero throughout)"
+    top, bottom = math.log10(max(positive)), math.log10(min(positive))
+    if top - bottom < 1e-9:
+        top, bottom = top + 0.5, bottom - 0.5
+    rows = [[" "] * width for _ in range(height)]
+    for c, value in enumerate(columns):
+        level = 0 if value <= 0 else round((math.log10(value) - bottom) / (top - bottom) * (height - 1))
+        rows[height - 1 - level][c] = "█" if value > 0 else "_"
+    marks = [" "] * width
+    for b in boundaries[1:]:
+        marks[min(width - 1, int(b * width / total))] = "|"
+    labels = [f"{10 ** (top - r * (top - bottom) / (height - 1)):8.1e} " for r in range(height)]
+    lines = [labels[r] + "".join(rows[r]) for r in range(height)]
+    lines.append(" " * 9 + "".join(marks) + "  (| = stage boundary)")
+    lines.append(" " * 9 + f"step 0{' ' * (width - len(str(total)) - 6)}{total}")
+    return "\n".join(lines)

@@ -1,0 +1,308 @@
+"""Checks of a structured `Spec` that need no torch: references, values, plugin names
+and plugin arguments (against each factory's signature, as torchtune's `validate`).
+
+Each check yields ``(path, message, hint, code)`` rows; the loader locates and renders them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from typing import Any, Iterator, Optional, Union
+
+from stagedsl.registry import Registry, did_you_mean
+from stagedsl.spec.durations import DurationError, Steps, parse_duration
+from stagedsl.spec.gates import GateSyntaxError, gate_metrics, parse_gate
+from stagedsl.spec.model import GATE_ACTIONS, GATE_CHECKS, MODES, PRECISIONS, Piece, Spec, StageSpec
+
+Row = tuple[tuple, str, Optional[str], str]
+
+INJECTED = {
+    "optimizers": ("param_groups", "lr"),
+    "schedulers": ("optimizer", "total_steps"),
+    "freeze_strategies": ("names",),
+}
+"""Factory parameters the engine supplies itself; a spec does not write them."""
+
+SCHEDULER_MONITOR_KEY = "monitor"
+EXPORT_FORMATS = ("onnx", "onnx-fp16", "package")
+
+
+def stage_metrics(stage: StageSpec) -> list[str]:
+    """The metric names a stage computes, as gates and monitors refer to them."""
+    return ["train/loss", "val/loss", *(f"val/{m.use}" for m in stage.metrics)]
+
+
+def check_spec(spec: Spec, registry: Optional[Registry]) -> list[Row]:
+    """Every problem in `spec`; plugin names and arguments too when `registry` is given."""
+    rows: list[Row] = []
+    rows += _check_run(spec)
+    rows += _check_stages(spec)
+    if spec.export is not None:
+        rows += _check_export(spec)
+    if registry is not None:
+        rows += list(_check_pieces(spec, registry))
+    return rows
+
+
+def _check_run(spec: Spec) -> list[Row]:
+    rows = []
+    run = spec.run
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", run.device):
+        rows.append((("run", "device"), f"unknown device {run.device!r}", 'use "auto", "cpu", "cuda" or "cuda:N"', "E011"))
+    if run.precision not in PRECISIONS:
+        rows.append((("run", "precision"), f"unknown precision {run.precision!r}", did_you_mean(run.precision, PRECISIONS) or f"one of {', '.join(PRECISIONS)}", "E011"))
+    data = spec.data
+    for key in ("batch_size", "eval_batch_size"):
+        value = getattr(data, key)
+        if value is not None and value < 1:
+            rows.append((("data", key), f"`{key}` must be at least 1, found {value}", None, "E012"))
+    if data.workers < 0:
+        rows.append((("data", "workers"), f"`workers` cannot be negative, found {data.workers}", None, "E012"))
+    return rows
+
+
+def _mode_ok(mode: Optional[str], path: tuple) -> list[Row]:
+    if mode is not None and mode not in MODES:
+        return [(path, f"unknown mode {mode!r}", 'use "min" or "max"', "E011")]
+    return []
+
+
+def _check_stages(spec: Spec) -> list[Row]:
+    rows: list[Row] = []
+    if not spec.stages:
+        return [(("stage",), "the plan has no stage", 'add at least one [[stage]] with a name and "steps" or "epochs"', "E030")]
+    names = [stage.name for stage in spec.stages]
+    for i, stage in enumerate(spec.stages):
+        at = ("stage", i)
+        if names.index(stage.name) != i:
+            rows.append((at + ("name",), f"stage name `{stage.name}` is used twice", "give every stage its own name", "E031"))
+        if (stage.steps is None) == (stage.epochs is None):
+            rows.append((at, f"stage `{stage.name}` needs exactly one of `steps` or `epochs`", 'e.g. steps = 2000 or epochs = 10', "E032"))
+        for key in ("steps", "epochs"):
+            value = getattr(stage, key)
+            if value is not None and value <= 0:
+                rows.append((at + (key,), f"`{key}` must be positive, found {value}", None, "E032"))
+        if stage.lr is None:
+            rows.append((at, f"stage `{stage.name}` has no learning rate", "set `lr` in the stage or in [defaults]", "E033"))
+        elif stage.lr <= 0:
+            rows.append((at + ("lr",), f"`lr` must be positive, found {stage.lr}", None, "E033"))
+        if stage.loss is None:
+            rows.append((at, f"stage `{stage.name}` has no loss", 'set `loss` in the stage or in [defaults], e.g. loss = "mse"', "E034"))
+        if stage.accumulate < 1:
+            rows.append((at + ("accumulate",), f"`accumulate` must be at least 1, found {stage.accumulate}", None, "E012"))
+        if stage.grad_clip is not None and stage.grad_clip <= 0:
+            rows.append((at + ("grad_clip",), f"`grad_clip` must be positive, found {stage.grad_clip}", None, "E012"))
+        if stage.frozen_norm not in ("eval", "train"):
+            rows.append((at + ("frozen_norm",), f"unknown value {stage.frozen_norm!r}", 'use "eval" or "train"', "E011"))
+        if stage.on_nonfinite not in ("stop", "skip"):
+            rows.append((at + ("on_nonfinite",), f"unknown value {stage.on_nonfinite!r}", 'use "stop" or "skip"', "E011"))
+        rows += _mode_ok(stage.eval.mode, at + ("eval", "mode"))
+        known = stage_metrics(stage)
+        if stage.eval.monitor not in known:
+            rows.append((at + ("eval", "monitor"), f"stage `{stage.name}` does not compute `{stage.eval.monitor}`", did_you_mean(stage.eval.monitor, known) or f"it computes {', '.join(known)}", "E043"))
+        if stage.early_stop is not None:
+            rows += _mode_ok(stage.early_stop.mode, at + ("early_stop", "mode"))
+            monitor = stage.early_stop.monitor
+            if monitor is not None and monitor not in known:
+                rows.append((at + ("early_stop", "monitor"), f"stage `{stage.name}` does not compute `{monitor}`", did_you_mean(monitor, known) or f"it computes {', '.join(known)}", "E043"))
+            if stage.early_stop.patience < 1:
+                rows.append((at + ("early_stop", "patience"), "`patience` must be at least 1", None, "E012"))
+        group_names = [g.name for g in stage.groups]
+        for j, group in enumerate(stage.groups):
+            if group_names.index(group.name) != j or group.name == "default":
+                rows.append((at + ("groups", j, "name"), f"group name `{group.name}` is used twice or reserved", 'names must be unique and not "default"', "E050"))
+            if group.lr is not None and group.lr_scale is not None:
+                rows.append((at + ("groups", j), f"group `{group.name}` sets both `lr` and `lr_scale`", "keep one: `lr` is absolute, `lr_scale` multiplies the stage's lr", "E050"))
+            if not group.params:
+                rows.append((at + ("groups", j, "params"), f"group `{group.name}` selects no parameters", 'e.g. params = ["backbone.**"]', "E050"))
+        if stage.init is not None:
+            rows += _check_init(stage, i, names)
+        if stage.gate is not None:
+            rows += _check_gate(stage, i, names, known)
+    return rows
+
+
+def _check_init(stage: StageSpec, i: int, names: list[str]) -> list[Row]:
+    at = ("stage", i, "init")
+    init = stage.init
+    rows: list[Row] = []
+    if (init.stage is None) == (init.path is None):
+        rows.append((at, "`init` needs exactly one of `stage` or `path`", 'e.g. init = { stage = "warmup", which = "best" }', "E035"))
+    if init.which not in ("best", "last"):
+        rows.append((at + ("which",), f"unknown checkpoint {init.which!r}", 'use "best" or "last"', "E011"))
+    if init.stage is not None:
+        if init.stage not in names:
+            rows.append((at + ("stage",), f"no stage named `{init.stage}`", did_you_mean(init.stage, names[:i]), "E036"))
+        elif names.index(init.stage) >= i:
+            what = "itself" if init.stage == stage.name else f"the later stage `{init.stage}`"
+            rows.append((at + ("stage",), f"stage `{stage.name}` starts from {what}", f"init can only load an earlier stage: {', '.join(names[:i]) or 'none before this one'}", "E037"))
+    return rows
+
+
+def _check_gate(stage: StageSpec, i: int, names: list[str], known: list[str]) -> list[Row]:
+    at = ("stage", i, "gate")
+    gate = stage.gate
+    rows: list[Row] = []
+    try:
+        expr = parse_gate(gate.when)
+    except GateSyntaxError as exc:
+        rows.append((at + ("when",), f"bad condition {gate.when!r}: {exc} (at character {exc.column})", 'write comparisons joined by and/or, e.g. "val/f1 >= 0.80 and val/loss < 0.5"', "E040"))
+        expr = None
+    if expr is not None:
+        for metric in gate_metrics(expr):
+            if metric not in known:
+                rows.append((at + ("when",), f"the gate reads `{metric}`, which stage `{stage.name}` does not compute", did_you_mean(metric, known) or f"it computes {', '.join(known)}", "E043"))
+    if gate.on_fail not in GATE_ACTIONS:
+        rows.append((at + ("on_fail",), f"unknown action {gate.on_fail!r}", did_you_mean(gate.on_fail, GATE_ACTIONS) or f"one of {', '.join(GATE_ACTIONS)}", "E041"))
+    if gate.check not in GATE_CHECKS:
+        rows.append((at + ("check",), f"unknown value {gate.check!r}", 'use "end" or "eval"', "E041"))
+    if gate.max_retries < 0:
+        rows.append((at + ("max_retries",), "`max_retries` cannot be negative", None, "E012"))
+    if gate.on_fail == "goto":
+        if gate.goto is None:
+            rows.append((at, 'on_fail = "goto" needs `goto = "<later stage>"`', f"later stages: {', '.join(names[i + 1:]) or 'none'}", "E042"))
+        elif gate.goto not in names[i + 1 :]:
+            rows.append((at + ("goto",), f"`goto` must name a later stage, found `{gate.goto}`", did_you_mean(gate.goto, names[i + 1 :]) or f"later stages: {', '.join(names[i + 1:]) or 'none'}", "E042"))
+    elif gate.goto is not None:
+        rows.append((at + ("goto",), '`goto` is only used with on_fail = "goto"', 'set on_fail = "goto" or remove `goto`', "E042"))
+    return rows
+
+
+def _check_export(spec: Spec) -> list[Row]:
+    rows: list[Row] = []
+    for j, fmt in enumerate(spec.export.formats):
+        if fmt not in EXPORT_FORMATS:
+            rows.append((("export", "formats", j), f"unknown export format {fmt!r}", did_you_mean(fmt, EXPORT_FORMATS) or f"one of {', '.join(EXPORT_FORMATS)}", "E011"))
+    if spec.export.which not in ("best", "last"):
+        rows.append((("export", "which"), f"unknown checkpoint {spec.export.which!r}", 'use "best" or "last"', "E011"))
+    names = [s.name for s in spec.stages]
+    if spec.export.stage is not None and spec.export.stage not in names:
+        rows.append((("export", "stage"), f"no stage named `{spec.export.stage}`", did_you_mean(spec.export.stage, names), "E036"))
+    return rows
+
+
+# -- plugin names and arguments ----------------------------------------------------------
+def _pieces(spec: Spec) -> Iterator[tuple[str, tuple, Piece]]:
+    yield "models", ("model",), spec.model
+    yield "datasets", ("data",), Piece(spec.data.use, spec.data.args)
+    for j, piece in enumerate(spec.callbacks):
+        yield "callbacks", ("callbacks", j), piece
+    for i, stage in enumerate(spec.stages):
+        at = ("stage", i)
+        yield "optimizers", at + ("optimizer",), stage.optimizer
+        yield "schedulers", at + ("scheduler",), stage.scheduler
+        for j, piece in enumerate(stage.metrics):
+            yield "metrics", at + ("metrics", j), piece
+        if stage.loss is not None:
+            for j, term in enumerate(stage.loss.terms):
+                if len(stage.loss.terms) == 1 and stage.loss.kind == "sum":
+                    yield "losses", at + ("loss",), term.piece
+                else:
+                    yield "losses", at + ("loss", "blend" if stage.loss.kind == "blend" else "sum", j), term.piece
+        for key in ("train", "freeze"):
+            for j, selector in enumerate(getattr(stage, key)):
+                if isinstance(selector, Piece):
+                    yield "freeze_strategies", at + (key, j), selector
+        for g, group in enumerate(stage.groups):
+            for j, selector in enumerate(group.params):
+                if isinstance(selector, Piece):
+                    yield "freeze_strategies", at + ("groups", g, "params", j), selector
+
+
+def _check_pieces(spec: Spec, registry: Registry) -> Iterator[Row]:
+    for kind, path, piece in _pieces(spec):
+        entry = registry.find(kind, piece.use)
+        use_path = path + ("use",) if piece.args or kind in ("models", "datasets") else path
+        if entry is None:
+            names = registry.names(kind)
+            yield (use_path, f"no {kind[:-1].replace('_', ' ')} named `{piece.use}` is registered", did_you_mean(piece.use, names) or f"registered: {', '.join(names) or 'none'} (see `staged plugins`)", "E020")
+            continue
+        args = dict(piece.args)
+        if kind == "schedulers" and entry.meta.get("monitored"):
+            monitor = args.pop(SCHEDULER_MONITOR_KEY, None)
+            if monitor is None:
+                yield (path, f"scheduler `{piece.use}` is driven by a metric and needs `monitor`", 'e.g. { use = "plateau", monitor = "val/loss", mode = "min" }', "E045")
+            else:
+                stage = spec.stages[path[1]]
+                if monitor not in stage_metrics(stage):
+                    yield (path + (SCHEDULER_MONITOR_KEY,), f"stage `{stage.name}` does not compute `{monitor}`", did_you_mean(monitor, stage_metrics(stage)), "E043")
+        yield from check_args(entry, args, path, auto=(entry.meta.get("auto") or {}) if kind == "losses" else {})
+
+
+def check_args(entry, args: dict, path: tuple, *, auto: dict) -> Iterator[Row]:
+    """Check a piece's arguments against its factory's signature."""
+    try:
+        signature = entry.signature()
+    except (TypeError, ValueError):
+        return
+    injected = INJECTED.get(entry.kind, ())
+    params = {name: p for name, p in signature.parameters.items() if name not in injected}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepted = [name for name, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    label = f"{entry.kind[:-1].replace('_', ' ')} `{entry.name}`"
+    for name, value in args.items():
+        if name not in params:
+            if not takes_any:
+                yield (path + (name,), f"{label} has no argument `{name}`", did_you_mean(name, accepted) or f"its arguments: {', '.join(accepted) or 'none'}", "E021")
+            continue
+        if isinstance(value, str) and value == "auto" and name in auto:
+            continue
+        problem = _value_problem(value, params[name].annotation)
+        if problem:
+            yield (path + (name,), f"{label}: `{name}` {problem}", None, "E023")
+    for name, p in params.items():
+        if p.default is inspect.Parameter.empty and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY) and name not in args:
+            yield (path, f"{label} needs argument `{name}`", f"add {name} = ...", "E022")
+
+
+def _value_problem(value: Any, annotation: Any) -> Optional[str]:
+    """Why `value` does not fit `annotation`, or None (unknown annotations always fit)."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if any(_value_problem(value, option) is None for option in options):
+            return None
+        return f"expected {' or '.join(_describe(o) for o in options)}, found {value!r}"
+    if annotation is type(None):
+        return None if value is None else f"expected nothing, found {value!r}"
+    if annotation is Steps:
+        try:
+            parse_duration(value)
+            return None
+        except DurationError as exc:
+            return str(exc)
+    if annotation is bool:
+        return None if isinstance(value, bool) else f"expected true or false, found {value!r}"
+    if annotation is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"expected an integer, found {value!r}"
+    if annotation is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"expected a number, found {value!r}"
+    if annotation is str:
+        return None if isinstance(value, str) else f"expected a string, found {value!r}"
+    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
+        if not isinstance(value, list):
+            return f"expected an array, found {value!r}"
+        inner = typing.get_args(annotation)
+        if inner and inner[-1] is not Ellipsis:
+            for item in value:
+                problem = _value_problem(item, inner[0])
+                if problem:
+                    return f"has an item that does not fit: {problem}"
+        return None
+    if origin is dict or annotation is dict:
+        return None if isinstance(value, dict) else f"expected a table, found {value!r}"
+    if origin is typing.Literal:
+        choices = typing.get_args(annotation)
+        return None if value in choices else f"expected one of {', '.join(map(repr, choices))}, found {value!r}"
+    return None
+
+
+def _describe(annotation: Any) -> str:
+    if annotation is type(None):
+        return "nothing"
+    return getattr(annotation, "__name__", str(annotation))

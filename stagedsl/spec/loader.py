@@ -1,0 +1,161 @@
+"""Read a spec file into a checked `Spec`, or raise one `SpecError` listing every problem.
+
+The layers, in order: the file and what it ``extends`` (deep merge), the selected
+``[profile.<name>]``, ``--set key.path=value`` overrides, then ``[defaults]`` under
+every stage. The merged document is structured by the cattrs converter and checked
+(`stagedsl.spec.check`). Never imports torch.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Iterable, Optional
+
+import attrs
+
+from stagedsl.errors import Problem, SpecError
+from stagedsl.registry import Registry, did_you_mean
+from stagedsl.spec.check import check_spec
+from stagedsl.spec.convert import KeyProblem, flatten_errors, structure_spec
+from stagedsl.spec.locate import SourceMap, format_path
+from stagedsl.spec.merge import apply_defaults, deep_merge, parse_override, set_path
+from stagedsl.spec.model import Spec
+
+_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+MAX_EXTENDS_DEPTH = 16
+
+
+def _read(path: Path, sources: list[tuple[str, str]]) -> Optional[dict]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem("E005", f"spec file not found: {path}", file=str(path))]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem("E005", f"cannot read {path}: {exc}", file=str(path))]) from None
+    sources.append((str(path), text))
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _TOML_POSITION.search(message)
+        line, column = (int(match.group(1)), int(match.group(2))) if match else (None, None)
+        raise SpecError(
+            [Problem("E006", f"TOML syntax: {_TOML_POSITION.sub('', message).strip()}", file=str(path), line=line, column=column,
+                     hint="check quotes, brackets and `key = value` pairs on this line")]
+        ) from None
+
+
+def _read_with_extends(path: Path, sources: list[tuple[str, str]], chain: tuple[Path, ...] = ()) -> dict:
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, resolved))
+        raise SpecError([Problem("E008", f"`extends` forms a cycle: {cycle}", file=str(path), path="extends")])
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise SpecError([Problem("E008", "`extends` nests too deeply", file=str(path), path="extends")])
+    document = _read(path, sources)
+    parent = document.pop("extends", None)
+    if parent is None:
+        return document
+    if not isinstance(parent, str):
+        raise SpecError([Problem("E008", f"`extends` takes a file path, found {parent!r}", file=str(path), path="extends")])
+    parent_path = (path.parent / parent)
+    if not parent_path.exists():
+        raise SpecError([Problem("E008", f"`extends` names a missing file: {parent}", file=str(path), path="extends",
+                                 hint="the path is relative to the file that extends it")])
+    base = _read_with_extends(parent_path, sources, chain + (resolved,))
+    return deep_merge(base, document)
+
+
+def _apply_profile(document: dict, profile: Optional[str]) -> dict:
+    profiles = document.pop("profile", {})
+    if not isinstance(profiles, dict):
+        raise KeyProblem("`profile` must be a table of named profiles", path=("profile",))
+    if profile is None:
+        return document
+    if profile not in profiles:
+        raise KeyProblem(
+            f"no profile named `{profile}`", path=("profile",), code="E009",
+            hint=did_you_mean(profile, profiles) or f"profiles: {', '.join(profiles) or 'none defined'}",
+        )
+    layer = profiles[profile]
+    if not isinstance(layer, dict):
+        raise KeyProblem(f"profile `{profile}` must be a table", path=("profile", profile))
+    return deep_merge(document, layer, ("profile", profile))
+
+
+def _problem(sources: SourceMap, path: tuple, message: str, hint: Optional[str], code: str) -> Problem:
+    key_path = format_path(list(path)) or None
+    file, line, column = sources.locate(list(path)) if path else (sources.sources[0][0], None, None)
+    return Problem(code, message, file=file, path=key_path, line=line, column=column, hint=hint)
+
+
+def loads_spec(
+    text: str,
+    *,
+    file: str = "<spec>",
+    profile: Optional[str] = None,
+    overrides: Iterable[str] = (),
+    registry: Optional[Registry] = None,
+) -> Spec:
+    """Parse spec text (see `load_spec`); `file` names it in messages and anchors `extends`."""
+    path = Path(file)
+    sources: list[tuple[str, str]] = [(file, text)]
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = _TOML_POSITION.search(str(exc))
+        raise SpecError([Problem("E006", f"TOML syntax: {_TOML_POSITION.sub('', str(exc)).strip()}", file=file,
+                                 line=int(match.group(1)) if match else None, column=int(match.group(2)) if match else None)]) from None
+    parent = document.pop("extends", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise SpecError([Problem("E008", f"`extends` takes a file path, found {parent!r}", file=file, path="extends")])
+        parent_path = path.parent / parent
+        if not parent_path.exists():
+            raise SpecError([Problem("E008", f"`extends` names a missing file: {parent}", file=file, path="extends",
+                                     hint="the path is relative to the file that extends it")])
+        document = deep_merge(_read_with_extends(parent_path, sources, (path.resolve(),)), document)
+    return _finish(document, sources, file, profile, overrides, registry)
+
+
+def load_spec(
+    path: str | Path,
+    *,
+    profile: Optional[str] = None,
+    overrides: Iterable[str] = (),
+    registry: Optional[Registry] = None,
+) -> Spec:
+    """Read, layer, structure and check the spec at `path`.
+
+    Plugin names and arguments are checked when a `registry` is given. Raises
+    `SpecError` carrying every problem found, each with file, key path, line and hint.
+    """
+    path = Path(path)
+    sources: list[tuple[str, str]] = []
+    document = _read_with_extends(path, sources)
+    return _finish(document, sources, str(path), profile, overrides, registry)
+
+
+def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: Optional[str],
+            overrides: Iterable[str], registry: Optional[Registry]) -> Spec:
+    source_map = SourceMap(sources)
+    try:
+        document = _apply_profile(document, profile)
+        for override in overrides:
+            parts, value = parse_override(override)
+            document = set_path(document, parts, value)
+        layered = apply_defaults(document)
+    except KeyProblem as exc:
+        raise SpecError([_problem(source_map, exc.path, str(exc), exc.hint, exc.code)]) from None
+    try:
+        spec = structure_spec(layered)
+    except Exception as exc:  # cattrs raises exception groups; flatten them all
+        rows = flatten_errors(exc)
+        raise SpecError([_problem(source_map, *row) for row in rows]) from None
+    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=document)
+    rows = check_spec(spec, registry)
+    if rows:
+        raise SpecError([_problem(source_map, *row) for row in rows])
+    return spec

@@ -1,0 +1,199 @@
+"""The typed spec: frozen attrs classes that mirror the TOML language key for key.
+
+Field docstrings live in `metadata={"doc": ...}`; `staged schema` and
+`docs/language.md` are generated from them, so the documentation cannot drift.
+Plugin pieces (model, data, loss, optimizer, scheduler, metric, freeze strategy,
+callback) are written ``"name"`` or ``{ use = "name", <arguments> }`` and land in
+`Piece` (``use`` + ``args``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import attrs
+
+DEVICES_HELP = '"auto", "cpu", "cuda" or "cuda:N"'
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+MODES = ("min", "max")
+GATE_ACTIONS = ("stop", "retry", "goto", "warn")
+GATE_CHECKS = ("end", "eval")
+
+
+def doc(text: str, **extra: Any) -> dict:
+    """Field metadata carrying the documentation of a key."""
+    return {"doc": text, **extra}
+
+
+@attrs.frozen
+class Piece:
+    """A registered piece: `use` names it, every other key is an argument of its factory."""
+
+    use: str = attrs.field(metadata=doc("Registered name of the piece (see `staged plugins`)."))
+    args: dict = attrs.field(factory=dict, metadata=doc("Arguments of the piece's factory, written inline."))
+
+
+@attrs.frozen
+class RunSection:
+    """`[run]`: settings of the whole run."""
+
+    name: str = attrs.field(default="run", metadata=doc("Name of the run; the default output folder is `runs/<name>`."))
+    seed: int = attrs.field(default=0, metadata=doc("Seed of torch, numpy, random and the data order."))
+    device: str = attrs.field(default="auto", metadata=doc(f"Where to train: {DEVICES_HELP}."))
+    precision: str = attrs.field(default="32", metadata=doc('Numeric precision: "32", "16-mixed" (AMP with a grad scaler) or "bf16-mixed".'))
+    out: Optional[str] = attrs.field(default=None, metadata=doc("Run directory; default `runs/<name>`."))
+    compile: bool = attrs.field(default=False, metadata=doc("Wrap the model in `torch.compile`."))
+    channels_last: bool = attrs.field(default=False, metadata=doc("Use the channels-last memory format for 4D inputs."))
+
+
+@attrs.frozen
+class DataSection:
+    """`[data]`: the dataset piece and how it is batched; other keys are the dataset's arguments."""
+
+    use: str = attrs.field(metadata=doc("Registered dataset name."))
+    args: dict = attrs.field(factory=dict, metadata=doc("Arguments of the dataset factory, written inline."))
+    batch_size: int = attrs.field(default=32, metadata=doc("Training batch size."))
+    eval_batch_size: Optional[int] = attrs.field(default=None, metadata=doc("Evaluation batch size; default `batch_size`."))
+    workers: int = attrs.field(default=0, metadata=doc("DataLoader worker processes."))
+    shuffle: bool = attrs.field(default=True, metadata=doc("Shuffle the training split each epoch."))
+    drop_last: bool = attrs.field(default=False, metadata=doc("Drop the last incomplete training batch."))
+    pin_memory: Optional[bool] = attrs.field(default=None, metadata=doc("Pin host memory; default: when training on CUDA."))
+
+
+DATA_LOADER_KEYS = ("batch_size", "eval_batch_size", "workers", "shuffle", "drop_last", "pin_memory")
+
+
+@attrs.frozen
+class LossTermSpec:
+    """One term of a loss: a piece with a weight."""
+
+    piece: Piece
+    weight: float = 1.0
+
+
+@attrs.frozen
+class LossSpec:
+    """A stage's loss: one piece, a weighted `sum` of pieces, or a `blend` of two."""
+
+    kind: str = attrs.field(metadata=doc('"sum" (a single loss is a sum of one) or "blend".'))
+    terms: tuple[LossTermSpec, ...] = attrs.field(metadata=doc("The loss pieces with their weights."))
+    alpha: Optional[float] = attrs.field(default=None, metadata=doc("Blend factor: (1 - alpha) * first + alpha * second."))
+
+
+@attrs.frozen
+class GroupSpec:
+    """An optimizer parameter group: parameters selected by glob, with their own LR / decay."""
+
+    name: str = attrs.field(metadata=doc("Name of the group, shown in logs (`lr/<name>`)."))
+    params: tuple[Union[str, Piece], ...] = attrs.field(metadata=doc("Selectors of the group's parameters (globs, `re:` regexes or strategies)."))
+    lr: Optional[float] = attrs.field(default=None, metadata=doc("Absolute learning rate of the group."))
+    lr_scale: Optional[float] = attrs.field(default=None, metadata=doc("Learning rate relative to the stage's `lr`."))
+    weight_decay: Optional[float] = attrs.field(default=None, metadata=doc("Weight decay of the group; default the optimizer's."))
+
+
+@attrs.frozen
+class EvalSpec:
+    """`eval`: when a stage evaluates and which metric picks its best checkpoint."""
+
+    every: Optional[Union[str, int]] = attrs.field(default=None, metadata=doc('Cadence as a duration ("1 epoch", "500 steps"); default: at the end of the stage only.'))
+    monitor: str = attrs.field(default="val/loss", metadata=doc("Metric deciding the best checkpoint."))
+    mode: Optional[str] = attrs.field(default=None, metadata=doc('"min" or "max"; default from the metric ("min" for losses).'))
+
+
+@attrs.frozen
+class EarlyStopSpec:
+    """`early_stop`: stop the stage when `monitor` stops improving."""
+
+    patience: int = attrs.field(metadata=doc("Evaluations without improvement before stopping."))
+    monitor: Optional[str] = attrs.field(default=None, metadata=doc("Metric to watch; default the stage's `eval.monitor`."))
+    mode: Optional[str] = attrs.field(default=None, metadata=doc('"min" or "max"; default as for `eval.mode`.'))
+    min_delta: float = attrs.field(default=0.0, metadata=doc("Smallest change that counts as an improvement."))
+
+
+@attrs.frozen
+class InitSpec:
+    """`init`: weights to start the stage from: an earlier stage's checkpoint or a file."""
+
+    stage: Optional[str] = attrs.field(default=None, metadata=doc("An earlier stage whose checkpoint to load."))
+    which: str = attrs.field(default="best", metadata=doc('"best" or "last" checkpoint of that stage.'))
+    path: Optional[str] = attrs.field(default=None, metadata=doc("A weights file or glob (the newest match wins): .safetensors, .pt, .pth, .ckpt."))
+    strict: bool = attrs.field(default=True, metadata=doc("Fail when the file's keys differ from the model's."))
+
+
+@attrs.frozen
+class GateSpec:
+    """`gate`: a condition over metrics that decides whether and where the plan goes on."""
+
+    when: str = attrs.field(metadata=doc('Condition that must hold, e.g. "val/f1 >= 0.80" (and / or / not, parentheses).'))
+    on_fail: str = attrs.field(default="stop", metadata=doc('What to do when it fails: "stop", "retry", "goto" or "warn".'))
+    goto: Optional[str] = attrs.field(default=None, metadata=doc('Later stage to jump to when `on_fail = "goto"`.'))
+    max_retries: int = attrs.field(default=1, metadata=doc('Retries of the stage when `on_fail = "retry"`.'))
+    check: str = attrs.field(default="end", metadata=doc('"end": after the stage; "eval": at every evaluation too.'))
+
+
+@attrs.frozen
+class CheckpointSpec:
+    """`checkpoint`: cadence of resumable checkpoints."""
+
+    every: Optional[Union[str, int]] = attrs.field(default=None, metadata=doc('Cadence as a duration; default: at each evaluation and at the end.'))
+    keep_last: int = attrs.field(default=2, metadata=doc("How many periodic checkpoints to keep (best is kept apart)."))
+
+
+@attrs.frozen
+class StageSpec:
+    """`[[stage]]`: one stage of the plan. Keys in `[defaults]` apply to every stage."""
+
+    name: str = attrs.field(metadata=doc("Unique name of the stage."))
+    steps: Optional[int] = attrs.field(default=None, metadata=doc("Duration in optimizer steps (give `steps` or `epochs`)."))
+    epochs: Optional[float] = attrs.field(default=None, metadata=doc("Duration in epochs of the training split."))
+    lr: Optional[float] = attrs.field(default=None, metadata=doc("Base learning rate of the stage."))
+    optimizer: Piece = attrs.field(default=Piece("adamw"), metadata=doc("Optimizer piece."))
+    scheduler: Piece = attrs.field(default=Piece("constant"), metadata=doc("LR scheduler piece; duration arguments are counted from the stage's start."))
+    loss: Optional[LossSpec] = attrs.field(default=None, metadata=doc('Loss: "name", {use=...}, {sum=[...]} or {blend=[a, b], alpha=...}.'))
+    metrics: tuple[Piece, ...] = attrs.field(default=(), metadata=doc("Validation metrics, logged as `val/<name>`."))
+    train: tuple[Union[str, Piece], ...] = attrs.field(default=(), metadata=doc("Selectors of the parameters to train; default all."))
+    freeze: tuple[Union[str, Piece], ...] = attrs.field(default=(), metadata=doc("Selectors of parameters to freeze (applied after `train`)."))
+    frozen_norm: str = attrs.field(default="eval", metadata=doc('"eval": norm layers whose parameters are frozen keep their running statistics; "train" lets them update.'))
+    groups: tuple[GroupSpec, ...] = attrs.field(default=(), metadata=doc("Optimizer parameter groups; parameters in none go to group `default`."))
+    eval: EvalSpec = attrs.field(default=EvalSpec(), metadata=doc("Evaluation cadence and monitored metric."))
+    early_stop: Optional[EarlyStopSpec] = attrs.field(default=None, metadata=doc("Early stopping."))
+    init: Optional[InitSpec] = attrs.field(default=None, metadata=doc("Weights to start from."))
+    gate: Optional[GateSpec] = attrs.field(default=None, metadata=doc("Condition checked after the stage."))
+    grad_clip: Optional[float] = attrs.field(default=None, metadata=doc("Clip the gradient norm to this value."))
+    accumulate: int = attrs.field(default=1, metadata=doc("Micro-batches accumulated per optimizer step."))
+    log_every: Union[str, int] = attrs.field(default="50 steps", metadata=doc("Logging cadence as a duration."))
+    checkpoint: CheckpointSpec = attrs.field(default=CheckpointSpec(), metadata=doc("Checkpoint cadence."))
+    on_nonfinite: str = attrs.field(default="stop", metadata=doc('"stop" or "skip" a step whose loss is NaN or infinite.'))
+    max_nonfinite: int = attrs.field(default=10, metadata=doc("Skipped non-finite steps in a row before stopping."))
+
+
+@attrs.frozen
+class ExportSpec:
+    """`[export]`: what `staged run` exports at the end (and `staged export`'s defaults)."""
+
+    formats: tuple[str, ...] = attrs.field(default=("onnx", "onnx-fp16", "package"), metadata=doc('Formats: "onnx", "onnx-fp16", "package".'))
+    stage: Optional[str] = attrs.field(default=None, metadata=doc("Stage whose weights to export; default the last one run."))
+    which: str = attrs.field(default="best", metadata=doc('"best" or "last" checkpoint.'))
+    opset: int = attrs.field(default=18, metadata=doc("ONNX opset version."))
+    atol: float = attrs.field(default=1e-4, metadata=doc("Absolute tolerance of the fp32 ONNX check."))
+    rtol: float = attrs.field(default=1e-4, metadata=doc("Relative tolerance of the fp32 ONNX check."))
+    fp16_atol: float = attrs.field(default=1e-2, metadata=doc("Absolute tolerance of the fp16 ONNX check."))
+    fp16_rtol: float = attrs.field(default=1e-2, metadata=doc("Relative tolerance of the fp16 ONNX check."))
+    keep_io_types: bool = attrs.field(default=True, metadata=doc("Keep fp32 inputs and outputs in the fp16 graph."))
+    check_batches: int = attrs.field(default=4, metadata=doc("Held-out batches compared against PyTorch."))
+    prune: Optional[dict] = attrs.field(default=None, metadata=doc("L1 unstructured pruning after export, e.g. {amount = 0.3}."))
+
+
+@attrs.frozen
+class Spec:
+    """A whole training plan as written: run, model, data, stages and export."""
+
+    model: Piece = attrs.field(metadata=doc("`[model]`: the model piece; other keys are its arguments."))
+    data: DataSection = attrs.field(metadata=doc("`[data]`: the dataset piece and batching."))
+    stages: tuple[StageSpec, ...] = attrs.field(metadata=doc("`[[stage]]`: the ordered stages."))
+    run: RunSection = attrs.field(default=RunSection(), metadata=doc("`[run]`: run-wide settings."))
+    callbacks: tuple[Piece, ...] = attrs.field(default=(), metadata=doc("Callback pieces, called in order."))
+    export: Optional[ExportSpec] = attrs.field(default=None, metadata=doc("`[export]`: exports at the end of `staged run`."))
+    file: Optional[str] = attrs.field(default=None, metadata=doc("The file the spec was read from (set by the loader)."))
+    sources: tuple = attrs.field(default=(), eq=False, repr=False, metadata=doc("(file, text) of the files read, for error positions (set by the loader)."))
+    document: Optional[dict] = attrs.field(default=None, eq=False, repr=False, metadata=doc("The merged TOML document (set by the loader)."))

@@ -1,0 +1,212 @@
+"""Generate `docs/language.md` — every key, its type, default and meaning — from the attrs
+classes of `stagedsl.spec.model`, so the reference cannot drift from the code.
+
+    python -m stagedsl.spec.reference > docs/language.md
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, Union
+
+import attrs
+
+from stagedsl.spec.convert import key_names
+from stagedsl.spec.model import (
+    CheckpointSpec,
+    DataSection,
+    EarlyStopSpec,
+    EvalSpec,
+    ExportSpec,
+    GateSpec,
+    GroupSpec,
+    InitSpec,
+    LossSpec,
+    Piece,
+    RunSection,
+    StageSpec,
+)
+
+INTRO = '''# The spec language
+
+A spec is one TOML file: run settings, the model, the data, an ordered list of stages,
+and optionally callbacks and an export. `staged validate SPEC` checks it in a blink;
+`staged plan SPEC --dry-run` shows what it will do; `staged schema` prints its JSON Schema
+(put `#:schema ../docs/schema.json` on the first line for completion in Taplo / Even Better TOML).
+
+```toml
+[run]
+name = "ocec"
+precision = "16-mixed"
+
+[model]                        # a registered model; every other key is its argument
+use = "ocec_net"
+width = 16
+
+[data]                         # a registered dataset; loader keys + the dataset's arguments
+use = "ocec_eyes"
+batch_size = 128
+n_train = 2048
+
+[defaults]                     # every stage inherits these (deep merge)
+optimizer = { use = "adamw", weight_decay = 0.01 }
+loss = { use = "cosface", margin = 0.35 }
+metrics = ["f1", "accuracy"]
+eval = { every = "1 epoch", monitor = "val/f1" }
+
+[[stage]]
+name = "heads"
+epochs = 10
+lr = 1e-4
+freeze = ["backbone.**"]
+gate = { when = "val/f1 >= 0.80", on_fail = "stop" }
+
+[[stage]]
+name = "unfreeze"
+epochs = 20
+lr = 1e-4
+freeze = [{ use = "fraction", module = "backbone", fraction = 0.5, end = "first" }]
+groups = [{ name = "backbone", params = ["backbone.**"], lr_scale = 0.05 }]
+init = { stage = "heads", which = "best" }
+```
+
+## Pieces
+Models, datasets, losses, metrics, optimizers, schedulers, freeze strategies and callbacks
+are *pieces* registered by plugins (`staged plugins` lists them). A piece is written as
+its name, `"adamw"`, or as a table `{ use = "adamw", weight_decay = 0.01 }` whose other keys
+are the arguments of the piece's factory. Arguments are checked against the factory's
+signature before anything runs.
+
+## Durations
+`steps` and `epochs` give a stage's length. Everywhere else (evaluation cadence,
+scheduler milestones and warm-up, logging, checkpoints) a duration is an integer number of
+steps or a string: `"500 steps"`, `"3 epochs"`, `"1 epoch"`, `"2ep"`, `"100ba"`. Durations
+count from the start of the stage that uses them. Epochs are converted to steps with the
+training split's length, known before any data is built. A *step* is one optimizer step
+(`accumulate` micro-batches).
+
+## Selecting parameters: `train`, `freeze`, `groups`
+Selectors match the names of `model.named_parameters()`:
+- a glob over the whole dotted name: `*` matches within one segment, `**` across segments
+  (`"transformer.**"`, `"**.bias"`, `"backbone.blocks.*.norm.*"`);
+- `"re:<regex>"`: a regular expression matched against the whole name;
+- `{ use = "<strategy>", ... }`: a registered freeze strategy, e.g.
+  `{ use = "fraction", module = "backbone", fraction = 0.5, end = "last" }` — the last
+  half of the backbone's parameter tensors in registration order.
+
+A stage trains the parameters selected by `train` (all if absent) minus those selected by
+`freeze`. Stages are independent: a later stage may freeze what an earlier one trained.
+Norm layers whose parameters are all frozen stay in eval mode (`frozen_norm = "eval"`) so
+their running statistics do not move. Frozen parameters never reach the optimizer.
+`groups` split the trainable parameters into named optimizer groups with their own `lr`
+(absolute) or `lr_scale` (× the stage's `lr`) and `weight_decay`; the rest form group
+`default`. Overlapping groups are an error.
+
+## Losses
+- `loss = "mse"` or `loss = { use = "cross_entropy", label_smoothing = 0.1 }`;
+- a weighted sum: `loss = { sum = [{ use = "l1", weight = 2.0 }, { use = "relative_l1", weight = 0.8 }] }`;
+- a blend of two: `loss = { blend = ["mse", { use = "nrmse", sigma = "auto" }], alpha = 0.3 }`
+  is `(1 - alpha) * mse + alpha * nrmse`.
+
+An argument written `"auto"` is derived from the training data before the stage starts,
+when the loss declares how (`nrmse`'s per-channel `sigma`); the value is recorded in the run.
+
+## Gates
+`gate = { when = "val/f1 >= 0.80", on_fail = "stop" }` is checked after the stage (or at
+each evaluation with `check = "eval"`). `when` is a condition over the stage's metrics —
+`train/loss`, `val/loss` and `val/<metric>` — made of comparisons (`>=`, `>`, `<=`, `<`,
+`==`, `!=`) joined by `and`, `or`, `not` and parentheses. It is parsed, never evaluated as
+code. When it fails: `stop` ends the plan (exit code 3), `retry` runs the stage again from
+its `init` (at most `max_retries` times), `goto` jumps to the later stage named by `goto`,
+`warn` logs and goes on.
+
+## Layers: `extends`, profiles, `--set`
+`extends = "base.toml"` layers this file over another (deep merge; stages merge by
+`name`). `[profile.<name>]` tables hold partial specs applied with `--profile <name>`;
+they may address stages by name: `[profile.tiny.stage.warmup] steps = 20`. Every command
+accepts `--set key.path=value` (`--set stage.finetune.lr=1e-5`, `--set stage[0].steps=10`,
+`--set run.device=cpu`); values are read as TOML, else as strings.
+
+# Reference
+'''
+
+
+def _type(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Piece:
+        return "piece"
+    if tp is LossSpec:
+        return "loss"
+    if tp == Union[str, Piece]:
+        return "selector"
+    if tp == Union[str, int]:
+        return "duration"
+    if origin is Union:
+        options = [a for a in args if a is not type(None)]
+        return " or ".join(_type(a) for a in options)
+    if origin is tuple:
+        return f"array of {_type(args[0])}"
+    if attrs.has(tp):
+        return "table"
+    return {int: "integer", float: "number", str: "string", bool: "boolean", dict: "table"}.get(tp, str(tp))
+
+
+def _default(attribute: attrs.Attribute) -> str:
+    default = attribute.default
+    if default is attrs.NOTHING:
+        return "**required**"
+    if isinstance(default, attrs.Factory):
+        default = default.factory()
+    if default is None:
+        return "—"
+    if isinstance(default, Piece):
+        return f'`"{default.use}"`'
+    if attrs.has(type(default)):
+        return "see below"
+    if isinstance(default, str):
+        return f'`"{default}"`'
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, tuple):
+        return "`[" + ", ".join(f'"{d}"' if isinstance(d, str) else str(d) for d in default) + "]`"
+    return f"`{default}`"
+
+
+def _table(title: str, cls: type, skip: tuple[str, ...] = ()) -> str:
+    hints = typing.get_type_hints(cls)
+    rows = [f"## {title}", "", (cls.__doc__ or "").strip().splitlines()[0], "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    names = [a for a in attrs.fields(cls) if a.name not in ("file", "sources", "document", "args") + skip]
+    keys = dict(zip([a.name for a in attrs.fields(cls) if a.name not in ("file", "sources", "document")], key_names(cls)))
+    for attribute in names:
+        rows.append(f"| `{keys[attribute.name]}` | {_type(hints[attribute.name])} | {_default(attribute)} | {attribute.metadata.get('doc', '')} |")
+    return "\n".join(rows) + "\n"
+
+
+def language_reference() -> str:
+    """The whole of docs/language.md."""
+    parts = [
+        INTRO,
+        _table("`[run]`", RunSection),
+        "## `[model]`\n\n`use` names a registered model (`staged plugins`); every other key is an argument of its factory.\n",
+        _table("`[data]`", DataSection),
+        "Every other key of `[data]` is an argument of the dataset's factory.\n",
+        _table("`[[stage]]` (and `[defaults]`)", StageSpec),
+        _table("`groups` entries", GroupSpec),
+        _table("`eval`", EvalSpec),
+        _table("`early_stop`", EarlyStopSpec),
+        _table("`init`", InitSpec),
+        _table("`gate`", GateSpec),
+        _table("`checkpoint`", CheckpointSpec),
+        _table("`[export]`", ExportSpec),
+        "## Top level\n\n| key | meaning |\n|---|---|\n"
+        "| `extends` | Another spec file this one is layered on. |\n"
+        "| `[defaults]` | Stage keys every stage inherits. |\n"
+        "| `[profile.<name>]` | A partial spec applied by `--profile <name>`. |\n"
+        "| `callbacks` | Array of callback pieces, called in order. |\n",
+    ]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(language_reference(), end="")
