@@ -8,6 +8,7 @@ into steps without loading data. Every problem is collected and raised as one
 
 from __future__ import annotations
 
+import contextlib
 import math
 import typing
 from typing import Any, Optional
@@ -54,8 +55,29 @@ def build_meta_model(spec: Spec, registry: Registry) -> Any:
     import torch
 
     factory = registry.get("models", spec.model.use).factory
-    with torch.device("meta"):
+    with torch.device("meta"), _skip_weight_init():
         return factory(**spec.model.args)
+
+
+@contextlib.contextmanager
+def _skip_weight_init():
+    """Make `torch.nn.init` no-ops while building on meta: there are no values to fill, and
+    initialising 10k tensors one dispatch at a time dominates compile time otherwise."""
+    import torch.nn.init as init
+
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+
+    def keep(tensor, *args, **kwargs):
+        return tensor
+
+    try:
+        for name in names:
+            setattr(init, name, keep)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(init, name, function)
 
 
 def compile_plan(spec: Spec, registry: Optional[Registry] = None) -> Plan:
@@ -245,16 +267,15 @@ def _groups(stage: StageSpec, at: tuple, names: list[str], trainable: tuple, reg
     owner: dict[str, str] = {}
     groups = []
     for g, group in enumerate(stage.groups):
-        chosen: list[str] = []
+        chosen: set[str] = set()
         for j, matched, problem in select(group.params, names, registry):
             if problem:
                 problems.add(at + ("groups", g, "params", j), str(problem), problem.hint, problem.code)
-            chosen.extend(m for m in matched if m not in chosen)
-        for name in chosen:
-            if name in owner and owner[name] != group.name:
-                problems.add(at + ("groups", g, "params"), f"groups `{owner[name]}` and `{group.name}` overlap (e.g. `{name}`)",
-                             "a parameter can be in one group only; narrow one of the globs", "E062")
-                break
+            chosen.update(matched)
+        overlap = next((name for name in names if name in chosen and name in owner), None)
+        if overlap is not None:
+            problems.add(at + ("groups", g, "params"), f"groups `{owner[overlap]}` and `{group.name}` overlap (e.g. `{overlap}`)",
+                         "a parameter can be in one group only; narrow one of the globs", "E062")
         for name in chosen:
             owner.setdefault(name, group.name)
         lr = group.lr if group.lr is not None else stage.lr * (group.lr_scale if group.lr_scale is not None else 1.0)

@@ -41,11 +41,8 @@ def worst_case_plateau_lr(stage: StagePlan, factor: float, patience: int, cooldo
     return lr, collapse_at
 
 
-def _comparable(stage: StagePlan) -> dict:
-    data = attrs.asdict(stage)
-    for key in ("index", "name", "init", "gate"):
-        data.pop(key)
-    return data
+def _comparable(stage: StagePlan) -> StagePlan:
+    return attrs.evolve(stage, index=0, name="", init=None, gate=None)
 
 
 def lint_plan(plan: Plan, registry: Registry) -> list[Problem]:
