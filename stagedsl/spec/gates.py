@@ -199,5 +199,6 @@ def render_gate(expr: Mapping[str, Any]) -> str:
     if op in ("and", "or"):
         return f" {op} ".join(f"({render_gate(a)})" if a.get("op") in ("and", "or") else render_gate(a) for a in expr["args"])
     if op == "not":
-        return f"not {render_gate(expr['arg'])}"
+        inner = render_gate(expr["arg"])
+        return f"not ({inner})" if expr["arg"].get("op") in ("and", "or") else f"not {inner}"
     return f"{render_gate(expr['left'])} {op} {render_gate(expr['right'])}"
