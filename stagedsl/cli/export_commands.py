@@ -1,0 +1,138 @@
+"""`staged export` and `staged predict`: thin faces over `export_run` and `load_package`.
+
+Imported when the CLI starts, so nothing heavy (torch, onnx) is imported at module level.
+Data goes to stdout (the report table or JSON, the prediction summary); diagnostics to
+stderr; failures are raised as stagedsl errors for the app to render and map to exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from stagedsl.errors import ExportError, Problem, UsageError
+
+
+def add_commands(app: typer.Typer) -> None:
+    """Add `export` and `predict` to the `staged` app."""
+    app.command("export")(export)
+    app.command("predict")(predict)
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="The run directory (holds plan.json and stages/).", show_default=False),
+    stage: Optional[str] = typer.Option(None, "--stage", help="Stage to export (default: the last stage with checkpoints)."),
+    which: Optional[str] = typer.Option(None, "--which", help='Checkpoint of the stage: "best" (default) or "last".'),
+    format_: Optional[str] = typer.Option(None, "--format", "-f", help="Comma-separated formats: onnx,onnx-fp16,package (default: the spec's [export] formats, else all three)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Destination folder (default: RUN_DIR/export)."),
+    json_: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Export a run's checkpoint to ONNX, FP16 ONNX and a model package, each verified against PyTorch."""
+    from stagedsl.export.runner import export_run
+
+    formats = [f.strip() for f in format_.split(",") if f.strip()] if format_ else None
+    try:
+        report = export_run(run_dir, stage=stage, which=which, formats=formats, out=out)
+    except ExportError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            typer.echo(report.to_json() if json_ else render_report(report))
+        raise
+    typer.echo(report.to_json() if json_ else render_report(report))
+    typer.echo(f"exported stage `{report.stage}` ({report.which}) in {report.seconds:.1f}s to {report.out}", err=True)
+
+
+def _figure(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _metrics(before: dict, after: dict) -> str:
+    return ", ".join(f"{name} {before[name]:.5g} -> {after.get(name, float('nan')):.5g}" for name in before) or "-"
+
+
+def render_report(report: Any) -> str:
+    """The export report as a plain-text table."""
+    rows = [("format", "status", "max abs", "max rel", "tolerance", "metric before -> after", "file")]
+    for name, result in report.formats.items():
+        tolerance = f"atol {result.atol:g} rtol {result.rtol:g}" if result.atol is not None else "-"
+        files = ", ".join(_short(f, report.out) for f in result.files) or "-"
+        rows.append((name, result.status, _figure(result.max_abs), _figure(result.max_rel), tolerance,
+                     _metrics(result.metric_before, result.metric_after), files))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    for name, result in report.formats.items():
+        if result.error:
+            lines.append(f"{name}: {result.error}")
+    if report.prune is not None:
+        prune = report.prune
+        lines.append(f"prune: amount {prune.amount:g}: {prune.sparsity:.1%} of {prune.tensors} Linear/Conv weight tensors zeroed "
+                     f"({prune.model_sparsity:.1%} of all parameters); {_metrics(prune.metric_before, prune.metric_after)}; "
+                     f"{_short(prune.file, report.out) if prune.file else '-'}")
+    lines.append(f"checked on {report.check_split} batches; report: {_short(str(Path(report.out) / 'report.json'), report.out)}")
+    lines.append("PASSED" if report.passed else "FAILED")
+    return "\n".join(lines)
+
+
+def _short(path: str, out: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path(out)))
+    except ValueError:
+        return path
+
+
+def predict(
+    package: Path = typer.Argument(..., help="The model package folder (RUN_DIR/export/package).", show_default=False),
+    inputs: Path = typer.Argument(..., help="An .npz file with the model's input arrays.", show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="The .npz file to write the outputs to."),
+    input_key: Optional[List[str]] = typer.Option(None, "--input-key", "-k", help="The npz key of each model input, in order (repeatable; default: the package's input names, or the file's only array)."),
+    onnx: bool = typer.Option(False, "--onnx", help="Run the package's ONNX model in onnxruntime instead of PyTorch."),
+    fp16: bool = typer.Option(False, "--fp16", help="Run the package's float16 ONNX model."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass."),
+    json_: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+) -> None:
+    """Run a model package on the arrays of an .npz file and write its outputs to another .npz."""
+    import numpy as np
+
+    import stagedsl
+
+    loaded = stagedsl.load_package(package)
+    if not inputs.is_file():
+        raise UsageError([Problem(code="E524", message=f"input file `{inputs}` does not exist")])
+    try:
+        archive = np.load(inputs, allow_pickle=False)
+    except Exception as exc:
+        raise UsageError([Problem(code="E524", message=f"cannot read `{inputs}` as .npz: {exc}")]) from None
+    with archive:
+        keys = _input_keys(input_key, loaded.input_names, list(archive.files), inputs)
+        arrays = [archive[key] for key in keys]
+    outputs = loaded.predict(arrays, onnx=onnx, fp16=fp16, batch_size=batch_size)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    names = loaded.output_names or [f"output_{i}" for i in range(len(outputs))]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **dict(zip(names, outputs)))
+    written = {"out": str(out), "backend": "onnx-fp16" if fp16 else "onnx" if onnx else "torch", "inputs": keys,
+               "outputs": {name: list(array.shape) for name, array in zip(names, outputs)}}
+    if json_:
+        typer.echo(json.dumps(written))
+    else:
+        shapes = ", ".join(f"{n} {tuple(s)}" for n, s in written["outputs"].items())
+        typer.echo(f"{out}: {shapes}")
+
+
+def _input_keys(given: Optional[List[str]], names: List[str], files: List[str], path: Path) -> List[str]:
+    """Which npz arrays feed the model's inputs, in order."""
+    if given:
+        keys = [k.strip() for item in given for k in item.split(",") if k.strip()]
+        missing = [k for k in keys if k not in files]
+        if missing:
+            raise UsageError([Problem(code="E524", message=f"`{path}` has no array(s) {missing} (it has {files})")])
+        return keys
+    if names and all(name in files for name in names):
+        return list(names)
+    if len(names) <= 1 and len(files) == 1:
+        return files
+    raise UsageError([Problem(code="E524", message=f"cannot tell which arrays of `{path}` ({files}) are the model's inputs {names}",
+                              hint="name them with --input-key, in the model's input order")])
