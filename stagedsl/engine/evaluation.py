@@ -1,0 +1,119 @@
+"""Evaluation on the validation split: ``val/loss`` and ``val/<metric>`` for the stage's metrics.
+
+Metrics are built once per stage from the registered factories (torchmetrics), moved to
+the device and updated with ``metric.update(model_output, target)`` (with the batch's
+inputs as a third argument for a metric with ``needs_inputs = True``); the loss sum stays
+on the device, so one evaluation syncs with the host once, at the end. ``val/loss`` is
+the sample-weighted mean of the objective over batches (objectives are batch means).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from stagedsl.engine.objective import needs_inputs
+from stagedsl.engine.placement import Placement
+from stagedsl.errors import RunError
+from stagedsl.plan.model import PieceRef
+from stagedsl.registry import Registry
+
+
+def build_metrics(refs: tuple[PieceRef, ...], registry: Registry, device: torch.device) -> list[tuple[str, Any]]:
+    """``(name, metric)`` pairs for the stage's metrics, on the device."""
+    metrics = []
+    names = [ref.name for ref in refs]
+    for index, ref in enumerate(refs):
+        try:
+            metric = registry.get("metrics", ref.name).factory(**ref.args)
+        except Exception as exc:
+            if isinstance(exc, RunError):
+                raise
+            raise RunError(f"building metric `{ref.name}` failed: {type(exc).__name__}: {exc}", code="E407") from exc
+        if isinstance(metric, nn.Module):
+            metric = metric.to(device)
+        name = ref.name if names.count(ref.name) == 1 else f"{ref.name}#{index}"
+        metrics.append((name, metric))
+    return metrics
+
+
+def _batch_size(target: Any) -> int:
+    if isinstance(target, torch.Tensor):
+        return int(target.shape[0]) if target.dim() else 1
+    if isinstance(target, (tuple, list)) and target:
+        return _batch_size(target[0])
+    return 1
+
+
+class Evaluator:
+    """Runs the model over the validation loader and returns ``val/*`` values."""
+
+    def __init__(
+        self,
+        loader: Optional[torch.utils.data.DataLoader],
+        objective: Callable,
+        metrics: list[tuple[str, Any]],
+        placement: Placement,
+    ):
+        self.loader = loader
+        self.objective = objective
+        self.metrics = metrics
+        self.placement = placement
+        self.move = placement.batch_mover()
+
+    @property
+    def available(self) -> bool:
+        """Whether there is a validation split to evaluate on."""
+        return self.loader is not None
+
+    def evaluate(self, forward: Callable, model: nn.Module) -> dict[str, float]:
+        """Evaluate in eval mode without gradients; the caller restores training mode."""
+        if self.loader is None:
+            return {}
+        model.eval()
+        device = self.placement.device
+        total = torch.zeros((), device=device, dtype=torch.float32 if device.type == "mps" else torch.float64)
+        count = 0
+        move, autocast = self.move, self.placement.autocast()
+        metrics = [(name, metric, needs_inputs(metric)) for name, metric in self.metrics]
+        with torch.no_grad():
+            for batch in self.loader:
+                if move is not None:
+                    batch = move(batch)
+                inputs, target = batch
+                with autocast:
+                    output = forward(*inputs) if isinstance(inputs, tuple) else forward(inputs)
+                    loss = self.objective(output, target, inputs)
+                if isinstance(output, torch.Tensor) and not output.is_contiguous():
+                    output = output.contiguous()  # torchmetrics' regression metrics call .view(-1)
+                size = _batch_size(target)
+                total += loss.detach().to(total.dtype) * size
+                count += size
+                for _, metric, with_inputs in metrics:
+                    if with_inputs:
+                        metric.update(output, target, inputs)
+                    else:
+                        metric.update(output, target)
+        if count == 0:
+            raise RunError("the validation split is empty", code="E405")
+        values = {"val/loss": float(total.item()) / count}
+        for name, metric in self.metrics:
+            result = metric.compute()
+            metric.reset()
+            values.update(_flatten(f"val/{name}", result))
+        return values
+
+
+def _flatten(prefix: str, result: Any) -> dict[str, float]:
+    if isinstance(result, dict):
+        out: dict[str, float] = {}
+        for key, value in result.items():
+            out.update(_flatten(f"{prefix}/{key}", value))
+        return out
+    if isinstance(result, torch.Tensor):
+        if result.numel() == 1:
+            return {prefix: float(result.item())}
+        return {f"{prefix}/{i}": float(v) for i, v in enumerate(result.flatten().tolist())}
+    return {prefix: float(result)}

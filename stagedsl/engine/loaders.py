@@ -1,0 +1,161 @@
+"""Batch sources for the run's splits, built once per run.
+
+Three paths, fastest first:
+
+- a `stagedsl.TensorSplit` (with ``workers = 0``) is read by `TensorBatches`: one index
+  tensor per epoch (shuffled by the placement's generator), sliced per batch, and the
+  split indexed with it — no DataLoader, no Python list of indices, no collation. On
+  CUDA the split's tensors are moved to the GPU once when they fit (`Placement.resident`);
+- any other split with ``__getitems__`` is fetched a whole batch at a time through a
+  DataLoader: a `BatchSampler` hands it a list of indices and the result passes through
+  untouched (``batch_size=None``; default_collate would be wrong here);
+- any other map-style dataset goes through the ordinary per-sample DataLoader.
+
+The shuffle generator is re-seeded at each stage start, so the sources live for the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Optional, Union
+
+import attrs
+import torch
+from torch.utils.data import BatchSampler, DataLoader
+
+from stagedsl.data import TensorSplit
+from stagedsl.engine.placement import Placement
+from stagedsl.engine.seeding import worker_init_fn
+from stagedsl.errors import RunError
+from stagedsl.plan.model import DataPlan
+
+
+def whole_batch(batch: Any) -> Any:
+    """Collate function of batched fetches: the dataset already returned the batch."""
+    return batch
+
+
+class TensorBatches:
+    """Batches of an in-memory `TensorSplit` by tensor indexing (see the module docstring)."""
+
+    def __init__(self, split: TensorSplit, *, batch_size: int, drop_last: bool, order: Optional[Callable[[], torch.Tensor]]):
+        self.split = split
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.order = order  # one epoch's sample order; None = in sequence (batches are views)
+        self.device = split.target.device
+
+    def __len__(self) -> int:
+        n, size = len(self.split), self.batch_size
+        return n // size if self.drop_last else -(-n // size)
+
+    def __iter__(self) -> Iterator[Any]:
+        split, size = self.split, self.batch_size
+        n = len(split)
+        stop = n - n % size if self.drop_last else n
+        if self.order is None:  # in sequence: slices (views of contiguous tensors, copies otherwise)
+            for start in range(0, stop, size):
+                inputs, target = split[start:start + size]
+                if isinstance(inputs, tuple):
+                    yield tuple(t.contiguous() for t in inputs), target.contiguous()
+                else:
+                    yield inputs.contiguous(), target.contiguous()
+            return
+        order = self.order()
+        if order.device != self.device:
+            order = order.to(self.device)
+        stop = min(stop, len(order))
+        inputs, target = split.inputs, split.target
+        if isinstance(inputs, tuple):
+            for start in range(0, stop, size):
+                index = order[start:start + size]
+                yield tuple(t.index_select(0, index) for t in inputs), target.index_select(0, index)
+        else:
+            for start in range(0, stop, size):
+                index = order[start:start + size]
+                yield inputs.index_select(0, index), target.index_select(0, index)
+
+
+BatchSource = Union[DataLoader, TensorBatches]
+
+
+@attrs.define
+class Loaders:
+    """The run's batch sources and the generator that orders the training data."""
+
+    train: BatchSource
+    val: Optional[BatchSource]
+    generator: torch.Generator
+
+
+def fetches_batches(dataset: Any) -> bool:
+    """Whether `dataset` answers a list of indices with one batch."""
+    return callable(getattr(dataset, "__getitems__", None))
+
+
+def _pin(dataset: Any, placement: Placement) -> bool:
+    if not placement.pin_memory:
+        return False
+    tensor = getattr(dataset, "target", None)  # a TensorSplit already on the GPU cannot be pinned
+    return not (isinstance(tensor, torch.Tensor) and tensor.device.type != "cpu")
+
+
+def make_loader(
+    dataset: Any,
+    *,
+    batch_size: int,
+    sampler: torch.utils.data.Sampler,
+    drop_last: bool,
+    workers: int,
+    placement: Placement,
+    generator: Optional[torch.Generator],
+) -> DataLoader:
+    """One DataLoader: batched fetch for ``__getitems__`` datasets, per-sample otherwise."""
+    common: dict[str, Any] = dict(
+        num_workers=workers,
+        pin_memory=_pin(dataset, placement),
+        generator=generator,
+    )
+    if workers > 0:
+        common.update(worker_init_fn=worker_init_fn, persistent_workers=True)
+    if fetches_batches(dataset):
+        batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
+        return DataLoader(dataset, sampler=batches, batch_size=None, collate_fn=whole_batch, **common)
+    return DataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last, **common)
+
+
+def build_loaders(splits: Any, data: DataPlan, placement: Placement) -> Loaders:
+    """The training and validation batch sources of a run."""
+    if splits.train is None:
+        raise RunError(f"dataset `{data.name}` returned no training split", code="E405")
+    generator = torch.Generator()
+    if type(splits.train) is TensorSplit and data.workers == 0:
+        train_split = placement.resident(splits.train)
+        val_split = placement.resident(splits.val) if type(splits.val) is TensorSplit else None
+        train = TensorBatches(train_split, batch_size=data.batch_size, drop_last=data.drop_last,
+                              order=placement.train_order(len(train_split), shuffle=data.shuffle, generator=generator))
+        val = TensorBatches(val_split, batch_size=data.eval_batch_size, drop_last=False, order=None) if val_split is not None else None
+        if val is None and splits.val is not None:
+            val = make_loader(splits.val, batch_size=data.eval_batch_size, sampler=placement.eval_sampler(splits.val),
+                              drop_last=False, workers=0, placement=placement, generator=None)
+        return Loaders(train=train, val=val, generator=generator)
+    train = make_loader(
+        splits.train,
+        batch_size=data.batch_size,
+        sampler=placement.train_sampler(splits.train, shuffle=data.shuffle, generator=generator),
+        drop_last=data.drop_last,
+        workers=data.workers,
+        placement=placement,
+        generator=generator,
+    )
+    val = None
+    if splits.val is not None:
+        val = make_loader(
+            splits.val,
+            batch_size=data.eval_batch_size,
+            sampler=placement.eval_sampler(splits.val),
+            drop_last=False,
+            workers=data.workers,
+            placement=placement,
+            generator=None,
+        )
+    return Loaders(train=train, val=val, generator=generator)

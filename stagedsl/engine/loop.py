@@ -1,0 +1,158 @@
+"""The step loop: the hot path.
+
+`StepLoop.train_steps(n)` runs `n` optimizer steps and nothing else: no host sync, no
+logging, no checks. Each micro-batch's loss is kept (detached, on the device) and summed
+at the log cadence by `take_window`, one sync per log; the caller decides where the next boundary (log, evaluation, checkpoint,
+stage end) is and calls `train_steps` up to it. One step, as a reader would write it::
+
+    scheduler.step()                      # except before the stage's first step
+    for each of `accumulate` micro-batches:
+        x, y = next batch (a new epoch when the loader runs out), moved to the device
+        with autocast: loss = objective(model(x), y, x)
+        window.append(loss.detach())      # on the device; summed at the log cadence
+        (scaler.scale(loss / accumulate) or loss / accumulate).backward()
+    unscale, clip_grad_norm_ (when grad_clip is set)
+    optimizer.step() (through the scaler in fp16); optimizer.zero_grad(set_to_none=True)
+
+The scheduler is advanced at the start of each step, so after `train_steps` the optimizer
+shows the learning rate the last step used (what the log records) and the sequence of
+rates equals torch's scheduler stepped after every optimizer step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from stagedsl.engine.context import RunContext
+from stagedsl.engine.loaders import TensorBatches
+from stagedsl.engine.stage import StageObjects
+from stagedsl.errors import RunError
+
+
+class StepLoop:
+    """Optimizer steps of one stage attempt."""
+
+    def __init__(self, ctx: RunContext, objs: StageObjects):
+        self.state = ctx.state
+        self.forward = ctx.forward
+        self.loader = ctx.loaders.train
+        placement = ctx.placement
+        resident = isinstance(self.loader, TensorBatches) and self.loader.device == placement.device
+        self.move = None if resident and not placement.channels_last else placement.batch_mover()
+        self.autocast = placement.autocast()  # one context object, entered once per micro-batch
+        self.objective = objs.objective
+        self.optimizer = objs.optimizer
+        self.scheduler = None if objs.monitored else objs.scheduler
+        self.scaler = objs.scaler
+        self.params = objs.trainable_params
+        self.grad_clip = objs.plan.grad_clip
+        self.accumulate = max(1, int(objs.plan.accumulate))
+        self.skip_nonfinite = objs.plan.on_nonfinite == "skip"
+        self.max_nonfinite = objs.plan.max_nonfinite
+        self.stage_name = objs.plan.name
+        self.window: list[torch.Tensor] = []  # detached micro-batch losses since the last log
+        self._folded_count = 0  # losses summed into window[0] by `_fold`, beyond the one it counts as
+        self._batches = iter(self.loader)
+
+    def _next_batch(self) -> Any:
+        state = self.state
+        try:
+            batch = next(self._batches)
+        except StopIteration:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            self._batches = iter(self.loader)
+            try:
+                batch = next(self._batches)
+            except StopIteration:
+                raise RunError(f"stage `{self.stage_name}`: the training split yields no batch", code="E405") from None
+        state.batch_in_epoch += 1
+        return batch
+
+    def train_steps(self, n: int) -> None:
+        """Run `n` optimizer steps."""
+        state, forward, objective, optimizer = self.state, self.forward, self.objective, self.optimizer
+        scheduler, scaler, params, clip = self.scheduler, self.scaler, self.params, self.grad_clip
+        move, autocast, next_batch, window = self.move, self.autocast, self._next_batch, self.window
+        accumulate, skip_nonfinite = self.accumulate, self.skip_nonfinite
+        clip_grad_norm_ = torch.nn.utils.clip_grad_norm_
+        for _ in range(n):
+            if scheduler is not None and state.stage_step:
+                scheduler.step()  # the schedule's rate for this step; the stage's first step uses the initial rate
+            for _ in range(accumulate):
+                batch = next_batch()
+                if move is not None:
+                    batch = move(batch)
+                inputs, target = batch
+                with autocast:
+                    output = forward(*inputs) if isinstance(inputs, (tuple, list)) else forward(inputs)
+                    loss = objective(output, target, inputs)
+                window.append(loss.detach())
+                if accumulate > 1:
+                    loss = loss / accumulate
+                if scaler is None:
+                    loss.backward()
+                else:
+                    scaler.scale(loss).backward()
+            if skip_nonfinite and not self._finite_step():
+                optimizer.zero_grad(set_to_none=True)  # on_nonfinite = "skip": drop this step
+            elif scaler is None:
+                if clip is not None:
+                    clip_grad_norm_(params, clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                if clip is not None:
+                    scaler.unscale_(optimizer)
+                    clip_grad_norm_(params, clip)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            state.stage_step += 1
+            state.global_step += 1
+            if len(window) >= 4096:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Sum the kept losses into one tensor (bounds memory when logs are far apart)."""
+        total = _sum(self.window)
+        count = self._folded_count + len(self.window)
+        self.window.clear()
+        self.window.append(total)
+        self._folded_count = count - 1  # the sum stands for `count` losses
+
+    def _finite_step(self) -> bool:
+        """Whether this step's losses were finite (one host sync; on_nonfinite = "skip" only)."""
+        latest = self.window[-self.accumulate:]
+        if bool(torch.isfinite(torch.stack(latest)).all()):
+            return True
+        del self.window[-self.accumulate:]
+        self.state.nonfinite_steps += 1
+        if self.state.nonfinite_steps > self.max_nonfinite:
+            raise RunError(
+                f"stage `{self.stage_name}`: {self.state.nonfinite_steps} steps had a non-finite loss "
+                f"(more than max_nonfinite = {self.max_nonfinite}); last at step {self.state.stage_step + 1}",
+                code="E401",
+            )
+        return False
+
+    def take_window(self) -> Optional[float]:
+        """The mean loss since the last call (one host sync), or None if no batch ran."""
+        if not self.window:
+            return None
+        count = len(self.window) + self._folded_count
+        mean = float(_sum(self.window).item()) / count
+        self.window.clear()
+        self._folded_count = 0
+        return mean
+
+    def learning_rates(self) -> list[float]:
+        """The current learning rate of each parameter group."""
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+
+def _sum(losses: list[torch.Tensor]) -> torch.Tensor:
+    """The sum of scalar losses, in float32 whatever precision they came in."""
+    return torch.stack([loss.float() for loss in losses]).sum()

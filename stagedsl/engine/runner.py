@@ -1,0 +1,368 @@
+"""`run_plan`: run a `Plan`, stage after stage, with gates deciding what comes next.
+
+The runner builds the run once (placement, model, data, loaders, outputs, callbacks),
+then for each stage: build it (`stage.build_stage`), drive it (`driver.AttemptDriver`),
+save its last weights, decide its end gate, and follow the decision (`engine.gates`).
+It writes ``summary.json`` at every stage end and when the run stops, fails or ends.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import attrs
+import torch
+
+from stagedsl.engine import checkpoints
+from stagedsl.engine.context import RunContext
+from stagedsl.engine.driver import EARLY_STOPPED, GATE, AttemptDriver, record_gate, save_stage_weights
+from stagedsl.engine.events import Callback, CallbackList, Event
+from stagedsl.engine.gates import GOTO, RETRY, STOP, GateDecision, decide
+from stagedsl.engine.loaders import build_loaders
+from stagedsl.engine.objective import AutoArgs
+from stagedsl.engine.outputs import RunOutputs
+from stagedsl.engine.placement import Placement
+from stagedsl.engine.progress import Progress
+from stagedsl.engine.seeding import seed_everything
+from stagedsl.engine.stage import build_stage
+from stagedsl.engine.state import RunState, StageRecord
+from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
+from stagedsl.plan.model import Plan, StagePlan
+from stagedsl.registry import Registry, did_you_mean, get_registry
+
+
+@attrs.frozen
+class RunResult:
+    """What a run produced: where, how it ended, and each stage's summary."""
+
+    run_dir: Path
+    status: str  # completed | stopped_by_gate
+    stages: dict  # stage name -> summary record (as in summary.json)
+    stopped_by_gate: Optional[dict]  # the decision that stopped the run, or None
+    summary: dict  # summary.json's content
+    state: RunState = attrs.field(repr=False)
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    registry: Optional[Registry] = None,
+    out: str | Path | None = None,
+    from_stage: Optional[str] = None,
+    device: Optional[str] = None,
+    callbacks: Iterable[Callback] = (),
+    spec_text: Optional[str] = None,
+) -> RunResult:
+    """Run `plan` and return its `RunResult`.
+
+    `out` is the run directory (default ``plan.run.out``); `from_stage` starts at that
+    stage, reusing the earlier stages' checkpoints in the run directory; `device`
+    overrides ``plan.run.device``; `callbacks` run after the plan's own; `spec_text` is
+    written to ``spec.toml``. Raises `GateStopped` (exit code 3) when a gate stops the
+    run (after writing ``summary.json``; the exception's `result` holds the
+    `RunResult`), `RunError` / `CheckpointError` when the run fails.
+    """
+    registry = registry if registry is not None else get_registry()
+    run_dir = Path(out if out is not None else plan.run.out)
+    start = _start_index(plan, from_stage)
+    placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory)
+    outputs = RunOutputs(run_dir, enabled=placement.is_writer, append=start > 0)
+    progress = Progress(enabled=placement.is_writer)
+    state = RunState(run_name=plan.run.name, plan_hash=plan.hash, seed=plan.run.seed, world_size=placement.world_size,
+                     device=str(placement.device), precision=placement.precision, status="running")
+    for stage in plan.stages:
+        state.stages[stage.name] = StageRecord(name=stage.name, index=stage.index, planned_steps=stage.steps)
+    ctx: Optional[RunContext] = None
+    started = time.perf_counter()
+    try:
+        for notice in placement.notices:
+            progress.notice(notice)
+        outputs.write_plan(plan.to_json())
+        outputs.write_spec(spec_text)
+        if start > 0:
+            _adopt_previous(state, outputs.read_summary(), plan, start)
+        ctx = _build_run(plan, registry, run_dir, placement, outputs, progress, state, callbacks)
+        ctx.fire(Event.RUN_START)
+        restore = _previous_weights(ctx, start) if start > 0 else None
+        index = start
+        while index < len(plan.stages):
+            stage = plan.stages[index]
+            decision = _run_stage(ctx, stage, restore)
+            restore = None
+            _write_summary(ctx, started)
+            if decision is not None and decision.action == STOP:
+                state.status = "stopped_by_gate"
+                state.stopped_by_gate = decision.to_dict()
+                for later in plan.stages[index + 1:]:
+                    state.record(later.name).status = "not_run"
+                break
+            if decision is not None and decision.action == GOTO:
+                target = _stage_index(plan, decision.goto, after=index)
+                for skipped in plan.stages[index + 1:target]:
+                    state.record(skipped.name).status = "skipped"
+                index = target
+            else:
+                index += 1
+        if state.status == "running":
+            state.status = "completed"
+        summary = _write_summary(ctx, started)
+        ctx.fire(Event.RUN_END)
+        result = RunResult(run_dir=run_dir, status=state.status, stages=summary["stages"],
+                           stopped_by_gate=state.stopped_by_gate, summary=summary, state=state)
+        if state.status == "stopped_by_gate":
+            decision = state.stopped_by_gate
+            error = GateStopped([Problem(code="E420", message=GateDecision(**decision).describe(),
+                                         hint="see summary.json; change the gate's on_fail, or the stage, and run again")])
+            error.result = result
+            raise error
+        return result
+    except GateStopped:
+        raise
+    except KeyboardInterrupt:
+        _fail(state, outputs, started, "interrupted")
+        raise
+    except StagedError:
+        _fail(state, outputs, started, "failed")
+        raise
+    except Exception as exc:
+        _fail(state, outputs, started, "failed")
+        where = f"stage `{state.stage_name}` at step {state.stage_step}" if state.stage_name else "setting up the run"
+        raise RunError(f"{where} failed: {type(exc).__name__}: {exc}", code="E400") from exc
+    finally:
+        state.live = None  # break the state <-> context cycle: the model and data go with the last reference
+        outputs.close()
+        progress.close()
+
+
+# -- setup -----------------------------------------------------------------------------
+def _start_index(plan: Plan, from_stage: Optional[str]) -> int:
+    if not plan.stages:
+        raise RunError("the plan has no stage", code="E400")
+    if from_stage is None:
+        return 0
+    names = [s.name for s in plan.stages]
+    if from_stage not in names:
+        raise UsageError([Problem(code="E430", message=f"no stage named `{from_stage}`; stages: {', '.join(names)}",
+                                  hint=did_you_mean(from_stage, names))])
+    return names.index(from_stage)
+
+
+def _stage_index(plan: Plan, name: Optional[str], *, after: int) -> int:
+    names = [s.name for s in plan.stages]
+    if name not in names or names.index(name) <= after:
+        raise RunError(f"gate goto `{name}` is not a later stage of the plan", code="E420")
+    return names.index(name)
+
+
+def _build(kind: str, registry: Registry, name: str, args: dict) -> Any:
+    entry = registry.get(kind, name)
+    try:
+        return entry.factory(**args)
+    except StagedError:
+        raise
+    except Exception as exc:
+        raise RunError(f"building {kind[:-1]} `{name}` failed: {type(exc).__name__}: {exc}", code="E408") from exc
+
+
+def _build_run(plan: Plan, registry: Registry, run_dir: Path, placement: Placement, outputs: RunOutputs,
+               progress: Progress, state: RunState, callbacks: Iterable[Callback]) -> RunContext:
+    gathered = [_build("callbacks", registry, ref.name, ref.args) for ref in plan.callbacks]
+    callback_list = CallbackList([*gathered, *callbacks])
+
+    seed_everything(plan.run.seed)
+    model = _build("models", registry, plan.model.name, plan.model.args)
+    if not isinstance(model, torch.nn.Module):
+        raise RunError(f"model `{plan.model.name}` did not return a torch.nn.Module", code="E408")
+    if plan.parameters:
+        names = [n for n, _ in model.named_parameters()]
+        if set(names) != set(plan.parameters):
+            extra, lacking = sorted(set(names) - set(plan.parameters)), sorted(set(plan.parameters) - set(names))
+            raise RunError(f"the model's parameters differ from the plan's (model only: {extra[:3]}, plan only: {lacking[:3]}); "
+                           "compile the plan again", code="E402")
+    model, forward = placement.prepare_model(model, compile=plan.run.compile, channels_last=plan.run.channels_last)
+
+    splits = _build("datasets", registry, plan.data.name, plan.data.args)
+    if getattr(splits, "train", None) is None:
+        raise RunError(f"dataset `{plan.data.name}` returned no training split (expected stagedsl.DataSplits)", code="E405")
+    loaders = build_loaders(splits, plan.data, placement)
+    if loaders.val is None:
+        progress.notice(f"dataset `{plan.data.name}` has no validation split: no val/* values, best = last")
+    ctx = RunContext(plan=plan, registry=registry, run_dir=run_dir, placement=placement, model=model, forward=forward,
+                     splits=splits, loaders=loaders, outputs=outputs, progress=progress, callbacks=callback_list,
+                     state=state, auto=AutoArgs(state.auto_loss_args))
+    state.live = _Live(ctx)
+    return ctx
+
+
+@attrs.define(eq=False)
+class _Live:
+    """`RunState.live`: the live objects callbacks may use."""
+
+    ctx: RunContext
+    stage: Any = None  # StageObjects of the running stage
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.ctx.model
+
+    @property
+    def run_dir(self) -> Path:
+        return self.ctx.run_dir
+
+    @property
+    def optimizer(self) -> Any:
+        return self.stage.optimizer if self.stage else None
+
+    @property
+    def scheduler(self) -> Any:
+        return self.stage.scheduler if self.stage else None
+
+
+def _adopt_previous(state: RunState, previous: Optional[dict], plan: Plan, start: int) -> None:
+    """Carry the earlier stages' records (and the step count) over from the run dir's summary."""
+    if not previous:
+        return
+    records = previous.get("stages") or {}
+    for stage in plan.stages[:start]:
+        data = records.get(stage.name)
+        if isinstance(data, dict):
+            try:
+                state.stages[stage.name] = StageRecord(**{k: v for k, v in data.items() if k in attrs.fields_dict(StageRecord)})
+            except TypeError:
+                pass
+    state.auto_loss_args.update(previous.get("auto_loss_args") or {})
+    state.global_step = int(previous.get("global_steps") or 0)
+
+
+def _previous_weights(ctx: RunContext, start: int) -> Optional[dict]:
+    """For a run started at a later stage without an init: the previous stage's last weights."""
+    stage = ctx.plan.stages[start]
+    if stage.init is not None:
+        return None
+    previous = ctx.plan.stages[start - 1].name
+    path = checkpoints.weights_path(ctx.run_dir, previous, checkpoints.LAST)
+    ctx.progress.notice(f"starting at stage {stage.name} from `{path}`")
+    return checkpoints.read_weights(path)
+
+
+# -- one stage -------------------------------------------------------------------------
+def _run_stage(ctx: RunContext, stage: StagePlan, restore: Optional[dict]) -> Optional[GateDecision]:
+    """Run a stage (with its gate retries); return the final gate decision, if it has a gate."""
+    state = ctx.state
+    record = state.record(stage.name)
+    gate = stage.gate
+    if restore is None and gate is not None and gate.on_fail == RETRY and stage.init is None:
+        restore = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}  # what a retry starts from
+    attempt = 0
+    while True:
+        state.stage_index, state.stage_name, state.attempt = stage.index, stage.name, attempt
+        state.reset_stage_counters()
+        record.status, record.attempts = "running", attempt + 1
+        record.gate, record.early_stopped, record.checkpoints = None, False, {}
+        objs = build_stage(ctx, stage, attempt, restore)
+        state.live.stage = objs
+        record.monitor, record.mode = stage.eval.monitor, stage.eval.mode
+        record.init, record.auto_loss_args = objs.init_report, objs.auto_args
+        _stage_started(ctx, stage, attempt)
+        outcome = AttemptDriver(ctx, objs).run()
+        _stage_finished(ctx, stage, objs, outcome)
+
+        decision = outcome.decision
+        if gate is not None and gate.check == "end" and outcome.reason != GATE:
+            decision = decide(gate, state.values, stage=stage.name, attempt=attempt, step=state.global_step,
+                              stage_step=state.stage_step)
+            record_gate(ctx, decision)
+        elif gate is not None and decision is None:
+            decision = _last_decision(record)
+        record.status = _status(outcome.reason, decision)
+        ctx.outputs.log({"event": "stage_end", "stage": stage.name, "step": state.global_step, "status": record.status,
+                         "steps": record.steps, "wall_time_s": record.wall_time_s, "best_value": record.best_value,
+                         "best_step": record.best_step})
+        ctx.outputs.text("stages", f"stage {stage.name} ended at step {state.global_step}: {record.status}", state.global_step)
+        ctx.outputs.flush()
+        ctx.progress.stage_end(f"stage {stage.name}: {record.status} after {record.steps} steps "
+                               f"({record.wall_time_s:.1f}s); best {record.monitor} = {record.best_value}")
+        ctx.fire(Event.STAGE_END)
+        if decision is not None and decision.action == RETRY:
+            state.retries[stage.name] = state.retries.get(stage.name, 0) + 1
+            attempt += 1
+            continue
+        return decision
+
+
+def _last_decision(record: StageRecord) -> Optional[GateDecision]:
+    return GateDecision(**record.gate) if record.gate else None
+
+
+def _status(reason: str, decision: Optional[GateDecision]) -> str:
+    if decision is not None and decision.action == STOP:
+        return "stopped"
+    if decision is not None and decision.action == RETRY:
+        return "retrying"
+    if decision is not None and decision.action == GOTO:
+        return "gate_goto"
+    return "early_stopped" if reason == EARLY_STOPPED else "completed"
+
+
+def _stage_started(ctx: RunContext, stage: StagePlan, attempt: int) -> None:
+    state = ctx.state
+    ctx.outputs.log({"event": "stage_start", "stage": stage.name, "step": state.global_step, "attempt": attempt,
+                     "steps": stage.steps, "auto_loss_args": ctx.state.record(stage.name).auto_loss_args})
+    again = f" (retry {attempt})" if attempt else ""
+    ctx.outputs.text("stages", f"stage {stage.name}{again} started at step {state.global_step}", state.global_step)
+    ctx.progress.stage_start(stage.name, stage.steps, attempt)
+    ctx.fire(Event.STAGE_START)
+
+
+def _stage_finished(ctx: RunContext, stage: StagePlan, objs: Any, outcome: Any) -> None:
+    """Save the last weights (and best, when nothing measured the monitor) and fill the record."""
+    state = ctx.state
+    record = state.record(stage.name)
+    save_stage_weights(ctx, stage.name, checkpoints.LAST)
+    if state.best_value is None:  # nothing measured the monitor: the last weights are the best known
+        save_stage_weights(ctx, stage.name, checkpoints.BEST)
+    record.steps = state.stage_step
+    record.epochs = state.epoch + 1 if state.stage_step else 0
+    record.wall_time_s = round(outcome.wall_time_s, 4)
+    record.steps_per_s = round(state.stage_step / outcome.wall_time_s, 3) if outcome.wall_time_s > 0 else None
+    record.best_value, record.best_step = state.best_value, state.best_step
+    record.early_stopped = outcome.reason == EARLY_STOPPED
+    record.last_values = dict(state.values)
+
+
+# -- summary -----------------------------------------------------------------------------
+def _summary(state: RunState, started: float) -> dict[str, Any]:
+    state.wall_time_s = round(time.perf_counter() - started, 4)
+    return {
+        "run": state.run_name,
+        "status": state.status,
+        "plan_hash": state.plan_hash,
+        "world_size": state.world_size,
+        "device": state.device,
+        "precision": state.precision,
+        "seed": state.seed,
+        "global_steps": state.global_step,
+        "wall_time_s": state.wall_time_s,
+        "stopped_by_gate": state.stopped_by_gate,
+        "auto_loss_args": state.auto_loss_args,
+        "gate_decisions": state.gate_decisions,
+        "stages": {name: attrs.asdict(record) for name, record in state.stages.items()},
+    }
+
+
+def _write_summary(ctx: RunContext, started: float) -> dict[str, Any]:
+    summary = _summary(ctx.state, started)
+    ctx.outputs.write_summary(summary)
+    return summary
+
+
+def _fail(state: RunState, outputs: RunOutputs, started: float, status: str) -> None:
+    state.status = status
+    if state.stage_name and state.stages.get(state.stage_name) and state.stages[state.stage_name].status == "running":
+        state.stages[state.stage_name].status = status
+    try:
+        outputs.write_summary(_summary(state, started))
+    except OSError:
+        pass
