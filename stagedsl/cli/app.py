@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from stagedsl.cli.diagnostics import render_problems
-from stagedsl.errors import Problem, StagedError
+from stagedsl.errors import Problem, StagedError, UsageError
 
 app = typer.Typer(
     name="staged",
@@ -70,6 +70,14 @@ def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[st
     return loaded, compile_plan(loaded, registry)
 
 
+def effective_spec_text(loaded) -> str:
+    """The spec as it runs: extends, the profile and --set applied, as TOML text."""
+    import tomli_w
+
+    header = f"# effective spec of {loaded.file}: extends, profile and --set applied\n"
+    return header + tomli_w.dumps(loaded.document or {})
+
+
 def _warnings(plan) -> None:
     if plan.warnings:
         typer.echo(render_problems([Problem(**w) for w in plan.warnings]), err=True)
@@ -104,6 +112,29 @@ def plan(
     _warnings(compiled)
 
 
+RUN_ARTIFACTS = ("plan.json", "spec.toml", "metrics.jsonl", "summary.json", "tb", "stages", "export")
+"""What a run writes into its directory; `--overwrite` removes exactly these."""
+
+
+def _prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str]) -> None:
+    """Refuse to mix a new run into an old one's files unless asked to."""
+    import shutil
+
+    if from_stage is not None or not (run_dir / "summary.json").exists():
+        return
+    if not overwrite:
+        raise UsageError(
+            [Problem("E091", f"{run_dir} already holds a run", path="--out",
+                     hint=f"continue it with `staged resume {run_dir}`, start over with --overwrite, or pick another --out")]
+        )
+    for name in RUN_ARTIFACTS:
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
 @app.command()
 def run(
     spec: Path = SpecArg,
@@ -112,15 +143,22 @@ def run(
     set_: Optional[List[str]] = SetOpt,
     device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").'),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
 ) -> None:
-    """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec says so."""
+    """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has [export]."""
     from stagedsl.engine.runner import run_plan
 
     loaded, compiled = compile_spec(spec, profile, set_)
     _warnings(compiled)
-    spec_text = loaded.sources[0][1] if loaded.sources else None
-    result = run_plan(compiled, out=out, from_stage=from_stage, device=device, spec_text=spec_text)
-    typer.echo(str(getattr(result, "run_dir", "")))
+    run_dir = Path(out if out is not None else compiled.run.out)
+    _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
+    result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
+    if compiled.export is not None:
+        from stagedsl.export.runner import export_run
+
+        report = export_run(result.run_dir)
+        typer.echo(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
+    typer.echo(str(result.run_dir))
 
 
 @app.command()
