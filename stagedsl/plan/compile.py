@@ -175,7 +175,10 @@ def _steps(value: Any, batches: Optional[int], accumulate: int) -> int:
     if duration.unit == "epochs":
         if batches is None:
             raise DurationError("durations in epochs need the dataset's length, which this dataset does not report; use steps")
-        return max(1, math.ceil(duration.value * batches / accumulate - 1e-9))
+        steps = duration.value * batches / accumulate
+        if not math.isfinite(steps):
+            raise DurationError(f"{duration.value:g} epochs is too long: it overflows a step count")
+        return max(1, math.ceil(steps - 1e-9))
     return int(duration.value)
 
 

@@ -37,6 +37,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "stagedsl_plugins.schedulers",
     "stagedsl_plugins.freeze",
     "stagedsl_plugins.callbacks",
+    "stagedsl_plugins.mesh",
 )
 """Modules of the built-in plugins, registered exactly like third-party ones."""
 
@@ -77,12 +78,26 @@ class Entry:
             return inspect.signature(self.factory)
 
 
+SINGULAR = {
+    "models": "model", "datasets": "dataset", "losses": "loss", "metrics": "metric", "optimizers": "optimizer",
+    "schedulers": "scheduler", "freeze_strategies": "freeze strategy", "ensembles": "ensemble", "exporters": "exporter",
+    "callbacks": "callback",
+}
+
+
+def singular(kind: str) -> str:
+    """What one piece of a kind is called: "losses" -> "loss", "freeze_strategies" -> "freeze strategy"."""
+    return SINGULAR.get(kind, kind.rstrip("s").replace("_", " "))
+
+
 def _truthy(value: Optional[str]) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> Optional[str]:
     """The closest of `choices` to `word`, formatted as a hint, or None."""
+    if not isinstance(word, str):
+        return None
     close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
     return f'did you mean "{close[0]}"?' if close else None
 
@@ -188,16 +203,16 @@ class Registry:
 
         def register(name: str, factory: Callable[..., Any], **meta: Any) -> None:
             if not isinstance(name, str) or not name:
-                raise PluginError(f"plugin `{plugin}` registered a {kind[:-1]} with no name", code="E102")
+                raise PluginError(f"plugin `{plugin}` registered a {singular(kind)} with no name", code="E102")
             if not callable(factory):
-                raise PluginError(f"plugin `{plugin}` registered {kind[:-1]} `{name}` with a factory that is not callable", code="E102")
+                raise PluginError(f"plugin `{plugin}` registered {singular(kind)} `{name}` with a factory that is not callable", code="E102")
             existing = self._entries[kind].get(name)
             if existing is not None:
                 raise PluginError(
                     [
                         Problem(
                             code="E100",
-                            message=f"{kind[:-1]} `{name}` is registered twice: by plugin `{existing.plugin}` "
+                            message=f"{singular(kind)} `{name}` is registered twice: by plugin `{existing.plugin}` "
                             f"({existing.distribution or 'local'}) and by plugin `{plugin}` ({distribution or 'local'})",
                             hint=f"uninstall one of them, or block one with {ENV_BLOCK}",
                         )
@@ -221,7 +236,7 @@ class Registry:
         entry = self.find(kind, name)
         if entry is None:
             raise PluginError(
-                [Problem(code="E020", message=f"no {kind[:-1]} named `{name}` is registered", hint=did_you_mean(name, self.names(kind)))]
+                [Problem(code="E020", message=f"no {singular(kind)} named `{name}` is registered", hint=did_you_mean(name, self.names(kind)))]
             )
         return entry
 

@@ -7,12 +7,13 @@ Each check yields ``(path, message, hint, code)`` rows; the loader locates and r
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import types
 import typing
 from typing import Any, Iterator, Optional, Union
 
-from stagedsl.registry import Registry, did_you_mean
+from stagedsl.registry import Registry, did_you_mean, singular
 from stagedsl.spec.durations import DurationError, Steps, parse_duration
 from stagedsl.spec.gates import GateSyntaxError, gate_metrics, parse_gate
 from stagedsl.spec.model import GATE_ACTIONS, GATE_CHECKS, MODES, PRECISIONS, Piece, Spec, StageSpec
@@ -83,11 +84,11 @@ def _check_stages(spec: Spec) -> list[Row]:
             rows.append((at, f"stage `{stage.name}` needs exactly one of `steps` or `epochs`", 'e.g. steps = 2000 or epochs = 10', "E032"))
         for key in ("steps", "epochs"):
             value = getattr(stage, key)
-            if value is not None and value <= 0:
+            if value is not None and not 0 < value < math.inf:
                 rows.append((at + (key,), f"`{key}` must be positive, found {value}", None, "E032"))
         if stage.lr is None:
             rows.append((at, f"stage `{stage.name}` has no learning rate", "set `lr` in the stage or in [defaults]", "E033"))
-        elif stage.lr <= 0:
+        elif not 0 < stage.lr < math.inf:
             rows.append((at + ("lr",), f"`lr` must be positive, found {stage.lr}", None, "E033"))
         if stage.loss is None:
             rows.append((at, f"stage `{stage.name}` has no loss", 'set `loss` in the stage or in [defaults], e.g. loss = "mse"', "E034"))
@@ -218,13 +219,15 @@ def _check_pieces(spec: Spec, registry: Registry) -> Iterator[Row]:
         use_path = path + ("use",) if piece.args or kind in ("models", "datasets") else path
         if entry is None:
             names = registry.names(kind)
-            yield (use_path, f"no {kind[:-1].replace('_', ' ')} named `{piece.use}` is registered", did_you_mean(piece.use, names) or f"registered: {', '.join(names) or 'none'} (see `staged plugins`)", "E020")
+            yield (use_path, f"no {singular(kind)} named `{piece.use}` is registered", did_you_mean(piece.use, names) or f"registered: {', '.join(names) or 'none'} (see `staged plugins`)", "E020")
             continue
         args = dict(piece.args)
         if kind == "schedulers" and entry.meta.get("monitored"):
             monitor = args.pop(SCHEDULER_MONITOR_KEY, None)
             if monitor is None:
                 yield (path, f"scheduler `{piece.use}` is driven by a metric and needs `monitor`", 'e.g. { use = "plateau", monitor = "val/loss", mode = "min" }', "E045")
+            elif not isinstance(monitor, str):
+                yield (path + (SCHEDULER_MONITOR_KEY,), f"scheduler `{piece.use}`: `monitor` expected a metric name, found {monitor!r}", 'e.g. monitor = "val/loss"', "E023")
             else:
                 stage = spec.stages[path[1]]
                 if monitor not in stage_metrics(stage):
@@ -242,7 +245,7 @@ def check_args(entry, args: dict, path: tuple, *, auto: dict) -> Iterator[Row]:
     params = {name: p for name, p in signature.parameters.items() if name not in injected}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     accepted = [name for name, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
-    label = f"{entry.kind[:-1].replace('_', ' ')} `{entry.name}`"
+    label = f"{singular(entry.kind)} `{entry.name}`"
     for name, value in args.items():
         if name not in params:
             if not takes_any:

@@ -8,10 +8,12 @@ failure is flattened into ``(key path, message, hint)`` by `flatten_errors`.
 from __future__ import annotations
 
 import difflib
+import typing
 from typing import Any, Optional, Union
 
 import attrs
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, override
 
@@ -191,8 +193,35 @@ def _hint(word: str, choices: list[str]) -> Optional[str]:
     return f'did you mean "{close[0]}"?' if close else None
 
 
+def _array_of(tp: Any, conv: cattrs.Converter):
+    """Structure an array only from a TOML array (a string is not an array of its letters)."""
+    items = homogenous_tuple_structure_factory(tp, conv)
+
+    def structure(value: Any, _: Any) -> tuple:
+        if not isinstance(value, list):
+            hint = f'write an array: ["{value}"]' if isinstance(value, str) else "write an array: [ ... ]"
+            raise KeyProblem(f"expected an array, found {_shown(value)}", hint=hint)
+        return items(value, _)
+
+    return structure
+
+
+def _table_of(cls: type, conv: cattrs.Converter):
+    """Structure an attrs class only from a TOML table."""
+    fields = conv.gen_structure_attrs_fromdict(cls)
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, dict):
+            raise KeyProblem(f"expected a table, found {_shown(value)}")
+        return fields(value, _)
+
+    return structure
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is tuple, lambda tp: _array_of(tp, conv))
+    conv.register_structure_hook_factory(attrs.has, lambda cls: _table_of(cls, conv))
     conv.register_structure_hook(int, _strict_int)
     conv.register_structure_hook(float, _strict_float)
     conv.register_structure_hook(str, _strict_str)
@@ -217,6 +246,8 @@ converter.register_structure_hook(
 )
 
 _RENAMED = {Spec: {"stages": "stage"}}
+_LAYER_KEYS = ("defaults", "profile", "extends")
+"""Top-level keys the loader consumes before structuring (valid, so offered as did-you-means)."""
 _OMITTED = {Spec: {"file", "sources", "document"}}
 
 
@@ -231,7 +262,7 @@ def flatten_errors(exc: BaseException, path: tuple = ()) -> list[tuple[tuple, st
     """Flatten a cattrs validation error into ``(path, message, hint, code)`` rows."""
     rows = []
     if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = key_names(exc.cl)
+        allowed = key_names(exc.cl) + (list(_LAYER_KEYS) if exc.cl is Spec else [])
         for key in sorted(exc.extra_fields):
             rows.append((path + (key,), f"unknown key `{key}`", _hint(key, allowed) or f"allowed keys: {', '.join(allowed)}", "E002"))
         return rows

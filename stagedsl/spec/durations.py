@@ -65,6 +65,8 @@ def parse_duration(value: Union[str, int, float, Duration]) -> Duration:
         match = _PATTERN.match(value)
         if match:
             number, unit = float(match.group(1)), _UNITS.get(match.group(2).lower())
+            if not math.isfinite(number):
+                raise DurationError(f"a duration must be a finite number, found {value!r}")
             if unit == "steps" and not number.is_integer():
                 raise DurationError(f"steps must be a whole number, found {value!r}")
             if unit is not None:

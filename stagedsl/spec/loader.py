@@ -19,12 +19,20 @@ from stagedsl.errors import Problem, SpecError
 from stagedsl.registry import Registry, did_you_mean
 from stagedsl.spec.check import check_spec
 from stagedsl.spec.convert import KeyProblem, flatten_errors, structure_spec
-from stagedsl.spec.locate import SourceMap, format_path
+from stagedsl.spec.locate import SourceMap, format_path, scan_positions
 from stagedsl.spec.merge import apply_defaults, deep_merge, parse_override, set_path
 from stagedsl.spec.model import Spec
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 MAX_EXTENDS_DEPTH = 16
+
+
+def _syntax_problem(exc: tomllib.TOMLDecodeError, file: str) -> Problem:
+    message = str(exc)
+    match = _TOML_POSITION.search(message)
+    line, column = (int(match.group(1)), int(match.group(2))) if match else (None, None)
+    return Problem("E006", f"TOML syntax: {_TOML_POSITION.sub('', message).strip()}", file=file, line=line, column=column,
+                   hint="check quotes, brackets and `key = value` pairs on this line")
 
 
 def _read(path: Path, sources: list[tuple[str, str]]) -> Optional[dict]:
@@ -38,34 +46,38 @@ def _read(path: Path, sources: list[tuple[str, str]]) -> Optional[dict]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        match = _TOML_POSITION.search(message)
-        line, column = (int(match.group(1)), int(match.group(2))) if match else (None, None)
-        raise SpecError(
-            [Problem("E006", f"TOML syntax: {_TOML_POSITION.sub('', message).strip()}", file=str(path), line=line, column=column,
-                     hint="check quotes, brackets and `key = value` pairs on this line")]
-        ) from None
+        raise SpecError([_syntax_problem(exc, str(path))]) from None
+
+
+def _extends_error(message: str, file: str, text: str, hint: Optional[str] = None) -> SpecError:
+    """An E008 pointing at the `extends = ...` line of `text`."""
+    line, column = scan_positions(text).get(("extends",), (None, None))
+    return SpecError([Problem("E008", message, file=file, path="extends", line=line, column=column, hint=hint)])
 
 
 def _read_with_extends(path: Path, sources: list[tuple[str, str]], chain: tuple[Path, ...] = ()) -> dict:
-    resolved = path.resolve()
-    if resolved in chain:
-        cycle = " -> ".join(str(p) for p in (*chain, resolved))
-        raise SpecError([Problem("E008", f"`extends` forms a cycle: {cycle}", file=str(path), path="extends")])
-    if len(chain) >= MAX_EXTENDS_DEPTH:
-        raise SpecError([Problem("E008", "`extends` nests too deeply", file=str(path), path="extends")])
     document = _read(path, sources)
     parent = document.pop("extends", None)
     if parent is None:
         return document
-    if not isinstance(parent, str):
-        raise SpecError([Problem("E008", f"`extends` takes a file path, found {parent!r}", file=str(path), path="extends")])
-    parent_path = (path.parent / parent)
-    if not parent_path.exists():
-        raise SpecError([Problem("E008", f"`extends` names a missing file: {parent}", file=str(path), path="extends",
-                                 hint="the path is relative to the file that extends it")])
-    base = _read_with_extends(parent_path, sources, chain + (resolved,))
+    base = _read_parent(path, sources[-1][1], parent, sources, chain + (path.resolve(),))
     return deep_merge(base, document)
+
+
+def _read_parent(path: Path, text: str, parent: object, sources: list[tuple[str, str]], chain: tuple[Path, ...]) -> dict:
+    """The layered document that `extends = parent` (written in `path`, whose text is `text`) names."""
+    if not isinstance(parent, str):
+        raise _extends_error(f"`extends` takes a file path, found {parent!r}", str(path), text)
+    parent_path = path.parent / parent
+    if not parent_path.is_file():
+        raise _extends_error(f"`extends` names a missing file: {parent}", str(path), text,
+                             hint="the path is relative to the file that extends it")
+    if parent_path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, parent_path.resolve()))
+        raise _extends_error(f"`extends` forms a cycle: {cycle}", str(path), text, hint="a spec cannot extend itself, directly or through another")
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise _extends_error(f"`extends` nests more than {MAX_EXTENDS_DEPTH} files deep", str(path), text)
+    return _read_with_extends(parent_path, sources, chain)
 
 
 def _apply_profile(document: dict, profile: Optional[str]) -> dict:
@@ -105,18 +117,10 @@ def loads_spec(
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = _TOML_POSITION.search(str(exc))
-        raise SpecError([Problem("E006", f"TOML syntax: {_TOML_POSITION.sub('', str(exc)).strip()}", file=file,
-                                 line=int(match.group(1)) if match else None, column=int(match.group(2)) if match else None)]) from None
+        raise SpecError([_syntax_problem(exc, file)]) from None
     parent = document.pop("extends", None)
     if parent is not None:
-        if not isinstance(parent, str):
-            raise SpecError([Problem("E008", f"`extends` takes a file path, found {parent!r}", file=file, path="extends")])
-        parent_path = path.parent / parent
-        if not parent_path.exists():
-            raise SpecError([Problem("E008", f"`extends` names a missing file: {parent}", file=file, path="extends",
-                                     hint="the path is relative to the file that extends it")])
-        document = deep_merge(_read_with_extends(parent_path, sources, (path.resolve(),)), document)
+        document = deep_merge(_read_parent(path, text, parent, sources, (path.resolve(),)), document)
     return _finish(document, sources, file, profile, overrides, registry)
 
 

@@ -8,6 +8,7 @@ name: ``[profile.tiny.stage.warmup] steps = 20``); any other value is replaced.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 import tomllib
 from typing import Any
@@ -34,14 +35,21 @@ def deep_merge(base: Any, layer: Any, path: tuple[PathPart, ...] = ()) -> Any:
     return copy.deepcopy(layer)
 
 
+_ALTERNATIVES = (("use", "sum", "blend"), ("stage", "path"))
+"""Keys that say what a table *is* (a piece, a loss; an init from a stage or from a file):
+a layer that switches to another one replaces the table instead of merging into it."""
+
+
 def _other_piece(base: dict, layer: dict) -> bool:
-    """True when `layer` names another piece than `base`: its arguments must not inherit."""
-    kinds = ("use", "sum", "blend")
-    base_kind = next((k for k in kinds if k in base), None)
-    layer_kind = next((k for k in kinds if k in layer), None)
-    if layer_kind is None or base_kind is None:
-        return False
-    return layer_kind != base_kind or (layer_kind == "use" and base["use"] != layer["use"])
+    """True when `layer` names another piece (or init source) than `base`: its arguments must not inherit."""
+    for kinds in _ALTERNATIVES:
+        base_kind = next((k for k in kinds if k in base), None)
+        layer_kind = next((k for k in kinds if k in layer), None)
+        if layer_kind is None or base_kind is None:
+            continue
+        if layer_kind != base_kind or (layer_kind == "use" and base["use"] != layer["use"]):
+            return True
+    return False
 
 
 def _named(layer: dict, path: tuple) -> list[dict]:
@@ -61,8 +69,6 @@ def _merge_by_name(base: list[dict], layer: list[dict], path: tuple, *, addresse
         if name in index:
             merged[index[name]] = deep_merge(merged[index[name]], item, path + (index[name],))
         elif addressed:
-            import difflib
-
             close = difflib.get_close_matches(name, list(index), n=1)
             raise KeyProblem(
                 f"no stage named `{name}` to override", path=path + (name,), code="E007",
@@ -105,8 +111,10 @@ def set_path(document: dict, parts: list[PathPart], value: Any) -> dict:
                 continue
             match = [item for item in node if isinstance(item, dict) and item.get("name") == part]
             if not match:
-                names = [item.get("name") for item in node if isinstance(item, dict)]
-                raise KeyProblem(f"no entry named `{part}`", path=tuple(parts[: depth + 1]), code="E007", hint=f"names: {', '.join(map(str, names))}")
+                names = [str(item.get("name")) for item in node if isinstance(item, dict)]
+                close = difflib.get_close_matches(part, names, n=1)
+                hint = f'did you mean "{close[0]}"?' if close else f"names: {', '.join(names)}"
+                raise KeyProblem(f"no entry named `{part}`", path=tuple(parts[: depth + 1]), code="E007", hint=hint)
             node = match[0]
             continue
         if not isinstance(node, dict):

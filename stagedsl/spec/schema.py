@@ -26,7 +26,7 @@ from stagedsl.spec.model import (
 SCHEMA_ID = "https://stagedsl.dev/schema/spec.json"
 DURATION = {
     "description": 'A duration: a number of steps, or "N steps" / "N epochs".',
-    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+\s*(steps?|ba|batch(es)?|epochs?|ep)\s*$"}],
+    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*(steps?|ba|batch(es)?|epochs?|ep)\s*$"}],
 }
 PIECE = {
     "description": 'A registered piece: "name" or { use = "name", <arguments> }.',
@@ -61,6 +61,8 @@ def _type_schema(tp: Any) -> dict:
         return dict(DURATION)
     if origin is Union:
         options = [a for a in args if a is not type(None)]
+        if set(options) == {str, int}:  # Optional[Union[str, int]]: an optional duration
+            return dict(DURATION)
         return _type_schema(options[0]) if len(options) == 1 else {"anyOf": [_type_schema(a) for a in options]}
     if origin is tuple:
         return {"type": "array", "items": _type_schema(args[0])}

@@ -1,0 +1,375 @@
+"""The error catalogue: one wrong spec per mistake a user makes, each run through the CLI.
+
+Every case is a small edit of `BASE`, a valid three-stage spec on the built-in plugins
+(a tiny `pde_transformer` on `pde_synthetic`). For each one the CLI must exit 2 without
+a traceback and print the error code, the key path, ``file:LINE:COL`` with the line the
+mistake is on (computed from the text written here) and, where there is one to give,
+the help line. Spec-level mistakes go through ``staged validate``, mistakes only the
+planner can see (parameter names, steps per epoch) through ``staged plan --json``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import pytest
+
+from stagedsl.cli.app import run_cli
+
+BASE = """\
+[run]
+name = "tiny"
+seed = 0
+
+[model]
+use = "pde_transformer"
+channels = 2
+size = 8
+patch = 4
+dim = 8
+depth = 1
+heads = 2
+
+[data]
+use = "pde_synthetic"
+n_train = 16
+n_val = 8
+size = 8
+channels = 2
+batch_size = 4
+
+[defaults]
+lr = 1e-3
+optimizer = { use = "adamw", weight_decay = 0.01 }
+loss = "mse"
+metrics = ["mse"]
+eval = { every = "2 steps", monitor = "val/loss" }
+
+[[stage]]
+name = "warmup"
+steps = 4
+freeze = ["transformer.**"]
+
+[[stage]]
+name = "middle"
+epochs = 2
+train = ["transformer.**"]
+init = { stage = "warmup", which = "best" }
+gate = { when = "val/loss < 10.0", on_fail = "warn" }
+
+[[stage]]
+name = "finetune"
+steps = 4
+lr = 1e-4
+scheduler = { use = "multistep", milestones = [2, "3 steps"], gamma = 0.5 }
+groups = [{ name = "enc", params = ["encoder_2d.**"], lr_scale = 0.1 }]
+init = { stage = "middle" }
+
+[profile.tiny]
+stage.warmup = { steps = 2 }
+"""
+
+# The same plan shape on an MLP and .npz files written into the test's folder.
+NPZ_BASE = """\
+[model]
+use = "mlp"
+in_features = 4
+hidden = [8]
+out_features = 2
+
+[data]
+use = "npz"
+train = "{train}"
+val = "{val}"
+batch_size = 4
+
+[[stage]]
+name = "fit"
+steps = 10
+lr = 1e-3
+loss = "mse"
+freeze = ["layers.0.*"]
+"""
+
+Marker = Union[str, tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One wrong spec: edits of the base text and what the CLI must say about it."""
+
+    id: str
+    edits: tuple[tuple[str, str], ...]
+    code: str
+    path: Optional[str]
+    at: Optional[Marker]  # text on the offending line (the n-th occurrence with a tuple); None: no line
+    hint: Optional[str] = None  # part of the `= help:` line, when one is expected
+    message: Optional[str] = None  # part of the `error[...]:` line
+    command: str = "validate"
+    args: tuple[str, ...] = ()
+    files: dict = field(default_factory=dict)  # other files beside the spec
+    where: str = "spec.toml"  # the file the error points into
+    base: str = BASE
+
+
+def edit(old: str, new: str) -> tuple[tuple[str, str], ...]:
+    return ((old, new),)
+
+
+STAGE0_STEPS = 'name = "warmup"\nsteps = 4\n'
+PLAN = "plan"
+
+CASES = [
+    # -- TOML itself ----------------------------------------------------------------
+    Case("toml-syntax", edit("n_train = 16", "n_train = = 16"), "E006", None, "n_train = = 16", "check quotes, brackets"),
+    Case("toml-unclosed-string", edit('name = "tiny"', 'name = "tiny'), "E006", None, 'name = "tiny', "check quotes"),
+    Case("toml-duplicate-key", edit("seed = 0", "seed = 0\nseed = 1"), "E006", None, "seed = 1", "check quotes"),
+    # -- unknown keys, at every level, with did-you-mean ----------------------------------
+    Case("unknown-top-level-table", edit("[run]", "[runn]"), "E002", "runn", "[runn]", 'did you mean "run"?'),
+    Case("misspelt-defaults", edit("[defaults]", "[defualts]"), "E002", "defualts", "[defualts]", 'did you mean "defaults"?'),
+    Case("unknown-run-key", edit('name = "tiny"', 'nmae = "tiny"'), "E002", "run.nmae", "nmae", 'did you mean "name"?'),
+    Case("unknown-stage-key", edit(STAGE0_STEPS, 'name = "warmup"\nstpes = 4\n'), "E002", "stage[0].stpes", "stpes", 'did you mean "steps"?'),
+    Case("unknown-gate-key", edit('on_fail = "warn"', 'on_fial = "warn"'), "E002", "stage[1].gate.on_fial", "on_fial", 'did you mean "on_fail"?'),
+    Case("unknown-init-key", edit('which = "best"', 'wich = "best"'), "E002", "stage[1].init.wich", "wich", 'did you mean "which"?'),
+    Case("unknown-group-key", edit("lr_scale = 0.1", "lr_scal = 0.1"), "E002", "stage[2].groups[0].lr_scal", "lr_scal", 'did you mean "lr_scale"?'),
+    Case("unknown-key-in-defaults", edit('monitor = "val/loss" }', 'monitr = "val/loss" }'), "E002", "stage[0].eval.monitr", "monitr", 'did you mean "monitor"?'),
+    # -- types and values ----------------------------------------------------------------
+    Case("wrong-type-run-seed", edit("seed = 0", 'seed = "zero"'), "E003", "run.seed", 'seed = "zero"'),
+    Case("wrong-type-fractional-steps", edit(STAGE0_STEPS, 'name = "warmup"\nsteps = 4.5\n'), "E003", "stage[0].steps", "steps = 4.5"),
+    Case("wrong-type-batch-size-string", edit("batch_size = 4", 'batch_size = "4"'), "E003", "data.batch_size", 'batch_size = "4"'),
+    Case("string-for-an-array", edit('freeze = ["transformer.**"]', 'freeze = "transformer.**"'), "E003", "stage[0].freeze",
+         'freeze = "transformer.**"', 'write an array: ["transformer.**"]'),
+    Case("string-for-a-table", edit('init = { stage = "middle" }', 'init = "middle"'), "E003", "stage[2].init", 'init = "middle"'),
+    Case("bad-duration", edit(STAGE0_STEPS, STAGE0_STEPS + 'log_every = "ten steps"\n'), "E010", "stage[0].log_every", "log_every",
+         'a string like "500 steps"'),
+    Case("bad-duration-unit", edit(STAGE0_STEPS, STAGE0_STEPS + 'checkpoint = { every = "3 fortnights" }\n'), "E010",
+         "stage[0].checkpoint.every", "fortnights", '"500 steps"'),
+    Case("bad-precision", edit("seed = 0", 'seed = 0\nprecision = "bf16"'), "E011", "run.precision", "precision", 'did you mean "bf16-mixed"?'),
+    Case("bad-device", edit("seed = 0", 'seed = 0\ndevice = "gpu"'), "E011", "run.device", "device", '"cuda:N"'),
+    Case("zero-batch-size", edit("batch_size = 4", "batch_size = 0"), "E012", "data.batch_size", "batch_size = 0"),
+    Case("missing-stage-name", edit('name = "middle"\n', ""), "E001", "stage[1].name", ("[[stage]]", 1), message="missing required key `name`"),
+    Case("piece-without-use", edit('optimizer = { use = "adamw", weight_decay = 0.01 }', "optimizer = { weight_decay = 0.01 }"), "E004",
+         "stage[0].optimizer", "optimizer =", 'e.g. { use = "adamw"'),
+    Case("data-without-use", edit('use = "pde_synthetic"\n', ""), "E004", "data", "[data]", 'e.g. use = "npz"'),
+    Case("no-stage-at-all", (), "E001", "stage", None, message="missing required key `stage`", base=BASE[: BASE.index("[[stage]]")]),
+    Case("empty-stage-array", (), "E030", "stage", "stage = []", "add at least one [[stage]]", base="stage = []\n" + BASE[: BASE.index("[[stage]]")]),
+    Case("init-stage-and-path", edit('init = { stage = "middle" }', 'init = { stage = "middle", path = "w.safetensors" }'), "E035",
+         "stage[2].init", 'init = { stage = "middle", path', 'e.g. init = { stage = "warmup"'),
+    # -- gates ------------------------------------------------------------------------
+    Case("gate-dangling-comparison", edit('"val/loss < 10.0"', '"val/loss <"'), "E040", "stage[1].gate.when", "gate =", "comparisons joined by and/or"),
+    Case("gate-c-operator", edit('"val/loss < 10.0"', '"val/loss < 10 && val/mse < 1"'), "E040", "stage[1].gate.when", "gate =", "comparisons joined by and/or"),
+    Case("gate-unbalanced-paren", edit('"val/loss < 10.0"', '"(val/loss < 1"'), "E040", "stage[1].gate.when", "gate =", "comparisons joined by and/or"),
+    Case("gate-no-comparison", edit('"val/loss < 10.0"', '"val/loss"'), "E040", "stage[1].gate.when", "gate =", "comparisons joined by and/or"),
+    Case("gate-empty", edit('"val/loss < 10.0"', '""'), "E040", "stage[1].gate.when", "gate =", "comparisons joined by and/or"),
+    Case("gate-metric-not-computed", edit('"val/loss < 10.0"', '"val/msee < 0.5"'), "E043", "stage[1].gate.when", "gate =", 'did you mean "val/mse"?'),
+    Case("gate-unknown-action", edit('on_fail = "warn"', 'on_fail = "wran"'), "E041", "stage[1].gate.on_fail", "gate =", 'did you mean "warn"?'),
+    Case("goto-earlier-stage", edit('on_fail = "warn"', 'on_fail = "goto", goto = "warmup"'), "E042", "stage[1].gate.goto", "gate =", "later stages: finetune"),
+    Case("monitor-not-computed", edit(STAGE0_STEPS, STAGE0_STEPS + 'early_stop = { patience = 2, monitor = "val/rmse" }\n'), "E043",
+         "stage[0].early_stop.monitor", "early_stop", 'did you mean "val/mse"?'),
+    # -- plugin names, with did-you-mean ---------------------------------------------------
+    Case("unknown-model", edit('use = "pde_transformer"', 'use = "pde_transfomer"'), "E020", "model.use", "pde_transfomer", 'did you mean "pde_transformer"?'),
+    Case("unknown-dataset", edit('use = "pde_synthetic"', 'use = "pde_synth"'), "E020", "data.use", "pde_synth", 'did you mean "pde_synthetic"?'),
+    Case("unknown-loss", edit("lr = 1e-4", 'lr = 1e-4\nloss = "hubber"'), "E020", "stage[2].loss", "hubber", 'did you mean "huber"?',
+         message="no loss named `hubber` is registered"),
+    Case("unknown-optimizer", edit("lr = 1e-4", 'lr = 1e-4\noptimizer = "adamm"'), "E020", "stage[2].optimizer", "adamm", 'did you mean "adam'),
+    Case("unknown-scheduler", edit('use = "multistep"', 'use = "multistpe"'), "E020", "stage[2].scheduler.use", "multistpe", 'did you mean "multistep"?'),
+    Case("unknown-metric", edit("lr = 1e-4", 'lr = 1e-4\nmetrics = ["rmsee"]'), "E020", "stage[2].metrics[0]", "rmsee", 'did you mean "rmse"?'),
+    Case("unknown-freeze-strategy", edit('freeze = ["transformer.**"]', 'freeze = [{ use = "fractoin", module = "encoder_2d", fraction = 0.5 }]'),
+         "E020", "stage[0].freeze[0].use", "fractoin", 'did you mean "fraction"?', message="no freeze strategy named `fractoin`"),
+    # -- plugin arguments, against the factory's signature -------------------------------------
+    Case("unknown-model-argument", edit("heads = 2", "hedas = 2"), "E021", "model.hedas", "hedas", 'did you mean "heads"?'),
+    Case("unknown-scheduler-argument", edit("gamma = 0.5", "gama = 0.5"), "E021", "stage[2].scheduler.gama", "gama", 'did you mean "gamma"?'),
+    Case("unknown-dataset-argument", edit("n_val = 8", "n_vall = 8"), "E021", "data.n_vall", "n_vall", 'did you mean "n_val"?'),
+    Case("missing-scheduler-argument", edit('milestones = [2, "3 steps"], ', ""), "E022", "stage[2].scheduler", "scheduler =", "add milestones = ..."),
+    Case("missing-strategy-argument", edit('freeze = ["transformer.**"]', 'freeze = [{ use = "fraction", module = "encoder_2d" }]'),
+         "E022", "stage[0].freeze[0]", "freeze =", "add fraction = ...", message="freeze strategy `fraction` needs argument `fraction`"),
+    Case("wrong-argument-type", edit("depth = 1", "depth = 1.5"), "E023", "model.depth", "depth = 1.5"),
+    Case("wrong-argument-type-in-piece", edit("gamma = 0.5", 'gamma = "half"'), "E023", "stage[2].scheduler.gamma", "scheduler ="),
+    # -- stage structure and references -------------------------------------------------------
+    Case("steps-and-epochs", edit(STAGE0_STEPS, STAGE0_STEPS + "epochs = 1\n"), "E032", "stage[0]", ("[[stage]]", 0), "e.g. steps = 2000"),
+    Case("neither-steps-nor-epochs", edit(STAGE0_STEPS, 'name = "warmup"\n'), "E032", "stage[0]", ("[[stage]]", 0), "e.g. steps = 2000"),
+    Case("no-lr", edit("lr = 1e-3\n", ""), "E033", "stage[0]", ("[[stage]]", 0), "set `lr`"),
+    Case("no-loss", edit('loss = "mse"\n', ""), "E034", "stage[0]", ("[[stage]]", 0), "set `loss`"),
+    Case("duplicate-stage-name", edit('name = "finetune"', 'name = "warmup"'), "E031", "stage[2].name", ('name = "warmup"', 1), "its own name"),
+    Case("init-unknown-stage", edit('stage = "warmup", which', 'stage = "warmpu", which'), "E036", "stage[1].init.stage", "init =", 'did you mean "warmup"?'),
+    Case("init-forward", edit(STAGE0_STEPS, STAGE0_STEPS + 'init = { stage = "middle" }\n'), "E037", "stage[0].init.stage",
+         'init = { stage = "middle" }', "init can only load an earlier stage"),
+    Case("init-itself", edit('stage = "warmup", which', 'stage = "middle", which'), "E037", "stage[1].init.stage", "init =", "init can only load an earlier stage: warmup"),
+    Case("lr-and-lr-scale", edit("lr_scale = 0.1", "lr_scale = 0.1, lr = 1e-3"), "E050", "stage[2].groups[0]", "groups =", "keep one"),
+    Case("plateau-without-monitor", edit('scheduler = { use = "multistep", milestones = [2, "3 steps"], gamma = 0.5 }', 'scheduler = "plateau"'),
+         "E045", "stage[2].scheduler", "plateau", "monitor"),
+    # -- layers: profiles, --set, extends ---------------------------------------------------
+    Case("unknown-profile", (), "E009", "profile", "[profile.tiny]", 'did you mean "tiny"?', args=("--profile", "tyni")),
+    Case("set-unknown-stage", (), "E007", "stage.warmpu", ("[[stage]]", 0), 'did you mean "warmup"?', args=("--set", "stage.warmpu.steps=3")),
+    Case("set-without-value", (), "E007", None, None, "e.g. --set stage.finetune.lr=1e-5", args=("--set", "stage[0].steps")),
+    Case("set-index-out-of-range", (), "E007", "stage[7]", ("[[stage]]", 0), None, args=("--set", "stage[7].steps=1")),
+    Case("extends-missing-file", edit("[run]", 'extends = "base.toml"\n\n[run]'), "E008", "extends", "extends", "relative to the file"),
+    Case("extends-itself", edit("[run]", 'extends = "spec.toml"\n\n[run]'), "E008", "extends", "extends", "cannot extend itself"),
+    Case("extends-cycle", edit("[run]", 'extends = "parent.toml"\n\n[run]'), "E008", "extends", "extends", "cannot extend itself",
+         files={"parent.toml": 'extends = "spec.toml"\n'}, where="parent.toml"),
+    # -- what only the planner sees (model parameters, dataset sizes) ------------------------------
+    Case("glob-matches-nothing", edit('freeze = ["transformer.**"]', 'freeze = ["encoder.**"]'), "E060", "stage[0].freeze[0]", "freeze =",
+         'did you mean "encoder_2d.**"?', command=PLAN),
+    Case("train-glob-matches-nothing", edit('train = ["transformer.**"]', 'train = ["transfomer.*.weight"]'), "E060", "stage[1].train[0]", "train = [",
+         'did you mean "transformer.*.weight"?', command=PLAN),
+    Case("bad-regex", edit('freeze = ["transformer.**"]', 'freeze = ["re:transformer.(["]'), "E024", "stage[0].freeze[0]", "freeze =", command=PLAN),
+    Case("strategy-rejects-arguments", edit('freeze = ["transformer.**"]', 'freeze = [{ use = "fraction", module = "encoder_2d", fraction = 1.5 }]'),
+         "E024", "stage[0].freeze[0]", "freeze =", command=PLAN),
+    Case("stage-trains-nothing", edit('freeze = ["transformer.**"]', 'freeze = ["**"]'), "E061", "stage[0]", ("[[stage]]", 0),
+         "loosen `freeze`", command=PLAN),
+    Case("overlapping-groups", edit("lr_scale = 0.1 }]", 'lr_scale = 0.1 }, { name = "weights", params = ["**.weight"] }]'), "E062",
+         "stage[2].groups[1].params", "groups =", "one group only", command=PLAN),
+    Case("milestone-past-the-end", edit('milestones = [2, "3 steps"]', 'milestones = [2, "9 steps"]'), "E063", "stage[2].scheduler.milestones[1]",
+         "scheduler =", "count from the stage's own start", command=PLAN),
+    Case("epochs-overflow-a-step-count", edit("epochs = 2", "epochs = 1.7e308"), "E064", "stage[1].epochs", "epochs = 1.7e308",
+         command=PLAN, message="too long"),
+    Case("model-cannot-be-built", edit("heads = 2", "heads = 3"), "E025", "model", "[model]", "check the model's arguments", command=PLAN),
+    Case("split-smaller-than-a-batch", edit("n_train = 16", "n_train = 2\ndrop_last = true"), "E027", "data.batch_size", "batch_size = 4",
+         "lower batch_size", command=PLAN),
+    Case("npz-file-missing", edit('train = "{train}"', 'train = "{missing}"'), "E026", "data", "[data]", "check the dataset's arguments",
+         command=PLAN, base=NPZ_BASE),
+    Case("npz-glob-matches-nothing", edit('freeze = ["layers.0.*"]', 'freeze = ["layer.0.*"]'), "E060", "stage[0].freeze[0]", "freeze =",
+         'did you mean "layers.0.*"?', command=PLAN, base=NPZ_BASE),
+]
+
+
+def _line(text: str, marker: Marker) -> int:
+    """The 1-based line of the n-th occurrence of `marker` in `text`."""
+    needle, nth = (marker, 0) if isinstance(marker, str) else marker
+    start = -1
+    for _ in range(nth + 1):
+        start = text.index(needle, start + 1)
+    return text.count("\n", 0, start) + 1
+
+
+def _write_npz(folder: Path) -> dict[str, str]:
+    rng = np.random.default_rng(0)
+    paths = {}
+    for split, count in (("train", 16), ("val", 8)):
+        path = folder / f"{split}.npz"
+        np.savez(path, x=rng.normal(size=(count, 4)).astype("float32"), y=rng.normal(size=(count, 2)).astype("float32"))
+        paths[split] = str(path)
+    paths["missing"] = str(folder / "missing.npz")
+    return paths
+
+
+def _spec_text(case: Case, folder: Path) -> str:
+    text = case.base
+    for old, new in case.edits:
+        assert text.count(old) == 1, f"edit target {old!r} must occur once in the base"
+        text = text.replace(old, new)
+    if case.base is NPZ_BASE:
+        text = text.format(**_write_npz(folder))
+    return text
+
+
+def test_the_base_specs_are_valid(tmp_path, registry, capsys):
+    for base in (BASE, NPZ_BASE):
+        spec = tmp_path / "spec.toml"
+        spec.write_text(base.format(**_write_npz(tmp_path)) if base is NPZ_BASE else base)
+        assert run_cli(["validate", str(spec)]) == 0, capsys.readouterr().err
+        assert run_cli(["plan", str(spec), "--json"]) == 0, capsys.readouterr().err
+
+
+def test_the_catalogue_is_large_and_distinct():
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert len({(c.edits, c.args, c.base) for c in CASES}) == len(CASES)
+    assert len({c.code for c in CASES}) >= 25
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_error_catalogue(case: Case, tmp_path, registry, capsys):
+    text = _spec_text(case, tmp_path)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    for name, content in case.files.items():
+        (tmp_path / name).write_text(content)
+    argv = [case.command, str(spec), *case.args] + (["--json"] if case.command == PLAN else [])
+
+    code = run_cli(argv)
+    out, err = capsys.readouterr()
+
+    assert code == 2, err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert f"error[{case.code}]:" in err, err
+    if case.message is not None:
+        assert re.search(rf"error\[{case.code}\]: .*{re.escape(case.message)}", err), err
+    if case.path is not None:
+        assert f"= at: {case.path}\n" in err + "\n", err
+    where = tmp_path / case.where
+    if case.at is None:
+        assert f"--> {spec}" in err, err
+    else:
+        where_text = where.read_text()
+        line = _line(where_text, case.at)
+        assert re.search(rf"--> {re.escape(str(where))}:{line}:\d+\n", err), f"expected line {line}:\n{err}"
+        assert f"{line} | {where_text.splitlines()[line - 1]}" in err, err  # the offending line, shown
+    if case.hint is not None:
+        assert re.search(r"= help: .*" + re.escape(case.hint), err), err
+    assert re.search(r"\n\d+ errors?\s*$", err), err
+
+
+SEVERAL_MISTAKES = [
+    (STAGE0_STEPS, 'name = "warmup"\nsteps = 4\nepochs = 1\n'),  # E032 at stage[0]
+    ('"val/loss < 10.0"', '"val/loss <"'),  # E040 at stage[1].gate.when
+    ('stage = "warmup", which', 'stage = "middle", which'),  # E037 at stage[1].init.stage
+    ("gamma = 0.5", "gama = 0.5"),  # E021 at stage[2].scheduler.gama
+    ('seed = 0', 'seed = 0\nprecision = "fp8"'),  # E011 at run.precision
+]
+
+
+def test_independent_mistakes_are_all_reported_with_a_count(tmp_path, registry, capsys):
+    text = BASE
+    for old, new in SEVERAL_MISTAKES:
+        text = text.replace(old, new)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    assert run_cli(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert sorted(re.findall(r"error\[(E\d+)\]", err)) == ["E011", "E021", "E032", "E037", "E040"]
+    assert err.rstrip().endswith("\n\n5 errors")
+    for line in (_line(text, ("[[stage]]", 0)), _line(text, "gate ="), _line(text, 'init = { stage = "middle"'), _line(text, "gama"),
+                 _line(text, "precision")):
+        assert f"{spec}:{line}:" in err
+    for path in ("stage[0]", "stage[1].gate.when", "stage[1].init.stage", "stage[2].scheduler.gama", "run.precision"):
+        assert f"= at: {path}\n" in err
+
+
+def test_shape_errors_are_reported_before_the_checks_that_need_a_typed_spec(tmp_path, registry, capsys):
+    """Unknown keys and wrong types (all of them) come first: the later checks need a typed spec."""
+    text = BASE.replace('name = "tiny"', 'nmae = "tiny"')
+    for old, new in SEVERAL_MISTAKES:
+        text = text.replace(old, new)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    assert run_cli(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert re.findall(r"error\[(E\d+)\]", err) == ["E002"]
+    assert err.rstrip().endswith("1 error")
+
+
+def test_structural_errors_are_all_reported(tmp_path, registry, capsys):
+    text = BASE.replace('name = "tiny"', 'nmae = "tiny"').replace("seed = 0", 'seed = "x"').replace("lr_scale = 0.1", "lr_scal = 0.1")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    assert run_cli(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert sorted(re.findall(r"error\[(E\d+)\]", err)) == ["E002", "E002", "E003"]
+    assert err.rstrip().endswith("3 errors")
+
+
+def test_planner_reports_every_stage_problem(tmp_path, registry, capsys):
+    text = BASE.replace('freeze = ["transformer.**"]', 'freeze = ["encoder.**"]').replace('milestones = [2, "3 steps"]', 'milestones = [2, "9 steps"]')
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    assert run_cli(["plan", str(spec), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert sorted(re.findall(r"error\[(E\d+)\]", err)) == ["E060", "E063"]
+    assert err.rstrip().endswith("2 errors")
