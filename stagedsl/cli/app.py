@@ -57,7 +57,8 @@ def validate(spec: Path = SpecArg, profile: Optional[str] = ProfileOpt, set_: Op
     if json_:
         typer.echo(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages]}))
     else:
-        typer.echo(f"{spec}: ok ({len(loaded.stages)} stages: {', '.join(s.name for s in loaded.stages)})")
+        count = len(loaded.stages)
+        typer.echo(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)})")
 
 
 def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):

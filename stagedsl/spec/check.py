@@ -42,7 +42,7 @@ def check_spec(spec: Spec, registry: Optional[Registry]) -> list[Row]:
     rows += _check_run(spec)
     rows += _check_stages(spec)
     if spec.export is not None:
-        rows += _check_export(spec)
+        rows += _check_export(spec, registry)
     if registry is not None:
         rows += list(_check_pieces(spec, registry))
     return rows
@@ -172,11 +172,12 @@ def _check_gate(stage: StageSpec, i: int, names: list[str], known: list[str]) ->
     return rows
 
 
-def _check_export(spec: Spec) -> list[Row]:
+def _check_export(spec: Spec, registry: Optional[Registry]) -> list[Row]:
     rows: list[Row] = []
+    known = list(EXPORT_FORMATS) + (registry.names("exporters") if registry is not None else [])
     for j, fmt in enumerate(spec.export.formats):
-        if fmt not in EXPORT_FORMATS:
-            rows.append((("export", "formats", j), f"unknown export format {fmt!r}", did_you_mean(fmt, EXPORT_FORMATS) or f"one of {', '.join(EXPORT_FORMATS)}", "E011"))
+        if fmt not in known and registry is not None:
+            rows.append((("export", "formats", j), f"unknown export format {fmt!r}", did_you_mean(fmt, known) or f"one of {', '.join(known)}", "E011"))
     if spec.export.which not in ("best", "last"):
         rows.append((("export", "which"), f"unknown checkpoint {spec.export.which!r}", 'use "best" or "last"', "E011"))
     names = [s.name for s in spec.stages]

@@ -103,6 +103,19 @@ def _problem(sources: SourceMap, path: tuple, message: str, hint: Optional[str],
     return Problem(code, message, file=file, path=key_path, line=line, column=column, hint=hint)
 
 
+def _unique(problems) -> list[Problem]:
+    """One report per mistake: a key in [defaults] that is wrong in every stage is reported once."""
+    seen = set()
+    out = []
+    for problem in problems:
+        message = re.sub(r"stage `[^`]*`", "stage", problem.message)
+        key = (problem.code, message, problem.file, problem.line, problem.column) if problem.line else id(problem)
+        if key not in seen:
+            seen.add(key)
+            out.append(problem)
+    return out
+
+
 def loads_spec(
     text: str,
     *,
@@ -157,9 +170,9 @@ def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: 
         spec = structure_spec(layered)
     except Exception as exc:  # cattrs raises exception groups; flatten them all
         rows = flatten_errors(exc)
-        raise SpecError([_problem(source_map, *row) for row in rows]) from None
+        raise SpecError(_unique(_problem(source_map, *row) for row in rows)) from None
     spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=document)
     rows = check_spec(spec, registry)
     if rows:
-        raise SpecError([_problem(source_map, *row) for row in rows])
+        raise SpecError(_unique(_problem(source_map, *row) for row in rows))
     return spec

@@ -182,6 +182,9 @@ class ExportSpec:
     keep_io_types: bool = attrs.field(default=True, metadata=doc("Keep fp32 inputs and outputs in the fp16 graph."))
     check_batches: int = attrs.field(default=4, metadata=doc("Held-out batches compared against PyTorch."))
     prune: Optional[dict] = attrs.field(default=None, metadata=doc("L1 unstructured pruning after export, e.g. {amount = 0.3}."))
+    dynamic_batch: bool = attrs.field(default=True, metadata=doc("Export the batch axis as dynamic."))
+    metric_samples: Optional[int] = attrs.field(default=None, metadata=doc("Cap on validation rows used for the metric before/after fp16; default all."))
+    exporters: Optional[dict] = attrs.field(default=None, metadata=doc("Arguments of registered exporters named in `formats`, by name."))
 
 
 @attrs.frozen
