@@ -171,6 +171,8 @@ def _build_run(plan: Plan, registry: Registry, run_dir: Path, placement: Placeme
     gathered = [_build("callbacks", registry, ref.name, ref.args) for ref in plan.callbacks]
     callback_list = CallbackList([*gathered, *callbacks])
 
+    if plan.run.threads:
+        torch.set_num_threads(plan.run.threads)
     seed_everything(plan.run.seed)
     model = _build("models", registry, plan.model.name, plan.model.args)
     if not isinstance(model, torch.nn.Module):

@@ -134,8 +134,10 @@ def check_onnx(path: Path) -> None:
         raise ExportError([Problem(code="E511", message=f"`{Path(path).name}` fails the ONNX checker: {_first_line(exc)}")]) from None
 
 
-FP16_KEEP_FLOAT32 = ("LayerNormalization",)
+FP16_KEEP_FLOAT32 = ("LayerNormalization", "ScatterElements")
 """Ops left in float32 by `convert_fp16`, besides the converter's own block list.
+ScatterElements: onnxruntime's CPU provider has no float16 kernel for its `add`
+reduction (message-passing GNNs such as `mesh_gnn` aggregate with it).
 LayerNormalization: its variance overflows float16 easily, and onnxruntime 1.32's CPU
 provider crashes (SIGSEGV, in the NchwcTransformer graph pass) creating a session for
 the float16 graph of the built-in `pde_transformer`."""

@@ -163,6 +163,7 @@ class RunPlan:
     out: str
     compile: bool = False
     channels_last: bool = False
+    threads: Optional[int] = None
 
 
 @attrs.frozen

@@ -44,6 +44,7 @@ class RunSection:
     out: Optional[str] = attrs.field(default=None, metadata=doc("Run directory; default `runs/<name>`."))
     compile: bool = attrs.field(default=False, metadata=doc("Wrap the model in `torch.compile`."))
     channels_last: bool = attrs.field(default=False, metadata=doc("Use the channels-last memory format for 4D inputs."))
+    threads: Optional[int] = attrs.field(default=None, metadata=doc("CPU threads torch may use (torch.set_num_threads); default torch's own choice. 1 is often fastest for small models on a busy machine."))
 
 
 @attrs.frozen
