@@ -16,6 +16,8 @@ def constant(optimizer, total_steps: int, warmup: Steps = 0):
     from stagedsl_plugins.lr_curves import Constant, check_warmup
 
     check_warmup(warmup, total_steps)
+    if warmup == 0:
+        return None  # nothing changes the LR: no scheduler to step at all
     return LambdaLR(optimizer, Constant(warmup))
 
 

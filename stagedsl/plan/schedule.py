@@ -8,6 +8,7 @@ Metric-driven schedulers (plateau) are drawn flat: they move only if the metric 
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 from stagedsl.plan.model import Plan, StagePlan
@@ -24,12 +25,15 @@ def stage_lr_curve(stage: StagePlan, registry: Registry) -> dict[str, list[float
     curves: dict[str, list[float]] = {g.name: [] for g in stage.groups}
     monitored = bool(entry.meta.get("monitored"))
     scheduler = entry.factory(optimizer, total_steps=stage.steps, **stage.scheduler.args)
-    for _ in range(stage.steps):
-        for group in optimizer.param_groups:
-            curves[group["name"]].append(float(group["lr"]))
-        optimizer.step()
-        if not monitored:
-            scheduler.step()
+    step = getattr(scheduler, "step", None) if scheduler is not None and not monitored else None
+    with warnings.catch_warnings():
+        # no optimizer step happens here: there is nothing to train, only rates to read
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        for _ in range(stage.steps):
+            for group in optimizer.param_groups:
+                curves[group["name"]].append(group["lr"])
+            if step is not None:
+                step()
     return curves
 
 

@@ -67,7 +67,8 @@ def register_losses(register):
     Receives: ``register(name, factory, auto=None)``.
     Called: once per plugin when the registry loads.
     Factory: ``factory(**args) -> callable(prediction, target) -> scalar tensor``
-    (usually an ``nn.Module``). ``auto`` maps an argument name to
+    (usually an ``nn.Module``). A loss whose object has ``needs_inputs = True`` is called
+    ``loss(prediction, target, inputs)`` with the batch's inputs (e.g. a mesh's edges). ``auto`` maps an argument name to
     ``derive(train_dataset) -> value``: a spec may then write ``arg = "auto"`` and the
     engine computes the value once from the training split before the stage starts.
     Returns: nothing.
@@ -106,7 +107,8 @@ def register_schedulers(register):
 
     Receives: ``register(name, factory, monitored=False)``.
     Called: once per plugin when the registry loads.
-    Factory: ``factory(optimizer, total_steps, **args) -> LRScheduler``. The engine
+    Factory: ``factory(optimizer, total_steps, **args) -> LRScheduler | None`` (None: the
+    LR never changes, and nothing is stepped). The engine
     steps it once per optimizer step; arguments annotated ``stagedsl.Steps`` (or a list
     of them) are written as durations in the spec (``"30 epochs"``) and arrive as step
     counts from the stage's start. ``monitored=True`` marks schedulers stepped with a
