@@ -42,7 +42,8 @@ from stagedsl.spec.model import Spec, StageSpec
 class _Problems:
     def __init__(self, spec: Spec):
         self.items: list[Problem] = []
-        self.sources = SourceMap(list(spec.sources)) if spec.sources else None
+        names = tuple(stage.name for stage in spec.stages)
+        self.sources = SourceMap(list(spec.sources), profile=spec.profile, stage_names=names) if spec.sources else None
         self.file = spec.file
 
     def add(self, path: tuple, message: str, hint: Optional[str], code: str) -> None:

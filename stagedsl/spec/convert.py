@@ -21,6 +21,7 @@ from stagedsl.spec.durations import DurationError, parse_duration
 from stagedsl.spec.locate import PathPart
 from stagedsl.spec.model import (
     DATA_LOADER_KEYS,
+    LOADER_FIELDS,
     CheckpointSpec,
     DataSection,
     EarlyStopSpec,
@@ -241,14 +242,14 @@ converter.register_structure_hook(DataSection, _data)
 converter.register_structure_hook(
     Spec,
     make_dict_structure_fn(
-        Spec, converter, _cattrs_forbid_extra_keys=True, stages=override(rename="stage"), file=override(omit=True), sources=override(omit=True), document=override(omit=True)
+        Spec, converter, _cattrs_forbid_extra_keys=True, stages=override(rename="stage"), **{name: override(omit=True) for name in LOADER_FIELDS}
     ),
 )
 
 _RENAMED = {Spec: {"stages": "stage"}}
 _LAYER_KEYS = ("defaults", "profile", "extends")
 """Top-level keys the loader consumes before structuring (valid, so offered as did-you-means)."""
-_OMITTED = {Spec: {"file", "sources", "document"}}
+_OMITTED = {Spec: set(LOADER_FIELDS)}
 
 
 def key_names(cls: type) -> list[str]:

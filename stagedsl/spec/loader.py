@@ -103,6 +103,13 @@ def _problem(sources: SourceMap, path: tuple, message: str, hint: Optional[str],
     return Problem(code, message, file=file, path=key_path, line=line, column=column, hint=hint)
 
 
+def _stage_names(document: dict) -> tuple[str, ...]:
+    stages = document.get("stage") if isinstance(document, dict) else None
+    if not isinstance(stages, list):
+        return ()
+    return tuple(str(s.get("name")) if isinstance(s, dict) else "" for s in stages)
+
+
 def _unique(problems) -> list[Problem]:
     """One report per mistake: a key in [defaults] that is wrong in every stage is reported once."""
     seen = set()
@@ -157,7 +164,7 @@ def load_spec(
 
 def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: Optional[str],
             overrides: Iterable[str], registry: Optional[Registry]) -> Spec:
-    source_map = SourceMap(sources)
+    source_map = SourceMap(sources, profile=profile, stage_names=_stage_names(document))
     try:
         document = _apply_profile(document, profile)
         for override in overrides:
@@ -171,7 +178,7 @@ def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: 
     except Exception as exc:  # cattrs raises exception groups; flatten them all
         rows = flatten_errors(exc)
         raise SpecError(_unique(_problem(source_map, *row) for row in rows)) from None
-    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=document)
+    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=document, profile=profile)
     rows = check_spec(spec, registry)
     if rows:
         raise SpecError(_unique(_problem(source_map, *row) for row in rows))

@@ -214,28 +214,40 @@ def line_of(text: str, line: int) -> str:
 
 
 class SourceMap:
-    """Positions of keys across the files a spec was read from (the file, then what it extends)."""
+    """Positions of keys across the files a spec was read from (the file, then what it extends).
 
-    def __init__(self, sources: list[tuple[str, str]]):
+    A key is looked for where it can have been written, most specific first: in the
+    selected profile (``[profile.P.stage.<name>]``), where the path says, then in
+    ``[defaults]`` for stage keys; failing all, at its closest written ancestor.
+    """
+
+    def __init__(self, sources: list[tuple[str, str]], *, profile: Optional[str] = None, stage_names: tuple[str, ...] = ()):
         self.sources = sources
+        self.profile = profile
+        self.stage_names = tuple(stage_names)
         self._positions = [scan_positions(text) for _, text in sources]
 
+    def _candidates(self, parts: tuple) -> list[tuple]:
+        staged = len(parts) >= 2 and parts[0] == "stage" and isinstance(parts[1], int)
+        out = []
+        if self.profile is not None:
+            if staged and parts[1] < len(self.stage_names):
+                out.append(("profile", self.profile, "stage", self.stage_names[parts[1]]) + parts[2:])
+            elif not staged:
+                out.append(("profile", self.profile) + parts)
+        out.append(parts)
+        if staged and len(parts) > 2:
+            out.append(("defaults",) + parts[2:])
+        return out
+
     def locate(self, path: str | list[PathPart]) -> tuple[Optional[str], Optional[int], Optional[int]]:
-        """(file, line, column) of the closest written ancestor of `path`."""
+        """(file, line, column) where `path`, or its closest written ancestor, stands."""
         parts = tuple(parse_path(path) if isinstance(path, str) else path)
-        candidates = [parts]
-        if len(parts) > 2 and parts[0] == "stage" and isinstance(parts[1], int):
-            candidates.append(("defaults",) + parts[2:])
         for length in range(len(parts), 0, -1):
-            for candidate in candidates:
-                if len(candidate) < length - (len(parts) - len(candidate)):
-                    continue
-                prefix = candidate[: length - (len(parts) - len(candidate))] if candidate is not parts else parts[:length]
-                if not prefix:
-                    continue
+            for candidate in self._candidates(parts[:length]):
                 for (file, _), positions in zip(self.sources, self._positions):
-                    if prefix in positions:
-                        line, column = positions[prefix]
+                    if candidate in positions:
+                        line, column = positions[candidate]
                         return file, line, column
         return (self.sources[0][0] if self.sources else None), None, None
 

@@ -201,3 +201,8 @@ class Spec:
     file: Optional[str] = attrs.field(default=None, metadata=doc("The file the spec was read from (set by the loader)."))
     sources: tuple = attrs.field(default=(), eq=False, repr=False, metadata=doc("(file, text) of the files read, for error positions (set by the loader)."))
     document: Optional[dict] = attrs.field(default=None, eq=False, repr=False, metadata=doc("The merged TOML document (set by the loader)."))
+    profile: Optional[str] = attrs.field(default=None, eq=False, metadata=doc("The profile applied (set by the loader)."))
+
+
+LOADER_FIELDS = ("file", "sources", "document", "profile")
+"""Fields of `Spec` the loader sets; they are not keys of the language."""

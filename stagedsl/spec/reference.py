@@ -13,6 +13,7 @@ import attrs
 
 from stagedsl.spec.convert import key_names
 from stagedsl.spec.model import (
+    LOADER_FIELDS,
     CheckpointSpec,
     DataSection,
     EarlyStopSpec,
@@ -176,8 +177,8 @@ def _default(attribute: attrs.Attribute) -> str:
 def _table(title: str, cls: type, skip: tuple[str, ...] = ()) -> str:
     hints = typing.get_type_hints(cls)
     rows = [f"## {title}", "", (cls.__doc__ or "").strip().splitlines()[0], "", "| key | type | default | meaning |", "|---|---|---|---|"]
-    names = [a for a in attrs.fields(cls) if a.name not in ("file", "sources", "document", "args") + skip]
-    keys = dict(zip([a.name for a in attrs.fields(cls) if a.name not in ("file", "sources", "document")], key_names(cls)))
+    names = [a for a in attrs.fields(cls) if a.name not in LOADER_FIELDS + ("args",) + skip]
+    keys = dict(zip([a.name for a in attrs.fields(cls) if a.name not in LOADER_FIELDS], key_names(cls)))
     for attribute in names:
         rows.append(f"| `{keys[attribute.name]}` | {_type(hints[attribute.name])} | {_default(attribute)} | {attribute.metadata.get('doc', '')} |")
     return "\n".join(rows) + "\n"

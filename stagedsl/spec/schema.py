@@ -13,6 +13,7 @@ import attrs
 
 from stagedsl.spec.convert import key_names
 from stagedsl.spec.model import (
+    LOADER_FIELDS,
     DATA_LOADER_KEYS,
     DataSection,
     ExportSpec,
@@ -76,7 +77,7 @@ def _class_schema(cls: type, *, required: bool = True, open_args: bool = False) 
     hints = typing.get_type_hints(cls)
     properties: dict[str, Any] = {}
     needed = []
-    for key, attr_name in zip(key_names(cls), [a.name for a in attrs.fields(cls) if a.name in fields and a.name not in ("file", "sources", "document")]):
+    for key, attr_name in zip(key_names(cls), [a.name for a in attrs.fields(cls) if a.name in fields and a.name not in LOADER_FIELDS]):
         if attr_name == "args":
             continue
         attribute = fields[attr_name]
