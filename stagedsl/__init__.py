@@ -33,6 +33,7 @@ _LAZY = {
     "compile_plan": "stagedsl.plan.compile",
     "Plan": "stagedsl.plan.model",
     "run_plan": "stagedsl.engine.runner",
+    "resume_run": "stagedsl.engine.resume",
     "Callback": "stagedsl.engine.events",
     "Event": "stagedsl.engine.events",
     "RunState": "stagedsl.engine.state",

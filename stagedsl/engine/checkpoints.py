@@ -1,36 +1,64 @@
 """Every checkpoint the engine reads or writes, in one place.
 
 Weights: ``stages/<stage>/best.safetensors`` and ``last.safetensors`` hold the model's
-state_dict under its own names, written atomically (temp file + ``os.replace``).
-Trainer state (the resume seam): ``stages/<stage>/state/step_<n>/`` holds
-``model.safetensors``, ``trainer.pt`` (optimizer, scheduler, scaler, RNG and data-order
-generator states) and ``run_state.json`` (`RunState.to_dict()`); `save_state` writes
-one, `load_state` reads one back. A stage's `init` is resolved and loaded here too.
+state_dict under its own names, written atomically (temp file, fsync, rename, fsync of
+the folder). A torch file (``.pt``, ``.pth``, ``.ckpt``, ``.bin``) is only ever read with
+``weights_only=True``; a stage's `init` is resolved and loaded by `init_weights`.
+
+Trainer state (the resume seam): ``stages/<stage>/state/step_<n>[_retry<a>]/`` holds
+
+- ``model.safetensors``  the weights;
+- ``trainer.safetensors`` optimizer, scheduler, GradScaler, RNG states, data position, loss
+                         window, "auto" loss values: tensors as safetensors entries, the rest
+                         as JSON in its metadata (`trainer_state.pack`): no pickle at all;
+- ``run_state.json``     `RunState.to_dict()`: stage, step, epoch, best, early stopping,
+                         gate decisions, auto loss statistics, plan hash, ...;
+- ``best.safetensors``   a hard link to the stage's best weights as they were (when any);
+- ``manifest.json``      written last: where the checkpoint is, and each file's size and
+                         SHA-256.
+
+`prepare_state` captures a checkpoint (copies of everything, the best weights linked) and
+`finish_state` writes it: files fsynced and checksummed, the folder built under a temp
+name and renamed into place, so a crash leaves the previous checkpoints intact. The
+engine runs `finish_state` on a background thread (`writer.CheckpointWriter`);
+`save_state` does both at once. `verify_state` checks a folder against its manifest;
+`newest_first` orders a run's checkpoints.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import random
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
+import attrs
 import torch
 from torch import nn
 
+from stagedsl.engine.safe_io import (
+    atomic_write,
+    fsync_path,
+    sha256_file,
+    torch_load_safe,
+    write_durable,
+)
 from stagedsl.engine.state import RunState
 from stagedsl.errors import CheckpointError, Problem
-from stagedsl.plan.model import InitPlan
 
 BEST = "best"
 LAST = "last"
 WEIGHTS_SUFFIX = ".safetensors"
 STATE_DIR = "state"
+STATE_FORMAT = 1
+MODEL_FILE = "model.safetensors"
+TRAINER_FILE = "trainer.safetensors"
+RUN_STATE_FILE = "run_state.json"
+BEST_FILE = "best.safetensors"
+MANIFEST_FILE = "manifest.json"
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 STATE_DICT_KEYS = ("state_dict", "model", "model_state", "model_state_dict")
 
@@ -45,29 +73,20 @@ def weights_path(run_dir: Path, stage: str, which: str) -> Path:
     return stage_dir(run_dir, stage) / f"{which}{WEIGHTS_SUFFIX}"
 
 
-# -- writing -------------------------------------------------------------------------
-def _atomic(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# -- weights ---------------------------------------------------------------------------
+def cpu_state_dict(model: nn.Module, *, copy: bool = False) -> dict[str, torch.Tensor]:
+    """The model's state_dict as contiguous CPU tensors that share no storage (tied weights copied).
 
-
-def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state_dict as contiguous CPU tensors that share no storage (tied weights copied)."""
+    With `copy`, none shares memory with the model either (a snapshot training can go on from).
+    """
     seen: set[int] = set()
     tensors: dict[str, torch.Tensor] = {}
     for name, value in model.state_dict().items():
         value = value.detach()
         if value.device.type != "cpu":
             value = value.to("cpu")  # a fresh copy per tensor
+        elif copy:
+            value = value.clone(memory_format=torch.contiguous_format)
         elif value.numel():
             pointer = value.untyped_storage().data_ptr()
             if pointer in seen or not value.is_contiguous():
@@ -77,32 +96,78 @@ def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save_weights(model: nn.Module, path: Path, metadata: Optional[dict[str, str]] = None) -> Path:
-    """Write the model's weights to a ``.safetensors`` file, atomically."""
+def non_finite(tensors: dict[str, torch.Tensor]) -> Optional[str]:
+    """The name of the first floating tensor holding a NaN or an infinity, or None.
+
+    One fused norm over all of them first (finite norms mean finite values); only when
+    that is not finite, tensor by tensor (a huge finite value can overflow a norm).
+    """
+    floats = {name: value for name, value in tensors.items() if value.is_floating_point() and value.numel()}
+    if not floats:
+        return None
+    try:
+        norms = torch._foreach_norm(list(floats.values()))
+        if bool(torch.isfinite(torch.stack([n.float() for n in norms])).all()):
+            return None
+    except (RuntimeError, AttributeError):
+        pass
+    for name, value in floats.items():
+        if not bool(torch.isfinite(value).all()):
+            return name
+    return None
+
+
+def stable_metadata(metadata: Optional[dict[str, str]]) -> Optional[dict[str, str]]:
+    """safetensors metadata whose bytes do not vary: several keys are folded into one JSON string.
+
+    (safetensors writes several metadata keys in a random order, so two saves of the same
+    weights would differ byte for byte.)
+    """
+    if not metadata or len(metadata) == 1:
+        return metadata
+    return {"stagedsl": json.dumps(metadata, sort_keys=True)}
+
+
+def save_weights(model: nn.Module | dict, path: Path, metadata: Optional[dict[str, str]] = None) -> Path:
+    """Write the model's weights (or a CPU state_dict) to a ``.safetensors`` file, atomically and durably."""
     from safetensors.torch import save_file
 
-    tensors = cpu_state_dict(model)
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    tensors = model if isinstance(model, dict) else cpu_state_dict(model)
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=stable_metadata(metadata)))
     return Path(path)
 
 
-# -- reading -------------------------------------------------------------------------
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state_dict from ``.safetensors`` or a torch file (raw, or under a usual key)."""
-    path = Path(path)
+def looks_pickled(path: Path) -> bool:
+    """Whether a file starts like a pickle or a torch zip archive (not like safetensors)."""
     try:
-        if path.suffix == WEIGHTS_SUFFIX:
-            from safetensors.torch import load_file
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict from ``.safetensors`` or a torch file (raw, or under a usual key); never runs code."""
+    path = Path(path)
+    if path.suffix == WEIGHTS_SUFFIX:
+        from safetensors.torch import load_file
+
+        if not path.exists():
+            raise CheckpointError(f"checkpoint `{path}` does not exist", code="E410")
+        try:
             return load_file(str(path))
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint `{path}` does not exist", code="E410") from None
-    except Exception as exc:
-        raise CheckpointError(
-            [Problem(code="E412", message=f"cannot read checkpoint `{path}`: {type(exc).__name__}: {exc}",
-                     hint="torch files are loaded with weights_only=True; save a plain state_dict")]
-        ) from None
+        except Exception as exc:
+            if looks_pickled(path):
+                raise CheckpointError([Problem(
+                    code="E413", message=f"checkpoint `{path}` is a pickle (torch.save) file named .safetensors; "
+                    "it was refused unread, since unpickling can run code", file=str(path),
+                    hint="write weights with safetensors.torch.save_file, or name a torch file .pt and keep it "
+                         "a plain state_dict")]) from None
+            raise CheckpointError([Problem(
+                code="E412", message=f"cannot read checkpoint `{path}`: {type(exc).__name__}: {exc}",
+                hint="the file is truncated or not safetensors; write it again")]) from None
+    data = torch_load_safe(path)
     if isinstance(data, dict):
         for key in STATE_DICT_KEYS:
             if isinstance(data.get(key), dict):
@@ -116,134 +181,263 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return data
 
 
-def _strip_prefix(tensors: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
-    """Drop a wrapper prefix (``module.``, ``_orig_mod.``) that every key carries and the model lacks."""
-    for prefix in ("module.", "_orig_mod."):
-        if tensors and not (set(tensors) & expected) and all(k.startswith(prefix) for k in tensors):
-            return {k[len(prefix):]: v for k, v in tensors.items()}
-    return tensors
+# -- trainer state (the resume seam) -----------------------------------------------------
+def state_path(run_dir: Path, stage: str, stage_step: int, attempt: int = 0) -> Path:
+    """``stages/<stage>/state/step_<stage_step>`` (``_retry<attempt>`` for a gate retry)."""
+    suffix = f"_retry{attempt}" if attempt else ""
+    return stage_dir(run_dir, stage) / STATE_DIR / f"step_{stage_step:09d}{suffix}"
 
 
-def resolve_init_path(init: InitPlan, run_dir: Path) -> Path:
-    """The file a stage's `init` names: an earlier stage's best/last, or the newest glob match."""
-    if init.source == "stage":
-        path = weights_path(run_dir, init.stage, init.which)
-        if not path.exists():
-            raise CheckpointError(
-                [Problem(code="E410", message=f"init checkpoint `{path}` (stage `{init.stage}`, {init.which}) does not exist",
-                         hint="run the earlier stage first, or start with --from-stage at it")]
-            )
-        return path
-    if init.source == "path":
-        pattern = os.path.expanduser(init.path or "")
-        matches = [Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
-        if not matches:
-            raise CheckpointError(f"init path `{init.path}` matches no file", code="E410")
-        return max(matches, key=lambda p: (p.stat().st_mtime, str(p)))
-    raise CheckpointError(f"unknown init source `{init.source}`", code="E412")
-
-
-def load_init(model: nn.Module, init: InitPlan, run_dir: Path) -> dict[str, Any]:
-    """Load a stage's init into `model`; return ``{"path", "missing", "unexpected"}``.
-
-    With ``strict`` any missing or unexpected key is a `CheckpointError`; without it
-    they are reported and the matching keys load. A shape mismatch always fails.
-    """
-    path = resolve_init_path(init, run_dir)
-    tensors = _strip_prefix(read_weights(path), set(model.state_dict()))
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(tensors))
-    unexpected = sorted(set(tensors) - expected)
-    if init.strict and (missing or unexpected):
-        raise CheckpointError(
-            [Problem(code="E411",
-                     message=f"checkpoint `{path}` does not fit the model: {len(missing)} missing key(s) "
-                     f"{_few(missing)}, {len(unexpected)} unexpected key(s) {_few(unexpected)}",
-                     hint="set strict = false on the init to load the keys that match")]
-        )
+def _state_order(path: Path) -> Optional[tuple[int, int]]:
+    """(attempt, step) of a checkpoint folder's name, or None if it is not one."""
+    name = path.name
+    if not name.startswith("step_"):
+        return None
+    step, _, retry = name[5:].partition("_retry")
     try:
-        model.load_state_dict(tensors, strict=False)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint `{path}` does not fit the model: {exc}", code="E411") from None
-    return {"path": str(path), "missing": missing, "unexpected": unexpected}
+        return (int(retry) if retry else 0, int(step))
+    except ValueError:
+        return None
 
 
-def _few(names: list[str]) -> str:
-    if not names:
-        return "[]"
-    return "[" + ", ".join(names[:3]) + (", ..." if len(names) > 3 else "") + "]"
+_HASHES: dict[tuple[int, int, int, int], str] = {}
 
 
-# -- trainer state (the resume seam) -------------------------------------------------
-def rng_state(generator: Optional[torch.Generator]) -> dict[str, Any]:
-    """Every RNG state a resume needs."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if generator is not None:
-        state["data"] = generator.get_state()
-    return state
+def _file_record(path: Path, *, cached: bool = False) -> dict[str, Any]:
+    info = path.stat()
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    digest = _HASHES.get(key) if cached else None
+    if digest is None:
+        digest = sha256_file(path)
+        if cached:
+            _HASHES.clear() if len(_HASHES) > 64 else None
+            _HASHES[key] = digest
+    return {"bytes": info.st_size, "sha256": digest}
 
 
-def save_state(
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+@attrs.define(eq=False)
+class PendingState:
+    """A trainer checkpoint captured in memory (and its temp folder made), not yet written."""
+
+    directory: Path
+    tmp: Path
+    tensors: dict
+    trainer: tuple  # trainer_state.pack output: (skeleton, flat tensors)
+    run_state: str  # run_state.json's text
+    record: dict  # the manifest, without its file list
+    best: bool  # best.safetensors is linked into tmp
+
+
+def prepare_state(
     directory: Path,
     *,
     state: RunState,
-    model: nn.Module,
-    optimizer: Optional[torch.optim.Optimizer],
+    model: nn.Module | dict,
+    trainer: Optional[dict[str, Any]] = None,
+    optimizer: Optional[torch.optim.Optimizer] = None,
     scheduler: Any = None,
     scaler: Optional[torch.amp.GradScaler] = None,
     generator: Optional[torch.Generator] = None,
-) -> Path:
-    """Write a full trainer checkpoint into `directory` (replaced atomically as a whole)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        save_weights(model, tmp / f"model{WEIGHTS_SUFFIX}")
+    best: Optional[Path] = None,
+    manifest: Optional[dict[str, Any]] = None,
+) -> PendingState:
+    """Capture a trainer checkpoint for `directory`: everything copied out of the live objects.
+
+    `model` (a module, or a CPU state_dict the caller no longer changes); `trainer` is the
+    ``trainer.safetensors`` payload (`trainer_state.capture`), or one is made of
+    `optimizer`, `scheduler`, `scaler` and the RNG states; `best` (the stage's best
+    weights as they are now) is hard-linked into the temp folder at once; `manifest` adds
+    entries to ``manifest.json``. `finish_state` writes it (possibly in another thread).
+    """
+    from stagedsl.engine import trainer_state
+
+    if trainer is None:
         trainer = {
+            "format": STATE_FORMAT,
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "scheduler": scheduler.state_dict() if scheduler is not None and hasattr(scheduler, "state_dict") else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": rng_state(generator),
+            "rng": trainer_state.rng_state(),
+            "data": {"generator": generator.get_state()} if generator is not None else {},
         }
-        torch.save(trainer, tmp / "trainer.pt")
-        (tmp / "run_state.json").write_text(json.dumps(state.to_dict(), indent=2, default=_json_default))
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        tensors = model if isinstance(model, dict) else cpu_state_dict(model, copy=True)
+        linked = best is not None and Path(best).exists()
+        if linked:
+            _link_or_copy(Path(best), tmp / BEST_FILE)
+        record = {
+            "format": STATE_FORMAT, "kind": "stagedsl trainer state", "run": state.run_name, "plan_hash": state.plan_hash,
+            "stage": state.stage_name, "stage_index": state.stage_index, "attempt": state.attempt,
+            "stage_step": state.stage_step, "global_step": state.global_step, "epoch": state.epoch,
+            "phase": "end" if state.attempt_end else "train", "seq": state.checkpoint_seq,
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(manifest or {}),
+        }
+        run_state = json.dumps(state.to_dict(), indent=1, default=_json_default)
+        return PendingState(directory, tmp, tensors, trainer_state.pack(trainer), run_state, record, linked)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def finish_state(pending: PendingState) -> Path:
+    """Write a captured checkpoint: files fsynced and checksummed, manifest last, folder renamed into place."""
+    from safetensors.torch import save_file
+
+    from stagedsl.engine import trainer_state
+
+    directory, tmp = pending.directory, pending.tmp
+    try:
+        metadata = stable_metadata({"stage": str(pending.record["stage"]), "step": str(pending.record["stage_step"])})
+        write_durable(tmp / MODEL_FILE, lambda p: save_file(pending.tensors, p, metadata=metadata))
+        write_durable(tmp / TRAINER_FILE, lambda p: trainer_state.write_packed(p, *pending.trainer))
+        write_durable(tmp / RUN_STATE_FILE, lambda p: Path(p).write_text(pending.run_state))
+        files = {name: _file_record(tmp / name) for name in (MODEL_FILE, TRAINER_FILE, RUN_STATE_FILE)}
+        if pending.best:
+            files[BEST_FILE] = _file_record(tmp / BEST_FILE, cached=True)
+        record = {**pending.record, "files": files}
+        write_durable(tmp / MANIFEST_FILE, lambda p: Path(p).write_text(json.dumps(record, indent=1)))
+        fsync_path(tmp)
+        if directory.exists():  # the same step saved again: move the old one aside first
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
+            os.replace(directory, old / directory.name)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+        fsync_path(directory.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
 
 
-def load_state(directory: Path) -> dict[str, Any]:
-    """Read a trainer checkpoint: ``{"state": RunState, "model": state_dict, "trainer": dict}``."""
+def save_state(directory: Path, **kwargs: Any) -> Path:
+    """Write a full trainer checkpoint into `directory` now (`prepare_state` then `finish_state`)."""
+    return finish_state(prepare_state(directory, **kwargs))
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """A checkpoint's ``manifest.json`` (E414 when missing or unreadable)."""
+    path = Path(directory) / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"`{directory}` is not a complete trainer checkpoint (no {MANIFEST_FILE})", code="E414") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"the manifest of `{directory}` is unreadable: {exc}", code="E414") from None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        raise CheckpointError(f"the manifest of `{directory}` lists no files", code="E414")
+    return data
+
+
+def verify_state(directory: Path) -> Optional[str]:
+    """Why the checkpoint in `directory` cannot be trusted (a missing, truncated or changed file), or None."""
+    try:
+        manifest = read_manifest(directory)
+    except CheckpointError as exc:
+        return exc.problems[0].message
+    for name, expected in manifest["files"].items():
+        path = Path(directory) / name
+        if not path.is_file():
+            return f"`{name}` is missing"
+        size = path.stat().st_size
+        if size != expected.get("bytes"):
+            return f"`{name}` has {size} bytes, the manifest says {expected.get('bytes')} (truncated?)"
+        if sha256_file(path) != expected.get("sha256"):
+            return f"`{name}` does not match its SHA-256 checksum (corrupt or changed)"
+    return None
+
+
+def load_state(directory: Path, *, verify: bool = True) -> dict[str, Any]:
+    """Read a trainer checkpoint: ``{"state", "model", "trainer", "manifest", "path"}``.
+
+    With `verify` every file is checked against the manifest first (E414). Nothing is
+    unpickled: a pickle put in the place of either file is refused (E413).
+    """
     directory = Path(directory)
-    if not (directory / "run_state.json").exists():
-        raise CheckpointError(f"`{directory}` is not a trainer checkpoint (no run_state.json)", code="E410")
-    state = RunState.from_dict(json.loads((directory / "run_state.json").read_text()))
-    model = read_weights(directory / f"model{WEIGHTS_SUFFIX}")
-    trainer = torch.load(directory / "trainer.pt", map_location="cpu", weights_only=False)
-    return {"state": state, "model": model, "trainer": trainer}
+    if not (directory / RUN_STATE_FILE).exists():
+        raise CheckpointError(f"`{directory}` is not a trainer checkpoint (no {RUN_STATE_FILE})", code="E410")
+    manifest: dict[str, Any] = {}
+    if verify:
+        problem = verify_state(directory)
+        if problem is not None:
+            raise CheckpointError([Problem(code="E414", message=f"trainer checkpoint `{directory}` is corrupt: {problem}",
+                                           hint="`staged resume` falls back to the previous checkpoint")])
+        manifest = read_manifest(directory)
+    try:
+        state = RunState.from_dict(json.loads((directory / RUN_STATE_FILE).read_text()))
+    except Exception as exc:
+        raise CheckpointError(f"`{directory / RUN_STATE_FILE}` is unreadable: {type(exc).__name__}: {exc}", code="E414") from None
+    from stagedsl.engine import trainer_state
+
+    model = read_weights(directory / MODEL_FILE)
+    trainer = trainer_state.read(directory / TRAINER_FILE)
+    return {"state": state, "model": model, "trainer": trainer, "manifest": manifest, "path": directory}
+
+
+def list_states(run_dir: Path) -> list[Path]:
+    """Every trainer checkpoint folder of the run (complete or not; temp folders excluded)."""
+    found = []
+    for parent in sorted((Path(run_dir) / "stages").glob(f"*/{STATE_DIR}")):
+        found += [p for p in parent.iterdir() if p.is_dir() and _state_order(p) is not None]
+    return found
+
+
+def newest_first(paths: list[Path]) -> list[Path]:
+    """Checkpoint folders ordered newest first.
+
+    By the manifest's global step, then stage index (a stage's first checkpoint and the
+    previous stage's last share a global step), attempt and stage step. A folder without
+    a readable manifest sorts last (it is passed over anyway).
+    """
+    def key(path: Path) -> tuple:
+        try:
+            manifest = json.loads((path / MANIFEST_FILE).read_text())
+            return (1, int(manifest["global_step"]), int(manifest["stage_index"]), int(manifest["attempt"]),
+                    int(manifest["stage_step"]), int(manifest.get("seq", 0)))
+        except (OSError, ValueError, TypeError, KeyError):
+            return (0, 0, 0) + (_state_order(path) or (0, 0)) + (0,)
+    return sorted(paths, key=key, reverse=True)
+
+
+def remove_temp_files(run_dir: Path) -> list[Path]:
+    """Delete what a write killed half-way left behind (``.<name>.*.tmp`` files and folders)."""
+    removed = []
+    for path in (Path(run_dir) / "stages").glob("**/.*.tmp"):
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        removed.append(path)
+    for path in (Path(run_dir) / "stages").glob("**/.*.old"):
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def clear_states(run_dir: Path, stage: str) -> None:
+    """Delete a stage's trainer checkpoints (a run that starts the stage over)."""
+    shutil.rmtree(stage_dir(run_dir, stage) / STATE_DIR, ignore_errors=True)
 
 
 def rotate_states(parent: Path, keep_last: int) -> None:
-    """Keep the newest `keep_last` trainer checkpoints under `parent`."""
+    """Keep the newest `keep_last` trainer checkpoints under `parent` (by attempt, then step)."""
     if keep_last <= 0 or not parent.exists():
         return
-    steps = sorted((p for p in parent.iterdir() if p.is_dir() and p.name.startswith("step_")), key=lambda p: p.name)
+    steps = sorted((p for p in parent.iterdir() if p.is_dir() and _state_order(p) is not None), key=_state_order)
     for old in steps[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def state_path(run_dir: Path, stage: str, stage_step: int) -> Path:
-    """``stages/<stage>/state/step_<stage_step>``."""
-    return stage_dir(run_dir, stage) / STATE_DIR / f"step_{stage_step:09d}"
-
-
 def _json_default(value: Any) -> Any:
+    import numpy as np
+
     if isinstance(value, torch.Tensor):
         return value.tolist()
     if isinstance(value, np.ndarray):

@@ -15,6 +15,7 @@ from stagedsl.engine.outputs import RunOutputs
 from stagedsl.engine.placement import Placement
 from stagedsl.engine.progress import Progress
 from stagedsl.engine.state import RunState
+from stagedsl.engine.writer import CheckpointWriter
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry
 
@@ -36,6 +37,7 @@ class RunContext:
     callbacks: CallbackList
     state: RunState
     auto: AutoArgs
+    writer: CheckpointWriter = attrs.field(factory=CheckpointWriter)  # trainer checkpoints, written in the background
 
     def fire(self, event: Event) -> None:
         """Call the run's callbacks with `event`."""

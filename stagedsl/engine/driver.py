@@ -5,6 +5,12 @@ and always the stage's last step), trainer-state checkpoints (``stage.checkpoint
 or at evaluations when it is None) and the stage's end. At an evaluation: ``val/*``
 values, the best checkpoint on ``eval.monitor``, a monitored scheduler's step, early
 stopping and a ``check = "eval"`` gate.
+
+A trainer checkpoint is taken *after* everything a boundary does (log, evaluation, best
+weights, gate, early stop), so it holds the whole state at a step; the attempt's last one
+also records how the attempt ended (`RunState.attempt_end`). None is written while a
+loss since the last check, or a weight, is non-finite: the last checkpoint is always a
+good one. A stop signal ends the attempt after the current step, with a checkpoint.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ from typing import Optional
 
 import attrs
 
-from stagedsl.engine import checkpoints
+from stagedsl.engine import checkpoints, trainer_state
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.events import Event
 from stagedsl.engine.freeze import set_train_mode
 from stagedsl.engine.gates import CONTINUE, WARN, GateDecision, decide
-from stagedsl.engine.loop import StepLoop
+from stagedsl.engine.loop import StepLoop, last_good
+from stagedsl.engine.signals import STOP, RunInterrupted
 from stagedsl.engine.stage import StageObjects
 from stagedsl.errors import RunError
 
@@ -74,49 +81,79 @@ def save_stage_weights(ctx: RunContext, stage: str, which: str) -> None:
     ctx.fire(Event.CHECKPOINT_SAVED)
 
 
-class AttemptDriver:
-    """Runs one attempt of a stage from step 0 to its end, an early stop or a failing eval gate."""
+def saved_outcome(state) -> AttemptOutcome:
+    """The outcome an attempt-end checkpoint recorded (a resume replays what follows it)."""
+    end = state.attempt_end or {}
+    decision = end.get("decision")
+    return AttemptOutcome(end.get("reason", COMPLETED), GateDecision(**decision) if decision else None,
+                          float(state.attempt_elapsed_s))
 
-    def __init__(self, ctx: RunContext, objs: StageObjects):
+
+class AttemptDriver:
+    """Runs one attempt of a stage from step 0 (or a checkpoint's step) to its end, an early stop or a failing eval gate."""
+
+    def __init__(self, ctx: RunContext, objs: StageObjects, resume_from: Optional[dict] = None, save_at_start: bool = False):
+        """`resume_from`: the step loop's part of a checkpoint (see `StepLoop`); `save_at_start`: checkpoint step 0."""
         self.ctx, self.objs, self.stage = ctx, objs, objs.plan
         self.state = ctx.state
-        self.loop = StepLoop(ctx, objs)
+        self.loop = StepLoop(ctx, objs, resume_from)
         self.monitor_warned = False
-        self.state_saved_at: Optional[int] = None
+        self.state_saved_at: Optional[int] = self.state.stage_step if resume_from is not None else None
         self.evaluated_at: Optional[int] = None
+        self.save_at_start = save_at_start
+        self._started = time.perf_counter() - self.state.attempt_elapsed_s
         self._window_start = time.perf_counter()
         self._window_steps = 0
 
     def run(self) -> AttemptOutcome:
         """Train the stage; return how it ended."""
         ctx, stage, state, loop = self.ctx, self.stage, self.state, self.loop
-        started = time.perf_counter()
         set_train_mode(ctx.model, self.objs.held_norms)
         log_every = max(1, int(stage.log_every or 1))
         eval_every = stage.eval.every
         state_every = stage.checkpoint.every
         outcome: Optional[AttemptOutcome] = None
+        if self.save_at_start and state.stage_step < stage.steps:
+            self.save_state()
         while state.stage_step < stage.steps and outcome is None:
+            self.stop_if_asked()
             step = state.stage_step
             boundary = min(b for b in (stage.steps, _next_multiple(step, log_every), _next_multiple(step, eval_every),
                                        _next_multiple(step, state_every)) if b is not None)
             loop.train_steps(boundary - step)
-            self._window_steps += boundary - step
+            self._window_steps += state.stage_step - step
             step = state.stage_step
+            if step < boundary:  # a stop signal came: no boundary here
+                continue
             is_eval = step == stage.steps or bool(eval_every and step % eval_every == 0)
             if is_eval or step % log_every == 0:
                 self.log_train()
             if is_eval:
                 outcome = self.evaluate()
-            if state_every and step % state_every == 0 and self.state_saved_at != step:
+            due = step % state_every == 0 if state_every else is_eval
+            if due and outcome is None and step < stage.steps and self.state_saved_at != step:
                 self.save_state()
             self._window_start = time.perf_counter()  # steps/s measures training, not the boundary's work
-        if self.evaluated_at is None:  # a stage of zero steps still evaluates once
+        if self.evaluated_at is None:  # a stage of zero steps (or cut to the step it resumed at) still evaluates once
             outcome = self.evaluate() or outcome
+        reason = outcome.reason if outcome else COMPLETED
+        decision = outcome.decision if outcome else None
+        state.attempt_end = {"reason": reason, "decision": decision.to_dict() if decision else None}
+        self.save_state()  # the attempt's last checkpoint, with how it ended
+        ctx.writer.wait()
+        return AttemptOutcome(reason, decision, time.perf_counter() - self._started)
+
+    def stop_if_asked(self) -> None:
+        """After a SIGINT / SIGTERM: save a checkpoint at this step (if there is none) and stop."""
+        if not STOP.requested:
+            return
+        state = self.state
         if self.state_saved_at != state.stage_step:
             self.save_state()
-        reason = outcome.reason if outcome else COMPLETED
-        return AttemptOutcome(reason, outcome.decision if outcome else None, time.perf_counter() - started)
+        self.ctx.writer.wait()
+        where = f"stage `{self.stage.name}` step {state.stage_step} (global step {state.global_step})"
+        raise RunInterrupted(signal_name=STOP.name, signum=STOP.signum, where=where, checkpoint=state.last_resume_point,
+                             run_dir=str(self.ctx.run_dir))
 
     # -- boundaries ----------------------------------------------------------------
     def log_train(self) -> None:
@@ -126,11 +163,7 @@ class AttemptDriver:
         if mean is None:
             return
         if not math.isfinite(mean) and stage.on_nonfinite != "skip":
-            raise RunError(
-                f"stage `{stage.name}`: the training loss became {mean} by step {state.stage_step} "
-                f"(on_nonfinite = \"stop\"); lower the learning rate, clip gradients, or check the data",
-                code="E401",
-            )
+            self._nonfinite_loss(str(mean))
         now = time.perf_counter()  # after the window's sync: the steps' work is done
         rate = self._window_steps / (now - self._window_start) if now > self._window_start else None
         self._window_steps = 0
@@ -165,8 +198,6 @@ class AttemptDriver:
             value = self._value(name, "scheduler_monitor")
             if value is not None:
                 objs.scheduler.step(value)
-        if stage.checkpoint.every is None:
-            self.save_state()
 
         if stage.gate is not None and stage.gate.check == "eval":
             decision = decide(stage.gate, state.values, stage=stage.name, attempt=state.attempt,
@@ -209,15 +240,48 @@ class AttemptDriver:
         """Write the stage's best/last weights."""
         save_stage_weights(self.ctx, self.stage.name, which)
 
+    def _nonfinite_loss(self, value: str) -> None:
+        stage, state = self.stage, self.state
+        raise RunError(
+            f"stage `{stage.name}`: the training loss became {value} by step {state.stage_step} "
+            f"(on_nonfinite = \"stop\"); {last_good(state)}; lower the learning rate, clip gradients, or check the data",
+            code="E401",
+        )
+
     def save_state(self) -> None:
-        """Write a full trainer checkpoint and keep the newest `checkpoint.keep_last`."""
-        ctx, objs, state = self.ctx, self.objs, self.state
+        """Capture a full trainer checkpoint (only of finite weights and losses) and have it written in the background;
+        keep the newest `checkpoint.keep_last`. The attempt's last one is waited for."""
+        ctx, objs, state, stage = self.ctx, self.objs, self.state, self.stage
         self.state_saved_at = state.stage_step
         if not ctx.placement.is_writer:
             return
-        path = checkpoints.state_path(ctx.run_dir, self.stage.name, state.stage_step)
-        checkpoints.save_state(path, state=state, model=ctx.model, optimizer=objs.optimizer, scheduler=objs.scheduler,
-                               scaler=objs.scaler, generator=ctx.loaders.generator)
-        checkpoints.rotate_states(path.parent, self.stage.checkpoint.keep_last)
+        ctx.writer.wait()  # the previous write is done (or its failure raised) before the next is captured
+        if stage.on_nonfinite != "skip" and not self.loop.window_finite():
+            self._nonfinite_loss("non-finite")
+        tensors = checkpoints.cpu_state_dict(ctx.model, copy=True)  # a snapshot: training goes on while it is written
+        bad = checkpoints.non_finite(tensors)
+        if bad is not None:
+            raise RunError(f"stage `{stage.name}`: the weights became non-finite (`{bad}`) by step {state.stage_step}; "
+                           f"{last_good(state)}; lower the learning rate or clip gradients", code="E401")
+        state.attempt_elapsed_s = time.perf_counter() - self._started
+        state.checkpoint_seq += 1
+        path = checkpoints.state_path(ctx.run_dir, stage.name, state.stage_step, state.attempt)
+        state.last_resume_point = str(path.relative_to(ctx.run_dir))
+        window, folded = self.loop.window_state()
+        trainer = trainer_state.capture(model=ctx.model, optimizer=objs.optimizer, scheduler=objs.scheduler,
+                                        scaler=objs.scaler, generator=ctx.loaders.generator,
+                                        epoch_start=self.loop.epoch_start, window=window, window_folded=folded,
+                                        auto_values=ctx.auto.values)
+        best = checkpoints.weights_path(ctx.run_dir, stage.name, checkpoints.BEST)
+        pending = checkpoints.prepare_state(path, state=state, model=tensors, trainer=trainer,
+                                            best=best if best.exists() else None,
+                                            manifest={"metrics_bytes": ctx.outputs.metrics_size()})
+        keep_last = stage.checkpoint.keep_last
+
+        def write() -> None:
+            checkpoints.finish_state(pending)
+            checkpoints.rotate_states(path.parent, keep_last)
+
+        ctx.writer.submit(str(path), write)
         state.last_checkpoint = str(path)
         ctx.fire(Event.CHECKPOINT_SAVED)

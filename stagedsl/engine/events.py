@@ -31,18 +31,28 @@ class Event(str, enum.Enum):
                 if stage_step % stage.log_every == 0 or an evaluation is due:
                     # STEP_END            (log cadence only: state.values["train/loss"] is fresh)
                 if stage_step % stage.eval.every == 0 or stage_step == stage.steps:
-                    evaluate -> state.values["val/..."]; best / early stopping
+                    evaluate -> state.values["val/..."]
                     # EVAL_END
-                    save best / last / trainer state
+                    save best if it improved
                     # CHECKPOINT_SAVED    (state.last_checkpoint names it)
                     if stage.gate.check == "eval": decide
                         # GATE_DECIDED
+                    early stopping
+                if a trainer checkpoint is due (stage.checkpoint.every, else at evaluations):
+                    save trainer state
+                    # CHECKPOINT_SAVED    (captured; its folder lands in the background, before the next one)
+            save trainer state (the attempt's end)
+            # CHECKPOINT_SAVED
             save last (and best, if nothing measured the monitor)
             # CHECKPOINT_SAVED
             if stage.gate.check == "end": decide
                 # GATE_DECIDED        (state.gate_decisions[-1] is the decision)
             # STAGE_END             (after every attempt; a gate retry starts the stage again)
         # RUN_END                        (also when a gate stops the run; not when it fails)
+
+    A resumed run (`staged resume`) fires RUN_START, then STAGE_START for the stage it
+    continues (at the checkpoint's step, `state.live` holding the loaded objects), and
+    goes on from there.
 
     `state` is the `RunState`; `state.live` holds the live objects of the running stage
     (model, optimizer, scheduler, run_dir) for callbacks that need them.

@@ -12,6 +12,11 @@ Three paths, fastest first:
 - any other map-style dataset goes through the ordinary per-sample DataLoader.
 
 The shuffle generator is re-seeded at each stage start, so the sources live for the run.
+It orders the training data and nothing else (a DataLoader draws its workers' base seed
+from a second generator), so its state at an epoch's start plus the number of batches
+drawn since is the exact data position: `Loaders.skip_train(n)` makes the next epoch
+pass over its first `n` batches without fetching them, which is how a resumed run
+continues mid-epoch with the exact next batch.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class TensorBatches:
         self.drop_last = drop_last
         self.order = order  # one epoch's sample order; None = in sequence (batches are views)
         self.device = split.target.device
+        self.skip = 0  # batches the next pass leaves out (a resumed epoch); applied once
 
     def __len__(self) -> int:
         n, size = len(self.split), self.batch_size
@@ -52,8 +58,9 @@ class TensorBatches:
         split, size = self.split, self.batch_size
         n = len(split)
         stop = n - n % size if self.drop_last else n
+        first, self.skip = self.skip * size, 0
         if self.order is None:  # in sequence: slices (views of contiguous tensors, copies otherwise)
-            for start in range(0, stop, size):
+            for start in range(first, stop, size):
                 inputs, target = split[start:start + size]
                 if isinstance(inputs, tuple):
                     yield tuple(t.contiguous() for t in inputs), target.contiguous()
@@ -66,13 +73,34 @@ class TensorBatches:
         stop = min(stop, len(order))
         inputs, target = split.inputs, split.target
         if isinstance(inputs, tuple):
-            for start in range(0, stop, size):
+            for start in range(first, stop, size):
                 index = order[start:start + size]
                 yield tuple(t.index_select(0, index) for t in inputs), target.index_select(0, index)
         else:
-            for start in range(0, stop, size):
+            for start in range(first, stop, size):
                 index = order[start:start + size]
                 yield inputs.index_select(0, index), target.index_select(0, index)
+
+
+class SkippingSampler(torch.utils.data.Sampler):
+    """A training sampler whose next pass can leave out its first indices (a resumed epoch).
+
+    The skip is taken when the pass starts drawing, not when ``iter()`` is called: a
+    DataLoader makes (and drops) a sampler iterator before the one it uses.
+    """
+
+    def __init__(self, sampler: torch.utils.data.Sampler):
+        self.sampler = sampler
+        self.skip = 0
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self.skip = self.skip, 0
+        for position, index in enumerate(self.sampler):
+            if position >= skip:
+                yield index
 
 
 BatchSource = Union[DataLoader, TensorBatches]
@@ -80,11 +108,21 @@ BatchSource = Union[DataLoader, TensorBatches]
 
 @attrs.define
 class Loaders:
-    """The run's batch sources and the generator that orders the training data."""
+    """The run's batch sources, the generator that orders the training data, and the workers' one."""
 
     train: BatchSource
     val: Optional[BatchSource]
     generator: torch.Generator
+    worker_generator: Optional[torch.Generator] = None  # a DataLoader's base seed for its workers
+    skipper: Optional[SkippingSampler] = None
+    batch_size: int = 1
+
+    def skip_train(self, batches: int) -> None:
+        """Make the training source's next pass leave out its first `batches` batches."""
+        if isinstance(self.train, TensorBatches):
+            self.train.skip = batches
+        elif self.skipper is not None:
+            self.skipper.skip = batches * self.batch_size
 
 
 def fetches_batches(dataset: Any) -> bool:
@@ -137,15 +175,17 @@ def build_loaders(splits: Any, data: DataPlan, placement: Placement) -> Loaders:
         if val is None and splits.val is not None:
             val = make_loader(splits.val, batch_size=data.eval_batch_size, sampler=placement.eval_sampler(splits.val),
                               drop_last=False, workers=0, placement=placement, generator=None)
-        return Loaders(train=train, val=val, generator=generator)
+        return Loaders(train=train, val=val, generator=generator, batch_size=data.batch_size)
+    workers_generator = torch.Generator()
+    skipper = SkippingSampler(placement.train_sampler(splits.train, shuffle=data.shuffle, generator=generator))
     train = make_loader(
         splits.train,
         batch_size=data.batch_size,
-        sampler=placement.train_sampler(splits.train, shuffle=data.shuffle, generator=generator),
+        sampler=skipper,
         drop_last=data.drop_last,
         workers=data.workers,
         placement=placement,
-        generator=generator,
+        generator=workers_generator,
     )
     val = None
     if splits.val is not None:
@@ -158,4 +198,5 @@ def build_loaders(splits: Any, data: DataPlan, placement: Placement) -> Loaders:
             placement=placement,
             generator=None,
         )
-    return Loaders(train=train, val=val, generator=generator)
+    return Loaders(train=train, val=val, generator=generator, worker_generator=workers_generator, skipper=skipper,
+                   batch_size=data.batch_size)

@@ -17,6 +17,11 @@ stage end) is and calls `train_steps` up to it. One step, as a reader would writ
 The scheduler is advanced at the start of each step, so after `train_steps` the optimizer
 shows the learning rate the last step used (what the log records) and the sequence of
 rates equals torch's scheduler stepped after every optimizer step.
+
+After each step the loop reads one Python flag (`signals.STOP`): a SIGINT / SIGTERM ends
+`train_steps` early, after the step, so the driver can save and stop. The order
+generator's state at each epoch's start (`epoch_start`) and the loss window are what a
+checkpoint needs to continue mid-epoch exactly (`resume_from`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.loaders import TensorBatches
+from stagedsl.engine.signals import STOP
 from stagedsl.engine.stage import StageObjects
 from stagedsl.errors import RunError
 
@@ -34,7 +40,8 @@ from stagedsl.errors import RunError
 class StepLoop:
     """Optimizer steps of one stage attempt."""
 
-    def __init__(self, ctx: RunContext, objs: StageObjects):
+    def __init__(self, ctx: RunContext, objs: StageObjects, resume_from: Optional[dict] = None):
+        """`resume_from`: ``{"epoch_start", "window", "window_folded"}`` of a checkpoint to continue from."""
         self.state = ctx.state
         self.forward = ctx.forward
         self.loader = ctx.loaders.train
@@ -54,6 +61,13 @@ class StepLoop:
         self.stage_name = objs.plan.name
         self.window: list[torch.Tensor] = []  # detached micro-batch losses since the last log
         self._folded_count = 0  # losses summed into window[0] by `_fold`, beyond the one it counts as
+        self.generator = ctx.loaders.generator
+        if resume_from is not None:
+            self.window, self._folded_count = list(resume_from["window"]), int(resume_from["window_folded"])
+            if resume_from.get("epoch_start") is not None:
+                self.generator.set_state(resume_from["epoch_start"])
+            ctx.loaders.skip_train(self.state.batch_in_epoch)
+        self.epoch_start = self.generator.get_state()  # the order generator when this epoch began
         self._batches = iter(self.loader)
 
     def _next_batch(self) -> Any:
@@ -63,6 +77,7 @@ class StepLoop:
         except StopIteration:
             state.epoch += 1
             state.batch_in_epoch = 0
+            self.epoch_start = self.generator.get_state()
             self._batches = iter(self.loader)
             try:
                 batch = next(self._batches)
@@ -72,8 +87,9 @@ class StepLoop:
         return batch
 
     def train_steps(self, n: int) -> None:
-        """Run `n` optimizer steps."""
+        """Run `n` optimizer steps (fewer when a stop signal arrives: after the step it came in)."""
         state, forward, objective, optimizer = self.state, self.forward, self.objective, self.optimizer
+        stop = STOP
         scheduler, scaler, params, clip = self.scheduler, self.scaler, self.params, self.grad_clip
         move, autocast, next_batch, window = self.move, self.autocast, self._next_batch, self.window
         accumulate, skip_nonfinite = self.accumulate, self.skip_nonfinite
@@ -114,6 +130,8 @@ class StepLoop:
             state.global_step += 1
             if len(window) >= 4096:
                 self._fold()
+            if stop.requested:
+                return
 
     def _fold(self) -> None:
         """Sum the kept losses into one tensor (bounds memory when logs are far apart)."""
@@ -124,19 +142,35 @@ class StepLoop:
         self._folded_count = count - 1  # the sum stands for `count` losses
 
     def _finite_step(self) -> bool:
-        """Whether this step's losses were finite (one host sync; on_nonfinite = "skip" only)."""
+        """Whether this step's losses were finite (one host sync; on_nonfinite = "skip" only).
+
+        A non-finite step is dropped and counted; more than ``max_nonfinite`` of them in a
+        row stop the run (E401), naming the last good checkpoint.
+        """
+        state = self.state
         latest = self.window[-self.accumulate:]
         if bool(torch.isfinite(torch.stack(latest)).all()):
+            state.nonfinite_in_row = 0
             return True
         del self.window[-self.accumulate:]
-        self.state.nonfinite_steps += 1
-        if self.state.nonfinite_steps > self.max_nonfinite:
+        state.nonfinite_steps += 1
+        state.nonfinite_in_row += 1
+        if state.nonfinite_in_row > self.max_nonfinite:
             raise RunError(
-                f"stage `{self.stage_name}`: {self.state.nonfinite_steps} steps had a non-finite loss "
-                f"(more than max_nonfinite = {self.max_nonfinite}); last at step {self.state.stage_step + 1}",
+                f"stage `{self.stage_name}`: {state.nonfinite_in_row} steps in a row had a non-finite loss "
+                f"(more than max_nonfinite = {self.max_nonfinite}), the last at step {state.stage_step + 1}; "
+                f"{last_good(state)}",
                 code="E401",
             )
         return False
+
+    def window_state(self) -> tuple[list[torch.Tensor], int]:
+        """The losses since the last log, and how many more the first one stands for (for a checkpoint)."""
+        return self.window, self._folded_count
+
+    def window_finite(self) -> bool:
+        """Whether every loss since the last log is finite (one host sync)."""
+        return not self.window or bool(torch.isfinite(torch.stack([w.float() for w in self.window])).all())
 
     def take_window(self) -> Optional[float]:
         """The mean loss since the last call (one host sync), or None if no batch ran."""
@@ -151,6 +185,13 @@ class StepLoop:
     def learning_rates(self) -> list[float]:
         """The current learning rate of each parameter group."""
         return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+
+def last_good(state: Any) -> str:
+    """The sentence naming the last good checkpoint, for a non-finite stop."""
+    if state.last_resume_point:
+        return f"the last good checkpoint is `{state.last_resume_point}` (continue from it with `staged resume`)"
+    return "no trainer checkpoint was written before it"
 
 
 def _sum(losses: list[torch.Tensor]) -> torch.Tensor:

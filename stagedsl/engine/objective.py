@@ -43,9 +43,14 @@ def json_value(value: Any) -> Any:
 class AutoArgs:
     """The run's cache of resolved ``"auto"`` loss arguments: computed once, reused by every stage."""
 
-    def __init__(self, recorded: dict[str, dict[str, Any]]):
+    def __init__(self, recorded: dict[str, dict[str, Any]], preset: dict[tuple[str, str], Any] | None = None):
         self.recorded = recorded  # RunState.auto_loss_args: loss name -> {arg: JSON value}
-        self._values: dict[tuple[str, str], Any] = {}
+        self._values: dict[tuple[str, str], Any] = dict(preset or {})  # a resumed run's saved values
+
+    @property
+    def values(self) -> dict[tuple[str, str], Any]:
+        """The resolved values, keyed (loss, argument): what a checkpoint saves."""
+        return self._values
 
     def resolve(self, registry: Registry, term: LossTerm, train_dataset: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """The term's arguments with every ``"auto"`` replaced; and the resolved ones (JSON form)."""
@@ -64,6 +69,7 @@ class AutoArgs:
                     self._values[key] = derive(train_dataset)
                 except Exception as exc:
                     raise RunError(f"computing `{arg}` = \"auto\" for loss `{term.name}` failed: {type(exc).__name__}: {exc}", code="E406") from exc
+            if arg not in self.recorded.get(term.name, {}):
                 self.recorded.setdefault(term.name, {})[arg] = json_value(self._values[key])
             args[arg] = self._values[key]
             resolved[arg] = self.recorded[term.name][arg]

@@ -3,14 +3,18 @@
 Layout (weights and trainer state are `stagedsl.engine.checkpoints`' business)::
 
     <run dir>/
-      plan.json          the Plan that ran (Plan.to_json(), with its hash)
+      plan.json          the Plan that runs (Plan.to_json(), with its hash); a resume with --set rewrites it
+      plans/<hash>.json  every plan the run has followed (a checkpoint names its plan by hash)
       spec.toml          the effective spec text, when the caller passes it
       metrics.jsonl      one JSON object per log event (train, eval, gate, stage)
       summary.json       per-stage results, status, plan hash; rewritten at each stage end
       tb/                TensorBoard events: train/loss, lr/<group>, val/*, stage and gate text
       stages/<stage>/    best.safetensors, last.safetensors, state/step_<n>/
 
-Only the writing process (rank 0) writes; elsewhere every method is a no-op.
+Only the writing process (rank 0) writes; elsewhere every method is a no-op. Text files
+are replaced atomically and durably (temp file, fsync, rename). A resumed run cuts
+``metrics.jsonl`` back to its size at the checkpoint it continues from (the steps after
+it are redone and logged again) and has TensorBoard purge the events past that step.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from stagedsl.engine.safe_io import atomic_write_text as _durable_text
+
 PLAN_FILE = "plan.json"
+PLANS_DIR = "plans"
 SPEC_FILE = "spec.toml"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -30,18 +36,8 @@ TB_DIR = "tb"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temp file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write `text` to `path` through a temp file, fsync and ``os.replace``."""
+    _durable_text(path, text)
 
 
 def _clean(value: Any) -> Any:
@@ -58,20 +54,33 @@ def _clean(value: Any) -> Any:
 class RunOutputs:
     """Writes the run directory's text outputs (see the module docstring)."""
 
-    def __init__(self, run_dir: Path, *, enabled: bool = True, append: bool = False):
+    def __init__(self, run_dir: Path, *, enabled: bool = True, append: bool = False, metrics_bytes: Optional[int] = None,
+                 purge_step: Optional[int] = None):
+        """`metrics_bytes`: cut ``metrics.jsonl`` to this size first (a resume); `purge_step`: TensorBoard's."""
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self._metrics = None
         self._tb = None
+        self._purge_step = purge_step
         if enabled:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._metrics = open(self.run_dir / METRICS_FILE, "a" if append else "w", encoding="utf-8")
+            path = self.run_dir / METRICS_FILE
+            if metrics_bytes is not None and path.exists() and path.stat().st_size > metrics_bytes:
+                with open(path, "r+b") as handle:
+                    handle.truncate(metrics_bytes)
+            self._metrics = open(path, "a" if append else "w", encoding="utf-8")
 
     # -- files ---------------------------------------------------------------------
     def write_plan(self, plan_json: str) -> None:
         """Write ``plan.json``."""
         if self.enabled:
             atomic_write_text(self.run_dir / PLAN_FILE, plan_json + "\n")
+
+    def write_plan_version(self, plan_hash: str, plan_json: str) -> None:
+        """Write ``plans/<hash>.json`` (once per plan the run follows)."""
+        path = self.run_dir / PLANS_DIR / f"{plan_hash}.json"
+        if self.enabled and not path.exists():
+            atomic_write_text(path, plan_json + "\n")
 
     def write_spec(self, spec_text: Optional[str]) -> None:
         """Write ``spec.toml`` when the effective spec text is given."""
@@ -100,13 +109,20 @@ class RunOutputs:
             self._metrics.write(json.dumps(_clean(record), default=str) + "\n")
             self._metrics.flush()
 
+    def metrics_size(self) -> int:
+        """Bytes written to ``metrics.jsonl`` so far (what a checkpoint records)."""
+        if self._metrics is None:
+            return 0
+        self._metrics.flush()
+        return os.fstat(self._metrics.fileno()).st_size
+
     @property
     def tensorboard(self) -> Any:
         """The run's SummaryWriter (created on first use), or None off rank 0."""
         if self._tb is None and self.enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / TB_DIR))
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / TB_DIR), purge_step=self._purge_step)
         return self._tb
 
     def scalars(self, values: dict[str, float], step: int) -> None:

@@ -1,9 +1,12 @@
 """`run_plan`: run a `Plan`, stage after stage, with gates deciding what comes next.
 
 The runner builds the run once (placement, model, data, loaders, outputs, callbacks),
-then for each stage: build it (`stage.build_stage`), drive it (`driver.AttemptDriver`),
-save its last weights, decide its end gate, and follow the decision (`engine.gates`).
-It writes ``summary.json`` at every stage end and when the run stops, fails or ends.
+then runs each stage (`attempts.run_stage`: build, drive, last weights, end gate) and
+follows the decision (`engine.gates`). It writes ``summary.json`` at every stage end and
+when the run stops, fails, is interrupted or ends. `execute` also continues a run from a
+trainer checkpoint (`resume.resume_run` prepares it): the checkpoint's `RunState` is
+carried over to the plan, and the stage it was taken in is rebuilt and loaded.
+SIGINT / SIGTERM are handled while it runs (`signals`).
 """
 
 from __future__ import annotations
@@ -16,20 +19,22 @@ import attrs
 import torch
 
 from stagedsl.engine import checkpoints
+from stagedsl.engine.attempts import run_stage
 from stagedsl.engine.context import RunContext
-from stagedsl.engine.driver import EARLY_STOPPED, GATE, AttemptDriver, record_gate, save_stage_weights
 from stagedsl.engine.events import Callback, CallbackList, Event
-from stagedsl.engine.gates import GOTO, RETRY, STOP, GateDecision, decide
+from stagedsl.engine.gates import GOTO, STOP, GateDecision
 from stagedsl.engine.loaders import build_loaders
 from stagedsl.engine.objective import AutoArgs
+from stagedsl.engine.trainer_state import auto_values
 from stagedsl.engine.outputs import RunOutputs
 from stagedsl.engine.placement import Placement
 from stagedsl.engine.progress import Progress
+from stagedsl.engine.restore import ResumePoint
 from stagedsl.engine.seeding import seed_everything
-from stagedsl.engine.stage import build_stage
+from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
 from stagedsl.engine.state import RunState, StageRecord
 from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
-from stagedsl.plan.model import Plan, StagePlan
+from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
 
 
@@ -54,61 +59,81 @@ def run_plan(
     device: Optional[str] = None,
     callbacks: Iterable[Callback] = (),
     spec_text: Optional[str] = None,
+    handle_signals: bool = True,
 ) -> RunResult:
     """Run `plan` and return its `RunResult`.
 
     `out` is the run directory (default ``plan.run.out``); `from_stage` starts at that
     stage, reusing the earlier stages' checkpoints in the run directory; `device`
     overrides ``plan.run.device``; `callbacks` run after the plan's own; `spec_text` is
-    written to ``spec.toml``. Raises `GateStopped` (exit code 3) when a gate stops the
-    run (after writing ``summary.json``; the exception's `result` holds the
+    written to ``spec.toml``; `handle_signals`: SIGINT / SIGTERM save a checkpoint and
+    raise `RunInterrupted` (main thread only). Raises `GateStopped` (exit code 3) when a
+    gate stops the run (after writing ``summary.json``; the exception's `result` holds the
     `RunResult`), `RunError` / `CheckpointError` when the run fails.
     """
     registry = registry if registry is not None else get_registry()
     run_dir = Path(out if out is not None else plan.run.out)
     start = _start_index(plan, from_stage)
+    return execute(plan, registry=registry, run_dir=run_dir, start=start, device=device, callbacks=callbacks,
+                   spec_text=spec_text, handle_signals=handle_signals)
+
+
+def execute(
+    plan: Plan,
+    *,
+    registry: Registry,
+    run_dir: Path,
+    start: int = 0,
+    device: Optional[str] = None,
+    callbacks: Iterable[Callback] = (),
+    spec_text: Optional[str] = None,
+    resume: Optional[ResumePoint] = None,
+    handle_signals: bool = True,
+    restart: Optional[dict] = None,
+) -> RunResult:
+    """Run `plan` in `run_dir` from stage index `start`, or from the checkpoint `resume` (see `run_plan`).
+
+    `restart`: the record of a resume that found no checkpoint and starts the run over.
+    """
     placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory)
-    outputs = RunOutputs(run_dir, enabled=placement.is_writer, append=start > 0)
+    if resume is not None:
+        outputs = RunOutputs(run_dir, enabled=placement.is_writer, append=True, metrics_bytes=resume.metrics_bytes,
+                             purge_step=resume.state.global_step)
+        state = _resumed_state(resume, plan, placement)
+    else:
+        outputs = RunOutputs(run_dir, enabled=placement.is_writer, append=start > 0)
+        state = RunState(run_name=plan.run.name, plan_hash=plan.hash, seed=plan.run.seed, world_size=placement.world_size,
+                         device=str(placement.device), precision=placement.precision, status="running")
+        for stage in plan.stages:
+            state.stages[stage.name] = StageRecord(name=stage.name, index=stage.index, planned_steps=stage.steps)
+        if restart is not None:
+            state.resumes.append(restart)
     progress = Progress(enabled=placement.is_writer)
-    state = RunState(run_name=plan.run.name, plan_hash=plan.hash, seed=plan.run.seed, world_size=placement.world_size,
-                     device=str(placement.device), precision=placement.precision, status="running")
-    for stage in plan.stages:
-        state.stages[stage.name] = StageRecord(name=stage.name, index=stage.index, planned_steps=stage.steps)
     ctx: Optional[RunContext] = None
-    started = time.perf_counter()
+    started = time.perf_counter() - (state.wall_time_s if resume is not None else 0.0)
     try:
-        for notice in placement.notices:
-            progress.notice(notice)
-        outputs.write_plan(plan.to_json())
-        outputs.write_spec(spec_text)
-        if start > 0:
-            _adopt_previous(state, outputs.read_summary(), plan, start)
-        ctx = _build_run(plan, registry, run_dir, placement, outputs, progress, state, callbacks)
-        ctx.fire(Event.RUN_START)
-        restore = _previous_weights(ctx, start) if start > 0 else None
-        index = start
-        while index < len(plan.stages):
-            stage = plan.stages[index]
-            decision = _run_stage(ctx, stage, restore)
-            restore = None
-            _write_summary(ctx, started)
-            if decision is not None and decision.action == STOP:
-                state.status = "stopped_by_gate"
-                state.stopped_by_gate = decision.to_dict()
-                for later in plan.stages[index + 1:]:
-                    state.record(later.name).status = "not_run"
-                break
-            if decision is not None and decision.action == GOTO:
-                target = _stage_index(plan, decision.goto, after=index)
-                for skipped in plan.stages[index + 1:target]:
-                    state.record(skipped.name).status = "skipped"
-                index = target
-            else:
-                index += 1
-        if state.status == "running":
-            state.status = "completed"
-        summary = _write_summary(ctx, started)
-        ctx.fire(Event.RUN_END)
+        with handle_stop_signals(handle_signals):
+            for notice in placement.notices:
+                progress.notice(notice)
+            if resume is None:
+                _write_plan(outputs, plan, spec_text)
+            else:  # only once the checkpoint fits: a failed resume leaves the run's plan as it was
+                resume.on_loaded = lambda: _write_plan(outputs, plan, spec_text)
+            if resume is None and placement.is_writer:
+                for stage in plan.stages[start:]:  # a run that starts a stage over drops its old resume points
+                    checkpoints.clear_states(run_dir, stage.name)
+            if resume is None and start > 0:
+                _adopt_previous(state, outputs.read_summary(), plan, start)
+            ctx = _build_run(plan, registry, run_dir, placement, outputs, progress, state, callbacks,
+                             preset=auto_values(resume.trainer) if resume is not None else None)
+            ctx.fire(Event.RUN_START)
+            restore = _previous_weights(ctx, start) if start > 0 and resume is None else None
+            index = _stage_index(plan, state.stage_name, after=-1) if resume is not None else start
+            _run_stages(ctx, index, restore, resume, from_stage=start > 0 and resume is None, started=started)
+            if state.status == "running":
+                state.status = "completed"
+            summary = _write_summary(ctx, started)
+            ctx.fire(Event.RUN_END)
         result = RunResult(run_dir=run_dir, status=state.status, stages=summary["stages"],
                            stopped_by_gate=state.stopped_by_gate, summary=summary, state=state)
         if state.status == "stopped_by_gate":
@@ -120,7 +145,7 @@ def run_plan(
         return result
     except GateStopped:
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RunInterrupted):
         _fail(state, outputs, started, "interrupted")
         raise
     except StagedError:
@@ -131,9 +156,59 @@ def run_plan(
         where = f"stage `{state.stage_name}` at step {state.stage_step}" if state.stage_name else "setting up the run"
         raise RunError(f"{where} failed: {type(exc).__name__}: {exc}", code="E400") from exc
     finally:
+        if ctx is not None:  # the last checkpoint lands before anything returns; its error only if nothing else failed
+            ctx.writer.close(raise_errors=state.status in ("completed", "stopped_by_gate"))
         state.live = None  # break the state <-> context cycle: the model and data go with the last reference
         outputs.close()
         progress.close()
+
+
+def _write_plan(outputs: RunOutputs, plan: Plan, spec_text: Optional[str]) -> None:
+    outputs.write_plan(plan.to_json())
+    outputs.write_plan_version(plan.hash, plan.to_json())
+    outputs.write_spec(spec_text)
+
+
+def _run_stages(ctx: RunContext, index: int, restore: Optional[dict], resume: Optional[ResumePoint], *,
+                from_stage: bool, started: float) -> None:
+    """The stage sequence from `index`, following the gates' decisions."""
+    plan, state = ctx.plan, ctx.state
+    while index < len(plan.stages):
+        stage = plan.stages[index]
+        decision = run_stage(ctx, stage, restore, resume, save_at_start=from_stage)
+        restore, resume, from_stage = None, None, False
+        _write_summary(ctx, started)
+        if decision is not None and decision.action == STOP:
+            state.status = "stopped_by_gate"
+            state.stopped_by_gate = decision.to_dict()
+            for later in plan.stages[index + 1:]:
+                state.record(later.name).status = "not_run"
+            break
+        if decision is not None and decision.action == GOTO:
+            target = _stage_index(plan, decision.goto, after=index)
+            for skipped in plan.stages[index + 1:target]:
+                state.record(skipped.name).status = "skipped"
+            index = target
+        else:
+            index += 1
+
+
+def _resumed_state(point: ResumePoint, plan: Plan, placement: Placement) -> RunState:
+    """The checkpoint's `RunState`, carried over to `plan` (which may add or drop later stages)."""
+    state = point.state
+    state.status, state.plan_hash = "running", plan.hash
+    state.world_size, state.device, state.precision = placement.world_size, str(placement.device), placement.precision
+    records = {}
+    for stage in plan.stages:
+        record = state.stages.get(stage.name) or StageRecord(name=stage.name, index=stage.index)
+        record.index = stage.index
+        if record.status in ("pending", "running", "interrupted", "failed", "not_run"):
+            record.planned_steps = stage.steps
+        records[stage.name] = record
+    state.stages = records
+    if point.record:
+        state.resumes.append(point.record)
+    return state
 
 
 # -- setup -----------------------------------------------------------------------------
@@ -167,7 +242,7 @@ def _build(kind: str, registry: Registry, name: str, args: dict) -> Any:
 
 
 def _build_run(plan: Plan, registry: Registry, run_dir: Path, placement: Placement, outputs: RunOutputs,
-               progress: Progress, state: RunState, callbacks: Iterable[Callback]) -> RunContext:
+               progress: Progress, state: RunState, callbacks: Iterable[Callback], preset: Optional[dict] = None) -> RunContext:
     gathered = [_build("callbacks", registry, ref.name, ref.args) for ref in plan.callbacks]
     callback_list = CallbackList([*gathered, *callbacks])
 
@@ -193,7 +268,7 @@ def _build_run(plan: Plan, registry: Registry, run_dir: Path, placement: Placeme
         progress.notice(f"dataset `{plan.data.name}` has no validation split: no val/* values, best = last")
     ctx = RunContext(plan=plan, registry=registry, run_dir=run_dir, placement=placement, model=model, forward=forward,
                      splits=splits, loaders=loaders, outputs=outputs, progress=progress, callbacks=callback_list,
-                     state=state, auto=AutoArgs(state.auto_loss_args))
+                     state=state, auto=AutoArgs(state.auto_loss_args, preset))
     state.live = _Live(ctx)
     return ctx
 
@@ -249,91 +324,6 @@ def _previous_weights(ctx: RunContext, start: int) -> Optional[dict]:
     return checkpoints.read_weights(path)
 
 
-# -- one stage -------------------------------------------------------------------------
-def _run_stage(ctx: RunContext, stage: StagePlan, restore: Optional[dict]) -> Optional[GateDecision]:
-    """Run a stage (with its gate retries); return the final gate decision, if it has a gate."""
-    state = ctx.state
-    record = state.record(stage.name)
-    gate = stage.gate
-    if restore is None and gate is not None and gate.on_fail == RETRY and stage.init is None:
-        restore = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}  # what a retry starts from
-    attempt = 0
-    while True:
-        state.stage_index, state.stage_name, state.attempt = stage.index, stage.name, attempt
-        state.reset_stage_counters()
-        record.status, record.attempts = "running", attempt + 1
-        record.gate, record.early_stopped, record.checkpoints = None, False, {}
-        objs = build_stage(ctx, stage, attempt, restore)
-        state.live.stage = objs
-        record.monitor, record.mode = stage.eval.monitor, stage.eval.mode
-        record.init, record.auto_loss_args = objs.init_report, objs.auto_args
-        _stage_started(ctx, stage, attempt)
-        outcome = AttemptDriver(ctx, objs).run()
-        _stage_finished(ctx, stage, objs, outcome)
-
-        decision = outcome.decision
-        if gate is not None and gate.check == "end" and outcome.reason != GATE:
-            decision = decide(gate, state.values, stage=stage.name, attempt=attempt, step=state.global_step,
-                              stage_step=state.stage_step)
-            record_gate(ctx, decision)
-        elif gate is not None and decision is None:
-            decision = _last_decision(record)
-        record.status = _status(outcome.reason, decision)
-        ctx.outputs.log({"event": "stage_end", "stage": stage.name, "step": state.global_step, "status": record.status,
-                         "steps": record.steps, "wall_time_s": record.wall_time_s, "best_value": record.best_value,
-                         "best_step": record.best_step})
-        ctx.outputs.text("stages", f"stage {stage.name} ended at step {state.global_step}: {record.status}", state.global_step)
-        ctx.outputs.flush()
-        ctx.progress.stage_end(f"stage {stage.name}: {record.status} after {record.steps} steps "
-                               f"({record.wall_time_s:.1f}s); best {record.monitor} = {record.best_value}")
-        ctx.fire(Event.STAGE_END)
-        if decision is not None and decision.action == RETRY:
-            state.retries[stage.name] = state.retries.get(stage.name, 0) + 1
-            attempt += 1
-            continue
-        return decision
-
-
-def _last_decision(record: StageRecord) -> Optional[GateDecision]:
-    return GateDecision(**record.gate) if record.gate else None
-
-
-def _status(reason: str, decision: Optional[GateDecision]) -> str:
-    if decision is not None and decision.action == STOP:
-        return "stopped"
-    if decision is not None and decision.action == RETRY:
-        return "retrying"
-    if decision is not None and decision.action == GOTO:
-        return "gate_goto"
-    return "early_stopped" if reason == EARLY_STOPPED else "completed"
-
-
-def _stage_started(ctx: RunContext, stage: StagePlan, attempt: int) -> None:
-    state = ctx.state
-    ctx.outputs.log({"event": "stage_start", "stage": stage.name, "step": state.global_step, "attempt": attempt,
-                     "steps": stage.steps, "auto_loss_args": ctx.state.record(stage.name).auto_loss_args})
-    again = f" (retry {attempt})" if attempt else ""
-    ctx.outputs.text("stages", f"stage {stage.name}{again} started at step {state.global_step}", state.global_step)
-    ctx.progress.stage_start(stage.name, stage.steps, attempt)
-    ctx.fire(Event.STAGE_START)
-
-
-def _stage_finished(ctx: RunContext, stage: StagePlan, objs: Any, outcome: Any) -> None:
-    """Save the last weights (and best, when nothing measured the monitor) and fill the record."""
-    state = ctx.state
-    record = state.record(stage.name)
-    save_stage_weights(ctx, stage.name, checkpoints.LAST)
-    if state.best_value is None:  # nothing measured the monitor: the last weights are the best known
-        save_stage_weights(ctx, stage.name, checkpoints.BEST)
-    record.steps = state.stage_step
-    record.epochs = state.epoch + 1 if state.stage_step else 0
-    record.wall_time_s = round(outcome.wall_time_s, 4)
-    record.steps_per_s = round(state.stage_step / outcome.wall_time_s, 3) if outcome.wall_time_s > 0 else None
-    record.best_value, record.best_step = state.best_value, state.best_step
-    record.early_stopped = outcome.reason == EARLY_STOPPED
-    record.last_values = dict(state.values)
-
-
 # -- summary -----------------------------------------------------------------------------
 def _summary(state: RunState, started: float) -> dict[str, Any]:
     state.wall_time_s = round(time.perf_counter() - started, 4)
@@ -350,6 +340,8 @@ def _summary(state: RunState, started: float) -> dict[str, Any]:
         "stopped_by_gate": state.stopped_by_gate,
         "auto_loss_args": state.auto_loss_args,
         "gate_decisions": state.gate_decisions,
+        "resumes": state.resumes,
+        "last_checkpoint": state.last_resume_point,
         "stages": {name: attrs.asdict(record) for name, record in state.stages.items()},
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import signal
 
 import numpy as np
 import torch
@@ -29,7 +30,19 @@ def stage_seed(run_seed: int, stage_index: int, attempt: int = 0) -> int:
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """Seed `random` and NumPy in a DataLoader worker from the seed torch gave it."""
+    """Seed `random` and NumPy in a DataLoader worker from the seed torch gave it.
+
+    The worker also ignores SIGINT and SIGTERM: a Ctrl-C (sent to the whole process
+    group) or a scheduler's SIGTERM is the main process's to handle (finish the step,
+    save, stop), and a worker that died of it would fail the step being finished.
+    """
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+    for name in ("SIGINT", "SIGTERM"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            try:
+                signal.signal(number, signal.SIG_IGN)
+            except (ValueError, OSError):
+                pass

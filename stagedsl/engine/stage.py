@@ -11,10 +11,10 @@ import attrs
 import torch
 from torch import nn
 
-from stagedsl.engine import checkpoints
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.evaluation import Evaluator, build_metrics
 from stagedsl.engine.freeze import apply_freeze, check_optimizer_params, frozen_norms
+from stagedsl.engine.init_weights import load_init
 from stagedsl.engine.objective import build_objective
 from stagedsl.engine.seeding import seed_everything, stage_seed
 from stagedsl.errors import RunError, StagedError
@@ -79,23 +79,27 @@ def _call_factory(kind: str, name: str, factory: Callable, *args: Any, **kwargs:
         raise RunError(f"building {kind[:-1]} `{name}` failed: {type(exc).__name__}: {exc}", code="E408") from exc
 
 
-def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Optional[dict] = None) -> StageObjects:
+def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Optional[dict] = None, *,
+                resuming: bool = False) -> StageObjects:
     """Prepare one attempt of `stage` on the run's model.
 
     `restore` (a state_dict) is loaded first: the weights a retry starts from, or the
     previous stage's last weights when a run starts at a later stage. The stage's own
-    `init` wins over it.
+    `init` wins over it. `resuming`: a checkpoint's weights and states follow
+    (`stagedsl.engine.restore`), so neither `restore` nor `init` is loaded.
     """
     model, registry, placement = ctx.model, ctx.registry, ctx.placement
     seed = stage_seed(ctx.plan.run.seed, stage.index, attempt)
     seed_everything(seed)
     ctx.loaders.generator.manual_seed(seed)
+    if ctx.loaders.worker_generator is not None:
+        ctx.loaders.worker_generator.manual_seed((seed + 1) % 2**63)
 
-    if restore is not None:
+    if restore is not None and not resuming:
         model.load_state_dict(restore)
     init_report = None
-    if stage.init is not None:
-        init_report = checkpoints.load_init(model, stage.init, ctx.run_dir)
+    if stage.init is not None and not resuming:
+        init_report = load_init(model, stage.init, ctx.run_dir)
         if init_report["missing"] or init_report["unexpected"]:
             ctx.progress.warn(
                 f"stage {stage.name}: init `{init_report['path']}` left {len(init_report['missing'])} missing key(s) "

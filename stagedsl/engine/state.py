@@ -32,6 +32,7 @@ class StageRecord:
     best_value: Optional[float] = None
     best_step: Optional[int] = None  # stage step of the best evaluation
     early_stopped: bool = False
+    skipped_steps: int = 0  # steps skipped for a non-finite loss (on_nonfinite = "skip")
     last_values: dict = attrs.field(factory=dict)
     gate: Optional[dict] = None  # the final gate decision
     gate_decisions: list = attrs.field(factory=list)
@@ -65,13 +66,19 @@ class RunState:
     best_step: Optional[int] = None
     early_stop_best: Optional[float] = None
     early_stop_bad_evals: int = 0
-    nonfinite_steps: int = 0
+    nonfinite_steps: int = 0  # steps of this attempt skipped for a non-finite loss (on_nonfinite = "skip")
+    nonfinite_in_row: int = 0  # ... of them in a row, up to the latest step
+    attempt_elapsed_s: float = 0.0  # training time of this attempt so far (carried over a resume)
+    attempt_end: Optional[dict] = None  # how the attempt ended {"reason", "decision"}; set before its last checkpoint
     last_checkpoint: Optional[str] = None  # the file or folder written last
+    last_resume_point: Optional[str] = None  # the newest trainer checkpoint (relative to the run dir)
+    checkpoint_seq: int = 0  # trainer checkpoints written by the run
     # decisions
     gate_decisions: list = attrs.field(factory=list)
     retries: dict = attrs.field(factory=dict)  # stage -> retries used
     auto_loss_args: dict = attrs.field(factory=dict)  # loss name -> {arg: resolved value (JSON form)}
     stopped_by_gate: Optional[dict] = None
+    resumes: list = attrs.field(factory=list)  # one record per `staged resume`: where, and the --set changes
     stages: dict[str, StageRecord] = attrs.field(factory=dict)  # stage name -> record, in plan order
     wall_time_s: float = 0.0
     # live objects of the running stage, for callbacks; never serialised
@@ -91,6 +98,9 @@ class RunState:
         self.early_stop_best = None
         self.early_stop_bad_evals = 0
         self.nonfinite_steps = 0
+        self.nonfinite_in_row = 0
+        self.attempt_elapsed_s = 0.0
+        self.attempt_end = None
         self.values = {}
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from stagedsl.engine import checkpoints
 from stagedsl.engine.runner import run_plan
 from stagedsl.engine.state import RunState, StageRecord
 from stagedsl.errors import CheckpointError
-from stagedsl.plan.model import CheckpointPlan, EvalPlan
+from stagedsl.plan.model import CheckpointPlan, EvalPlan, PieceRef
 
 from .conftest import make_plan, make_stage
 
@@ -57,7 +57,8 @@ def test_run_state_round_trips_through_json():
 
 
 def test_trainer_state_is_saved_at_cadence_and_rotated(engine_registry, tmp_path):
-    stage = make_stage("s", steps=10, eval=EvalPlan(every=None), checkpoint=CheckpointPlan(every=3, keep_last=2))
+    stage = make_stage("s", steps=10, eval=EvalPlan(every=None), checkpoint=CheckpointPlan(every=3, keep_last=2),
+                       scheduler=PieceRef("cosine", {}))
     run_plan(make_plan(stage, out=tmp_path), registry=engine_registry)
     saved = sorted(p.name for p in (tmp_path / "stages/s/state").iterdir())
     assert saved == ["step_000000009", "step_000000010"]
@@ -65,6 +66,7 @@ def test_trainer_state_is_saved_at_cadence_and_rotated(engine_registry, tmp_path
     state = loaded["state"]
     assert state.stage_name == "s" and state.stage_step == 10 and state.global_step == 10
     assert loaded["trainer"]["optimizer"]["state"] and loaded["trainer"]["scheduler"] is not None
-    assert set(loaded["trainer"]["rng"]) >= {"python", "numpy", "torch", "data"}
+    assert set(loaded["trainer"]["rng"]) >= {"python", "numpy", "torch"}
+    assert set(loaded["trainer"]["data"]) == {"generator", "epoch_start"}
     last = checkpoints.read_weights(tmp_path / "stages/s/last.safetensors")
     assert all(torch.equal(loaded["model"][k], last[k]) for k in last)

@@ -65,9 +65,15 @@ def test_skip_mode_drops_non_finite_steps_until_max_nonfinite(engine_registry, t
     assert result.state.nonfinite_steps == 2
     weights = checkpoints.read_weights(tmp_path / "ok/stages/s/last.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+    assert result.stages["s"]["skipped_steps"] == 2
+    # 32 NaN rows: two non-finite steps in a row at each epoch's start; max_nonfinite counts them in a row
+    two_in_a_row = {"args": {"nan_rows": 32}, "shuffle": False}
+    result = run_plan(make_plan(make_stage("s", steps=12, on_nonfinite="skip", max_nonfinite=2), out=tmp_path / "two",
+                                data=two_in_a_row), registry=engine_registry)
+    assert result.state.nonfinite_steps == 4
     too_many = make_stage("s", steps=12, on_nonfinite="skip", max_nonfinite=1)
-    with pytest.raises(RunError, match="max_nonfinite = 1"):
-        run_plan(make_plan(too_many, out=tmp_path / "bad", data=data), registry=engine_registry)
+    with pytest.raises(RunError, match=r"2 steps in a row.*max_nonfinite = 1"):
+        run_plan(make_plan(too_many, out=tmp_path / "bad", data=two_in_a_row), registry=engine_registry)
 
 
 class CountingSplit(TensorSplit):

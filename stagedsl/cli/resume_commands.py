@@ -1,0 +1,44 @@
+"""`staged resume`: a thin face over `stagedsl.engine.resume.resume_run`.
+
+Imported when the CLI starts, so nothing heavy (torch) is imported at module level.
+Errors are raised as stagedsl errors for the app to render: exit code 0 done, 1 failure
+while running, 2 bad usage or a refused change (E431), 3 stopped by a gate, 128 + N when
+a signal stopped it again (after saving).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def add_commands(app: typer.Typer) -> None:
+    """Add `resume` to the `staged` app."""
+    app.command("resume")(resume)
+
+
+def resume(
+    run_dir: Path = typer.Argument(..., help="The run directory to continue (holds plan.json, spec.toml and stages/).",
+                                   show_default=False),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Change a key from the resume point on: "
+                                             "--set stage.finetune.lr=1e-5 (repeatable); only what has not run yet."),
+    force: bool = typer.Option(False, "--force", help="Accept --set changes to finished stages, the model or the data "
+                                                      "(recorded as forced)."),
+    device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").'),
+) -> None:
+    """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes)."""
+    from stagedsl.engine.resume import resume_run
+    from stagedsl.plan.model import Plan
+    from stagedsl.registry import get_registry
+
+    result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
+                        warn=lambda message: typer.echo(f"warning: {message}", err=True))
+    plan = Plan.from_json((Path(run_dir) / "plan.json").read_text())
+    if plan.export is not None:
+        from stagedsl.export.runner import export_run
+
+        report = export_run(result.run_dir)
+        typer.echo(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
+    typer.echo(str(result.run_dir))

@@ -1,0 +1,134 @@
+"""One stage of a run: its attempts (a gate may retry it), or its continuation from a checkpoint.
+
+`run_stage` builds an attempt (`stage.build_stage`), drives it (`driver.AttemptDriver`),
+saves its last weights, decides its end gate and records it all. Resumed from a
+checkpoint, the attempt is rebuilt from the plan and the checkpoint loaded into it
+(`restore.apply`); a checkpoint taken at an attempt's end replays only what follows it
+(last weights, end gate, records), which is idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from stagedsl.engine import checkpoints, restore as restoring
+from stagedsl.engine.context import RunContext
+from stagedsl.engine.driver import EARLY_STOPPED, GATE, AttemptDriver, record_gate, save_stage_weights, saved_outcome
+from stagedsl.engine.events import Event
+from stagedsl.engine.gates import GOTO, RETRY, STOP, GateDecision, decide
+from stagedsl.engine.restore import ResumePoint
+from stagedsl.engine.stage import build_stage
+from stagedsl.engine.state import StageRecord
+from stagedsl.plan.model import StagePlan
+
+
+def run_stage(ctx: RunContext, stage: StagePlan, restore: Optional[dict], resume: Optional[ResumePoint] = None, *,
+               save_at_start: bool = False) -> Optional[GateDecision]:
+    """Run a stage (with its gate retries), or finish one from a checkpoint; return the final gate decision."""
+    state = ctx.state
+    record = state.record(stage.name)
+    gate = stage.gate
+    retries = gate is not None and gate.on_fail == RETRY and stage.init is None
+    if resume is not None:
+        restore = restoring.start_weights(ctx, stage.name) if retries else None
+    elif retries:
+        if restore is None:
+            restore = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}  # what a retry starts from
+        restoring.save_start_weights(ctx, stage.name, restore)
+    attempt = state.attempt if resume is not None else 0
+    while True:
+        loop_resume = None
+        if resume is None:
+            state.stage_index, state.stage_name, state.attempt = stage.index, stage.name, attempt
+            state.reset_stage_counters()
+            record.status, record.attempts = "running", attempt + 1
+            record.gate, record.early_stopped, record.checkpoints = None, False, {}
+            objs = build_stage(ctx, stage, attempt, restore)
+        else:
+            state.stage_index = stage.index
+            record.status = "running"
+            objs = build_stage(ctx, stage, attempt, resuming=True)
+            loop_resume = restoring.apply(ctx, objs, resume)
+        state.live.stage = objs
+        record.monitor, record.mode = stage.eval.monitor, stage.eval.mode
+        if resume is None:
+            record.init, record.auto_loss_args = objs.init_report, objs.auto_args
+        _stage_started(ctx, stage, attempt, resume)
+        if resume is not None and resume.phase == "end":
+            outcome = saved_outcome(state)
+        else:
+            outcome = AttemptDriver(ctx, objs, loop_resume, save_at_start=save_at_start).run()
+        resume, save_at_start = None, False
+        _stage_finished(ctx, stage, objs, outcome)
+
+        decision = outcome.decision
+        if gate is not None and gate.check == "end" and outcome.reason != GATE:
+            decision = decide(gate, state.values, stage=stage.name, attempt=attempt, step=state.global_step,
+                              stage_step=state.stage_step)
+            record_gate(ctx, decision)
+        elif gate is not None and decision is None:
+            decision = _last_decision(record)
+        record.status = _status(outcome.reason, decision)
+        ctx.outputs.log({"event": "stage_end", "stage": stage.name, "step": state.global_step, "status": record.status,
+                         "steps": record.steps, "wall_time_s": record.wall_time_s, "best_value": record.best_value,
+                         "best_step": record.best_step})
+        ctx.outputs.text("stages", f"stage {stage.name} ended at step {state.global_step}: {record.status}", state.global_step)
+        ctx.outputs.flush()
+        ctx.progress.stage_end(f"stage {stage.name}: {record.status} after {record.steps} steps "
+                               f"({record.wall_time_s:.1f}s); best {record.monitor} = {record.best_value}")
+        ctx.fire(Event.STAGE_END)
+        if decision is not None and decision.action == RETRY:
+            state.retries[stage.name] = state.retries.get(stage.name, 0) + 1
+            attempt += 1
+            continue
+        return decision
+
+
+def _last_decision(record: StageRecord) -> Optional[GateDecision]:
+    return GateDecision(**record.gate) if record.gate else None
+
+
+def _status(reason: str, decision: Optional[GateDecision]) -> str:
+    if decision is not None and decision.action == STOP:
+        return "stopped"
+    if decision is not None and decision.action == RETRY:
+        return "retrying"
+    if decision is not None and decision.action == GOTO:
+        return "gate_goto"
+    return "early_stopped" if reason == EARLY_STOPPED else "completed"
+
+
+def _stage_started(ctx: RunContext, stage: StagePlan, attempt: int, resume: Optional[ResumePoint] = None) -> None:
+    state = ctx.state
+    again = f" (retry {attempt})" if attempt else ""
+    if resume is None:
+        ctx.outputs.log({"event": "stage_start", "stage": stage.name, "step": state.global_step, "attempt": attempt,
+                         "steps": stage.steps, "auto_loss_args": ctx.state.record(stage.name).auto_loss_args})
+        ctx.outputs.text("stages", f"stage {stage.name}{again} started at step {state.global_step}", state.global_step)
+    else:
+        ctx.outputs.log({"event": "resume", "stage": stage.name, "step": state.global_step, "stage_step": state.stage_step,
+                         "attempt": attempt, **resume.record})
+        ctx.outputs.text("stages", f"stage {stage.name}{again} resumed at step {state.global_step}", state.global_step)
+        changes = resume.record.get("changes") or []
+        ctx.progress.notice(f"resuming stage {stage.name}{again} at step {state.stage_step} from `{resume.path}`"
+                            + (f" with {len(changes)} change(s): " + ", ".join(
+                                f"{c['key']} {c['old']!r} -> {c['new']!r}" for c in changes) if changes else ""))
+    ctx.progress.stage_start(stage.name, stage.steps, attempt)
+    ctx.fire(Event.STAGE_START)
+
+
+def _stage_finished(ctx: RunContext, stage: StagePlan, objs: Any, outcome: Any) -> None:
+    """Save the last weights (and best, when nothing measured the monitor) and fill the record."""
+    state = ctx.state
+    record = state.record(stage.name)
+    save_stage_weights(ctx, stage.name, checkpoints.LAST)
+    if state.best_value is None:  # nothing measured the monitor: the last weights are the best known
+        save_stage_weights(ctx, stage.name, checkpoints.BEST)
+    record.steps = state.stage_step
+    record.epochs = state.epoch + 1 if state.stage_step else 0
+    record.wall_time_s = round(outcome.wall_time_s, 4)
+    record.steps_per_s = round(state.stage_step / outcome.wall_time_s, 3) if outcome.wall_time_s > 0 else None
+    record.best_value, record.best_step = state.best_value, state.best_step
+    record.skipped_steps = state.nonfinite_steps
+    record.early_stopped = outcome.reason == EARLY_STOPPED
+    record.last_values = dict(state.values)

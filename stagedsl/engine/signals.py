@@ -1,0 +1,100 @@
+"""SIGINT / SIGTERM: finish the current step, save a checkpoint, say how to resume, exit.
+
+`handle_stop_signals()` (a context manager, main thread only) makes the first SIGINT or
+SIGTERM set `STOP.requested`; the step loop looks at it after every step, the driver
+then saves a trainer checkpoint and raises `RunInterrupted` (exit code 128 + the signal,
+130 for SIGINT, 143 for SIGTERM), whose hint is the `staged resume` command. A second
+signal stops at once (KeyboardInterrupt), as a second Ctrl-C does elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from typing import Iterator, Optional
+
+from stagedsl.errors import Problem, StagedError
+
+HANDLED = ("SIGINT", "SIGTERM")
+
+
+class StopRequest:
+    """Set by a signal handler; read by the step loop after each step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signum: Optional[int] = None
+
+    def request(self, signum: int) -> None:
+        self.signum, self.requested = signum, True
+
+    def clear(self) -> None:
+        self.requested, self.signum = False, None
+
+    @property
+    def name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name if self.signum is not None else "a stop request"
+        except ValueError:
+            return f"signal {self.signum}"
+
+
+STOP = StopRequest()
+"""The process's stop request (signals are process-wide, so is this)."""
+
+
+class RunInterrupted(StagedError):
+    """The run stopped on SIGINT / SIGTERM after saving a checkpoint. Exit code 128 + signal."""
+
+    exit_code = 130
+
+    def __init__(self, *, signal_name: str, signum: Optional[int], where: str, checkpoint: Optional[str], run_dir: str):
+        saved = f"saved `{checkpoint}`" if checkpoint else "no checkpoint could be saved"
+        super().__init__([Problem(
+            code="E440",
+            message=f"stopped by {signal_name} at {where}; {saved}",
+            hint=f"continue with: staged resume {run_dir}",
+        )])
+        self.exit_code = 128 + signum if signum else 130
+        self.checkpoint = checkpoint
+
+
+def _handler(signum: int, frame: object) -> None:
+    if STOP.requested:  # a second signal: stop now
+        raise KeyboardInterrupt
+    STOP.request(signum)
+    try:
+        sys.stderr.write(f"\n{STOP.name}: finishing the current step and saving a checkpoint "
+                         f"(send it again to stop at once)\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+@contextlib.contextmanager
+def handle_stop_signals(enabled: bool = True) -> Iterator[StopRequest]:
+    """Route SIGINT / SIGTERM to `STOP` while the block runs (only in the main thread)."""
+    STOP.clear()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield STOP
+        return
+    previous = {}
+    for name in HANDLED:
+        number = getattr(signal, name, None)
+        if number is None:
+            continue
+        try:
+            previous[number] = signal.signal(number, _handler)
+        except (ValueError, OSError):
+            pass
+    try:
+        yield STOP
+    finally:
+        for number, handler in previous.items():
+            try:
+                signal.signal(number, handler)
+            except (ValueError, OSError):
+                pass
+        STOP.clear()
