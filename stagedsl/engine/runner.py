@@ -32,6 +32,7 @@ from stagedsl.engine.progress import Progress
 from stagedsl.engine.restore import ResumePoint
 from stagedsl.engine.seeding import seed_everything
 from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
+from stagedsl.engine.stage import build_piece
 from stagedsl.engine.state import RunState, StageRecord
 from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
 from stagedsl.plan.model import Plan
@@ -231,25 +232,15 @@ def _stage_index(plan: Plan, name: Optional[str], *, after: int) -> int:
     return names.index(name)
 
 
-def _build(kind: str, registry: Registry, name: str, args: dict) -> Any:
-    entry = registry.get(kind, name)
-    try:
-        return entry.factory(**args)
-    except StagedError:
-        raise
-    except Exception as exc:
-        raise RunError(f"building {kind[:-1]} `{name}` failed: {type(exc).__name__}: {exc}", code="E408") from exc
-
-
 def _build_run(plan: Plan, registry: Registry, run_dir: Path, placement: Placement, outputs: RunOutputs,
                progress: Progress, state: RunState, callbacks: Iterable[Callback], preset: Optional[dict] = None) -> RunContext:
-    gathered = [_build("callbacks", registry, ref.name, ref.args) for ref in plan.callbacks]
+    gathered = [build_piece(registry, "callbacks", ref.name, **ref.args) for ref in plan.callbacks]
     callback_list = CallbackList([*gathered, *callbacks])
 
     if plan.run.threads:
         torch.set_num_threads(plan.run.threads)
     seed_everything(plan.run.seed)
-    model = _build("models", registry, plan.model.name, plan.model.args)
+    model = build_piece(registry, "models", plan.model.name, **plan.model.args)
     if not isinstance(model, torch.nn.Module):
         raise RunError(f"model `{plan.model.name}` did not return a torch.nn.Module", code="E408")
     if plan.parameters:
@@ -260,7 +251,7 @@ def _build_run(plan: Plan, registry: Registry, run_dir: Path, placement: Placeme
                            "compile the plan again", code="E402")
     model, forward = placement.prepare_model(model, compile=plan.run.compile, channels_last=plan.run.channels_last)
 
-    splits = _build("datasets", registry, plan.data.name, plan.data.args)
+    splits = build_piece(registry, "datasets", plan.data.name, **plan.data.args)
     if getattr(splits, "train", None) is None:
         raise RunError(f"dataset `{plan.data.name}` returned no training split (expected stagedsl.DataSplits)", code="E405")
     loaders = build_loaders(splits, plan.data, placement)

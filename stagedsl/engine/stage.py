@@ -19,6 +19,7 @@ from stagedsl.engine.objective import build_objective
 from stagedsl.engine.seeding import seed_everything, stage_seed
 from stagedsl.errors import RunError, StagedError
 from stagedsl.plan.model import StagePlan
+from stagedsl.registry import Registry, singular
 
 
 @attrs.define(eq=False)
@@ -70,13 +71,15 @@ def optimizer_groups(model: nn.Module, stage: StagePlan, trainable: list[str]) -
     return groups
 
 
-def _call_factory(kind: str, name: str, factory: Callable, *args: Any, **kwargs: Any) -> Any:
+def build_piece(registry: Registry, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
+    """Call the factory registered as `name`; a plugin's own failure becomes a RunError naming it."""
+    factory = registry.get(kind, name).factory
     try:
         return factory(*args, **kwargs)
     except StagedError:
         raise
     except Exception as exc:
-        raise RunError(f"building {kind[:-1]} `{name}` failed: {type(exc).__name__}: {exc}", code="E408") from exc
+        raise RunError(f"building {singular(kind)} `{name}` failed: {type(exc).__name__}: {exc}", code="E408") from exc
 
 
 def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Optional[dict] = None, *,
@@ -112,12 +115,11 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
     held = frozen_norms(model) if stage.frozen_norm != "train" else []
 
     groups = optimizer_groups(model, stage, trainable)
-    entry = registry.get("optimizers", stage.optimizer.name)
-    optimizer = _call_factory("optimizers", entry.name, entry.factory, groups, float(stage.lr), **stage.optimizer.args)
+    optimizer = build_piece(registry, "optimizers", stage.optimizer.name, groups, float(stage.lr), **stage.optimizer.args)
     check_optimizer_params(optimizer, stage.name)
 
     entry = registry.get("schedulers", stage.scheduler.name)
-    scheduler = _call_factory("schedulers", entry.name, entry.factory, optimizer, total_steps=stage.steps, **stage.scheduler.args)
+    scheduler = build_piece(registry, "schedulers", stage.scheduler.name, optimizer, total_steps=stage.steps, **stage.scheduler.args)
     monitored = bool(entry.meta.get("monitored")) and scheduler is not None
 
     objective, auto_args = build_objective(stage.loss, registry, ctx.splits.train, ctx.auto, placement.device)

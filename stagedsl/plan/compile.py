@@ -13,6 +13,8 @@ import math
 import typing
 from typing import Any, Optional
 
+import attrs
+
 from stagedsl.errors import PlanError, Problem
 from stagedsl.plan.lint import lint_plan
 from stagedsl.plan.model import (
@@ -111,31 +113,16 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None) -> Plan:
         parameters=parameters,
         spec_file=spec.file,
     )
-    warnings = lint_plan(plan, registry)
     located = []
-    for warning in warnings:
+    for warning in lint_plan(plan, registry):
         file, line, column = problems.sources.locate(warning.path) if problems.sources and warning.path else (spec.file, None, None)
-        located.append(_as_dict(warning.located(file, line, column)))
-    return _with_warnings(plan, tuple(located))
-
-
-def _with_warnings(plan: Plan, warnings: tuple) -> Plan:
-    import attrs
-
-    return attrs.evolve(plan, warnings=warnings)
-
-
-def _as_dict(problem: Problem) -> dict:
-    import attrs
-
-    return attrs.asdict(problem)
+        located.append(attrs.asdict(warning.located(file, line, column)))
+    return attrs.evolve(plan, warnings=tuple(located))
 
 
 def _export_dict(spec: Spec) -> Optional[dict]:
     if spec.export is None:
         return None
-    import attrs
-
     data = attrs.asdict(spec.export)
     data["formats"] = list(data["formats"])
     return data
