@@ -44,7 +44,15 @@ from torch import nn  # noqa: E402
 from stagedsl import Callback, DataSplits, Registry, TensorSplit, hookimpl  # noqa: E402
 from stagedsl.engine.runner import run_plan  # noqa: E402
 from stagedsl.plan.model import (  # noqa: E402
-    CheckpointPlan, DataPlan, EvalPlan, LossPlan, LossTerm, PieceRef, Plan, RunPlan, StagePlan,
+    CheckpointPlan,
+    DataPlan,
+    EvalPlan,
+    LossPlan,
+    LossTerm,
+    PieceRef,
+    Plan,
+    RunPlan,
+    StagePlan,
 )
 
 BATCH = 64

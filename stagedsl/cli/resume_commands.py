@@ -1,4 +1,4 @@
-"""`staged resume`: a thin face over `stagedsl.engine.resume.resume_run`.
+"""`staged resume`: a thin face over `stagedsl.engine.resuming.resume_run`.
 
 Imported when the CLI starts, so nothing heavy (torch) is imported at module level.
 Errors are raised as stagedsl errors for the app to render: exit code 0 done, 1 failure
@@ -29,7 +29,7 @@ def resume(
     device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").'),
 ) -> None:
     """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes)."""
-    from stagedsl.engine.resume import resume_run
+    from stagedsl.engine.resuming import resume_run
     from stagedsl.plan.model import Plan
     from stagedsl.registry import get_registry
 

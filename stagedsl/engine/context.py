@@ -8,14 +8,14 @@ from typing import Any, Callable
 import attrs
 from torch import nn
 
+from stagedsl.engine.checkpointing.background_writer import CheckpointWriter
 from stagedsl.engine.events import CallbackList, Event
 from stagedsl.engine.loaders import Loaders
 from stagedsl.engine.objective import AutoArgs
 from stagedsl.engine.outputs import RunOutputs
 from stagedsl.engine.placement import Placement
 from stagedsl.engine.progress import Progress
-from stagedsl.engine.state import RunState
-from stagedsl.engine.writer import CheckpointWriter
+from stagedsl.engine.run_state import RunState
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry
 

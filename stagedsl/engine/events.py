@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable
 from stagedsl.errors import RunError, StagedError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from stagedsl.engine.state import RunState
+    from stagedsl.engine.run_state import RunState
 
 
 class Event(str, enum.Enum):

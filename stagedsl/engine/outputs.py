@@ -1,6 +1,6 @@
 """The run directory's text outputs: plan, spec, metrics.jsonl, TensorBoard, summary.
 
-Layout (weights and trainer state are `stagedsl.engine.checkpoints`' business)::
+Layout (weights and trainer state are `stagedsl.engine.checkpointing`'s business)::
 
     <run dir>/
       plan.json          the Plan that runs (Plan.to_json(), with its hash); a resume with --set rewrites it
@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from stagedsl.engine.safe_io import atomic_write_text as _durable_text
+from stagedsl.engine.checkpointing.safe_io import atomic_write_text as _durable_text
 
 PLAN_FILE = "plan.json"
 PLANS_DIR = "plans"

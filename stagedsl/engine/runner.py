@@ -18,22 +18,23 @@ from typing import Any, Iterable, Optional
 import attrs
 import torch
 
-from stagedsl.engine import checkpoints
 from stagedsl.engine.attempts import run_stage
+from stagedsl.engine.checkpointing import trainer_checkpoints
+from stagedsl.engine.checkpointing.resume_point import ResumePoint
+from stagedsl.engine.checkpointing.trainer_payload import auto_values
+from stagedsl.engine.checkpointing.weights import LAST, read_weights, weights_path
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.events import Callback, CallbackList, Event
 from stagedsl.engine.gates import GOTO, STOP, GateDecision
 from stagedsl.engine.loaders import build_loaders
 from stagedsl.engine.objective import AutoArgs
-from stagedsl.engine.trainer_state import auto_values
 from stagedsl.engine.outputs import RunOutputs
 from stagedsl.engine.placement import Placement
 from stagedsl.engine.progress import Progress
-from stagedsl.engine.restore import ResumePoint
+from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.engine.seeding import seed_everything
 from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
-from stagedsl.engine.stage import build_piece
-from stagedsl.engine.state import RunState, StageRecord
+from stagedsl.engine.stage_setup import build_piece
 from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
@@ -122,7 +123,7 @@ def execute(
                 resume.on_loaded = lambda: _write_plan(outputs, plan, spec_text)
             if resume is None and placement.is_writer:
                 for stage in plan.stages[start:]:  # a run that starts a stage over drops its old resume points
-                    checkpoints.clear_states(run_dir, stage.name)
+                    trainer_checkpoints.clear_states(run_dir, stage.name)
             if resume is None and start > 0:
                 _adopt_previous(state, outputs.read_summary(), plan, start)
             ctx = _build_run(plan, registry, run_dir, placement, outputs, progress, state, callbacks,
@@ -310,9 +311,9 @@ def _previous_weights(ctx: RunContext, start: int) -> Optional[dict]:
     if stage.init is not None:
         return None
     previous = ctx.plan.stages[start - 1].name
-    path = checkpoints.weights_path(ctx.run_dir, previous, checkpoints.LAST)
+    path = weights_path(ctx.run_dir, previous, LAST)
     ctx.progress.notice(f"starting at stage {stage.name} from `{path}`")
-    return checkpoints.read_weights(path)
+    return read_weights(path)
 
 
 # -- summary -----------------------------------------------------------------------------

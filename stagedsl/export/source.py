@@ -17,6 +17,7 @@ import attrs
 from stagedsl.errors import CheckpointError, PluginError, Problem, UsageError
 from stagedsl.plan.model import PieceRef, Plan, StagePlan
 
+
 @attrs.frozen
 class RunSource:
     """The run directory being exported, with the stage and checkpoint chosen."""
@@ -57,7 +58,7 @@ class RunSource:
 
 def checkpoint_path(run_dir: Path, stage: str, which: str) -> Path:
     """Where the engine writes a stage's `which` ("best" | "last") checkpoint."""
-    from stagedsl.engine.checkpoints import weights_path
+    from stagedsl.engine.checkpointing.weights import weights_path
 
     return weights_path(run_dir, stage, which)
 

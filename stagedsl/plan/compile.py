@@ -27,8 +27,8 @@ from stagedsl.plan.model import (
     InitPlan,
     LossPlan,
     LossTerm,
-    Plan,
     PieceRef,
+    Plan,
     RunPlan,
     StagePlan,
 )

@@ -16,7 +16,6 @@ import difflib
 import importlib
 import inspect
 import os
-import sys
 import warnings
 from importlib import metadata
 from typing import Any, Callable, Iterable, Optional

@@ -13,8 +13,8 @@ import attrs
 
 from stagedsl.spec.convert import key_names
 from stagedsl.spec.model import (
-    LOADER_FIELDS,
     DATA_LOADER_KEYS,
+    LOADER_FIELDS,
     DataSection,
     ExportSpec,
     LossSpec,

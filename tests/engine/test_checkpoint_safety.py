@@ -13,11 +13,12 @@ import json
 import pytest
 import torch
 
-from stagedsl.engine import checkpoints
+from stagedsl.engine.checkpointing import trainer_checkpoints
+from stagedsl.engine.checkpointing.safe_io import sha256_file
+from stagedsl.engine.checkpointing.weights import read_weights, save_weights
 from stagedsl.engine.events import Callback
-from stagedsl.engine.resume import resume_run
+from stagedsl.engine.resuming import resume_run
 from stagedsl.engine.runner import run_plan
-from stagedsl.engine.safe_io import sha256_file
 from stagedsl.errors import CheckpointError
 from stagedsl.plan.model import CheckpointPlan, EvalPlan, InitPlan
 
@@ -108,14 +109,14 @@ def test_a_checkpoint_file_carrying_a_pickle_payload_is_refused_and_never_runs(e
     _stopped_run(engine_registry, tmp_path)
     newest = tmp_path / "stages/a/state/step_000000008"
     marker = tmp_path / "ran"
-    tensors = {k: v.clone() for k, v in checkpoints.read_weights(newest / "model.safetensors").items()}  # not the mapped file
+    tensors = {k: v.clone() for k, v in read_weights(newest / "model.safetensors").items()}  # not the mapped file
     _poisoned(newest / name, marker, tensors)
     _rewrite_manifest(newest, name)  # the checksums match: only the loader stands in the way
     with pytest.raises(CheckpointError) as caught:
         resume_run(tmp_path, registry=engine_registry)
     assert caught.value.problems[0].code == "E413" and not marker.exists()
     with pytest.raises(CheckpointError, match="E413"):
-        checkpoints.load_state(newest)
+        trainer_checkpoints.load_state(newest)
     assert not marker.exists()
 
 
@@ -125,12 +126,12 @@ def test_a_truncated_newest_checkpoint_is_detected_and_the_previous_one_used(eng
     newest = tmp_path / "run/stages/a/state/step_000000008"
     weights = newest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
-    assert "truncated" in checkpoints.verify_state(newest)
+    assert "truncated" in trainer_checkpoints.verify_state(newest)
     warnings = []
     result = resume_run(tmp_path / "run", registry=engine_registry, warn=warnings.append)
     assert len(warnings) == 1 and "step_000000008" in warnings[0] and "falling back" in warnings[0]
     assert result.summary["resumes"][0]["checkpoint"] == "stages/a/state/step_000000004"
-    ours, theirs = (checkpoints.read_weights(tmp_path / r / "stages/a/last.safetensors") for r in ("run", "ref"))
+    ours, theirs = (read_weights(tmp_path / r / "stages/a/last.safetensors") for r in ("run", "ref"))
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
@@ -139,7 +140,7 @@ def test_a_changed_file_fails_its_checksum_and_is_passed_over_without_being_load
     newest = tmp_path / "stages/a/state/step_000000008"
     marker = tmp_path / "ran"
     _poisoned(newest / "trainer.safetensors", marker)  # manifest left as it was
-    assert "checksum" in checkpoints.verify_state(newest) or "bytes" in checkpoints.verify_state(newest)
+    assert "checksum" in trainer_checkpoints.verify_state(newest) or "bytes" in trainer_checkpoints.verify_state(newest)
     warnings = []
     resume_run(tmp_path, registry=engine_registry, warn=warnings.append)
     assert warnings and not marker.exists()
@@ -166,7 +167,7 @@ def test_checkpoints_are_complete_checked_folders_with_the_best_weights_linked(e
     assert set(manifest["files"]) == {"model.safetensors", "trainer.safetensors", "run_state.json", "best.safetensors"}
     assert manifest["stage"] == "a" and manifest["stage_step"] == 4 and manifest["phase"] == "train"
     assert manifest["plan_hash"] == plan.hash and manifest["metrics_bytes"] > 0
-    assert checkpoints.verify_state(folder) is None
+    assert trainer_checkpoints.verify_state(folder) is None
     end = json.loads((tmp_path / "stages/a/state/step_000000008/manifest.json").read_text())
     assert end["phase"] == "end"
     # the trainer state is safetensors: tensors, and JSON for the rest; no pickle
@@ -174,12 +175,12 @@ def test_checkpoints_are_complete_checked_folders_with_the_best_weights_linked(e
 
     with safe_open(str(folder / "trainer.safetensors"), "pt") as handle:
         assert set(handle.metadata()) == {"stagedsl.trainer"}
-    trainer = checkpoints.load_state(folder)["trainer"]
+    trainer = trainer_checkpoints.load_state(folder)["trainer"]
     assert {"optimizer", "optimizer_params", "scheduler", "scaler", "rng", "data", "loss_window", "auto"} <= set(trainer)
 
 
 def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
-    path = checkpoints.save_weights(torch.nn.Linear(2, 2), tmp_path / "w.safetensors")
+    path = save_weights(torch.nn.Linear(2, 2), tmp_path / "w.safetensors")
     before = path.read_bytes()
 
     def broken(tmp):
@@ -187,7 +188,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
             handle.write(b"half")
         raise OSError("disk full")
 
-    from stagedsl.engine.safe_io import atomic_write
+    from stagedsl.engine.checkpointing.safe_io import atomic_write
 
     with pytest.raises(OSError):
         atomic_write(path, broken)
@@ -196,12 +197,12 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
 
 
 def test_a_checkpoint_write_that_fails_in_the_background_fails_the_run(engine_registry, tmp_path, monkeypatch):
-    from stagedsl.engine import trainer_state
+    from stagedsl.engine.checkpointing import trainer_payload
 
     def full_disk(path, skeleton, tensors):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(trainer_state, "write_packed", full_disk)
+    monkeypatch.setattr(trainer_payload, "write_packed", full_disk)
     plan = make_plan(make_stage("a", steps=8, checkpoint=CheckpointPlan(every=4)), out=tmp_path)
     with pytest.raises(CheckpointError) as caught:
         run_plan(plan, registry=engine_registry)

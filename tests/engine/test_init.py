@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from stagedsl.engine import checkpoints
+from stagedsl.engine.checkpointing.weights import read_weights, save_weights
 from stagedsl.engine.runner import run_plan
 from stagedsl.errors import CheckpointError
 from stagedsl.plan.model import EvalPlan, InitPlan
@@ -16,7 +16,7 @@ from .conftest import Recorder, make_plan, make_stage, read_summary
 
 
 def _weights(path):
-    return checkpoints.read_weights(path)
+    return read_weights(path)
 
 
 @pytest.mark.parametrize("which", ["best", "last"])
@@ -62,7 +62,7 @@ def test_strict_init_with_different_keys_fails_and_lenient_init_reports_them(eng
     state = MLP(8, [16], 2).state_dict()
     state["extra.weight"] = torch.zeros(1)
     del state["layers.2.bias"]
-    checkpoints.save_weights(_Holder(state), tmp_path / "w.safetensors")
+    save_weights(_Holder(state), tmp_path / "w.safetensors")
     strict = make_stage("s", steps=1, init=InitPlan(source="path", path=str(tmp_path / "w.safetensors")))
     with pytest.raises(CheckpointError, match="1 missing key.*layers.2.bias.*1 unexpected key.*extra.weight"):
         run_plan(make_plan(strict, out=tmp_path / "run"), registry=engine_registry)

@@ -10,8 +10,8 @@ import random
 import numpy as np
 import torch
 
-from stagedsl.engine import checkpoints, trainer_state
-from stagedsl.engine.state import RunState
+from stagedsl.engine.checkpointing import resume_point, trainer_checkpoints, trainer_payload
+from stagedsl.engine.run_state import RunState
 
 
 def _equal(a, b) -> bool:
@@ -33,29 +33,29 @@ def test_the_trainer_file_round_trips_everything_an_optimizer_and_the_rngs_hold(
     model(torch.randn(5, 3)).sum().backward()
     optimizer.step()
     payload = {
-        "optimizer": optimizer.state_dict(), "rng": trainer_state.rng_state(), "scalar": torch.tensor(2.5),
+        "optimizer": optimizer.state_dict(), "rng": trainer_payload.rng_state(), "scalar": torch.tensor(2.5),
         "empty": torch.empty(0, 3), "flags": torch.tensor([True, False]), "half": torch.ones(2, dtype=torch.bfloat16),
         "nested": (1, [2.0, (None, "x")], {3: "int key", "__odd__": 4}), "inf": float("inf"), "nan": float("nan"),
         "view": torch.arange(10.0)[::2],
     }
-    trainer_state.write(str(tmp_path / "t.safetensors"), payload)
-    back = trainer_state.read(str(tmp_path / "t.safetensors"))
+    trainer_payload.write(str(tmp_path / "t.safetensors"), payload)
+    back = trainer_payload.read(str(tmp_path / "t.safetensors"))
     assert _equal(payload, back)
     back["optimizer"]["state"][0]["exp_avg"].add_(1)  # a copy, not the file's memory
     assert not torch.equal(back["optimizer"]["state"][0]["exp_avg"], payload["optimizer"]["state"][0]["exp_avg"])
     # the bytes are deterministic
-    trainer_state.write(str(tmp_path / "u.safetensors"), payload)
+    trainer_payload.write(str(tmp_path / "u.safetensors"), payload)
     assert (tmp_path / "t.safetensors").read_bytes() == (tmp_path / "u.safetensors").read_bytes()
 
 
 def test_rng_states_come_back_exactly(tmp_path):
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     np.random.randn()  # a cached Gaussian in NumPy's state
-    state = trainer_state.rng_state()
+    state = trainer_payload.rng_state()
     expected = (random.random(), np.random.randn(), torch.rand(3))
-    trainer_state.write(str(tmp_path / "r.safetensors"), {"rng": state})
+    trainer_payload.write(str(tmp_path / "r.safetensors"), {"rng": state})
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
-    trainer_state.set_rng_state(trainer_state.read(str(tmp_path / "r.safetensors"))["rng"])
+    trainer_payload.set_rng_state(trainer_payload.read(str(tmp_path / "r.safetensors"))["rng"])
     again = (random.random(), np.random.randn(), torch.rand(3))
     assert expected[:2] == again[:2] and torch.equal(expected[2], again[2])
 
@@ -65,15 +65,15 @@ def test_optimizer_state_follows_parameter_names_when_the_trainable_set_changes(
     before = torch.optim.AdamW(model[1].parameters(), lr=0.1)  # only the head trained
     model(torch.randn(3, 2)).sum().backward()
     before.step()
-    saved = {"optimizer": before.state_dict(), "optimizer_params": trainer_state.optimizer_param_names(before, model)}
+    saved = {"optimizer": before.state_dict(), "optimizer_params": trainer_payload.optimizer_param_names(before, model)}
     after = torch.optim.AdamW(model.parameters(), lr=0.01)  # everything thawed, another LR
-    how = trainer_state.restore_optimizer(after, model, saved, same_settings=True, same_optimizer=True)
+    how = resume_point.restore_optimizer(after, model, saved, same_settings=True, same_optimizer=True)
     assert how == "state"
     state = after.state_dict()["state"]
     assert sorted(state) == [2, 3]  # the head's two tensors keep their moments; the thawed ones start fresh
     assert torch.equal(state[2]["exp_avg"], before.state_dict()["state"][0]["exp_avg"])
     assert after.param_groups[0]["lr"] == 0.01
-    assert trainer_state.restore_optimizer(torch.optim.SGD(model.parameters(), lr=0.1), model, saved,
+    assert resume_point.restore_optimizer(torch.optim.SGD(model.parameters(), lr=0.1), model, saved,
                                            same_settings=False, same_optimizer=False) == "fresh"
 
 
@@ -82,10 +82,10 @@ def test_the_newest_checkpoint_is_ordered_by_global_step_then_stage(tmp_path):
     made = []
     for stage, index, step, global_step in [("a", 0, 4, 4), ("a", 0, 8, 8), ("b", 1, 0, 8), ("a", 0, 2, 2)]:
         state = RunState(stage_name=stage, stage_index=index, stage_step=step, global_step=global_step)
-        made.append(checkpoints.save_state(checkpoints.state_path(tmp_path, stage, step), state=state, model=model))
+        made.append(trainer_checkpoints.save_state(trainer_checkpoints.state_path(tmp_path, stage, step), state=state, model=model))
     (tmp_path / "stages/a/state/step_000000099").mkdir()  # no manifest: never the newest
-    order = [p.relative_to(tmp_path).as_posix() for p in checkpoints.newest_first(checkpoints.list_states(tmp_path))]
+    order = [p.relative_to(tmp_path).as_posix() for p in trainer_checkpoints.newest_first(trainer_checkpoints.list_states(tmp_path))]
     assert order == ["stages/b/state/step_000000000", "stages/a/state/step_000000008", "stages/a/state/step_000000004",
                      "stages/a/state/step_000000002", "stages/a/state/step_000000099"]
     manifest = json.loads((made[0] / "manifest.json").read_text())
-    assert manifest["files"]["model.safetensors"]["sha256"] == checkpoints.sha256_file(made[0] / "model.safetensors")
+    assert manifest["files"]["model.safetensors"]["sha256"] == trainer_checkpoints.sha256_file(made[0] / "model.safetensors")

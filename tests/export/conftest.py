@@ -203,7 +203,7 @@ def write_run(registry: Registry, root: Path, which="mlp", *, stages=("fit",), m
     """A run directory for one of `MODELS` (or a ``(model, data)`` pair of `PieceRef`s)."""
     import torch
 
-    from stagedsl.engine.checkpoints import save_weights, weights_path
+    from stagedsl.engine.checkpointing.weights import save_weights, weights_path
 
     model_ref, data_ref = MODELS[which] if isinstance(which, str) else which
     if metrics is None:

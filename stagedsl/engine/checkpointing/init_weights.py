@@ -1,6 +1,6 @@
 """A stage's `init`: which file it names (an earlier stage's best/last, or the newest glob match), loaded.
 
-Files are read by `checkpoints.read_weights`: safetensors, or a torch file with
+Files are read by `weights.read_weights`: safetensors, or a torch file with
 ``weights_only=True`` (a pickle payload is refused, E413).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stagedsl.engine.checkpoints import read_weights, weights_path
+from stagedsl.engine.checkpointing.weights import read_weights, weights_path
 from stagedsl.errors import CheckpointError, Problem
 from stagedsl.plan.model import InitPlan
 

@@ -10,7 +10,7 @@
    or to the data is refused (E431) unless `force`; the changes are recorded in the run
    log (a ``resume`` event), in ``summary.json`` (``resumes``) and in `RunState.resumes`.
 4. Run on (`runner.execute`): the stage is rebuilt from the plan, the checkpoint loaded
-   into it (`restore.apply`), and the loop continues with the exact next batch.
+   into it (`attempts.apply_resume_point`), and the loop continues with the exact next batch.
 
 On the CPU with unchanged settings the resumed run ends bit-identical to one that was
 never stopped.
@@ -23,11 +23,11 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from stagedsl.engine import checkpoints
+from stagedsl.engine.checkpointing import trainer_checkpoints
+from stagedsl.engine.checkpointing.resume_point import ResumePoint
 from stagedsl.engine.events import Callback
 from stagedsl.engine.outputs import PLAN_FILE, PLANS_DIR, SPEC_FILE
 from stagedsl.engine.plan_diff import PlanDiff, compare
-from stagedsl.engine.restore import ResumePoint
 from stagedsl.engine.runner import RunResult, execute
 from stagedsl.errors import CheckpointError, Problem, UsageError
 from stagedsl.plan.model import Plan
@@ -60,7 +60,7 @@ def resume_run(
     target, spec_text = current, None
     if overrides:
         target, spec_text = _recompile(run_dir, overrides, registry)
-    checkpoints.remove_temp_files(run_dir)
+    trainer_checkpoints.remove_temp_files(run_dir)
     point = find_resume_point(run_dir, warn)
     if point is None:
         warn(f"{run_dir} has no trainer checkpoint yet (the run stopped before its first): it starts over from its first stage")
@@ -91,19 +91,19 @@ def find_resume_point(run_dir: Path, warn: Callable[[str], None]) -> Optional[Re
     Newer checkpoints that fail the check are reported and removed. A checkpoint whose
     trainer state or weights carry a pickle payload stops the resume (E413): it is not corruption.
     """
-    candidates = checkpoints.newest_first(checkpoints.list_states(run_dir))
+    candidates = trainer_checkpoints.newest_first(trainer_checkpoints.list_states(run_dir))
     rejected: list[tuple[Path, str]] = []
     for path in candidates:
-        problem = checkpoints.verify_state(path)
+        problem = trainer_checkpoints.verify_state(path)
         if problem is not None:
             warn(f"checkpoint `{path}` is unusable: {problem}; falling back to the one before it")
             rejected.append((path, problem))
             continue
-        loaded = checkpoints.load_state(path, verify=False)
+        loaded = trainer_checkpoints.load_state(path, verify=False)
         for bad, _ in rejected:
             shutil.rmtree(bad, ignore_errors=True)
         return ResumePoint(path=path, state=loaded["state"], model=loaded["model"], trainer=loaded["trainer"],
-                           manifest=checkpoints.read_manifest(path))
+                           manifest=trainer_checkpoints.read_manifest(path))
     if rejected:
         raise CheckpointError([Problem(code="E414", message=f"no usable trainer checkpoint in {run_dir}: "
                                        + "; ".join(f"`{p.name}`: {why}" for p, why in rejected),

@@ -1,6 +1,6 @@
 """`CheckpointWriter`: trainer checkpoints written on a background thread.
 
-The driver captures a checkpoint at a boundary (`checkpoints.prepare_state`: copies of
+The driver captures a checkpoint at a boundary (`trainer_checkpoints.prepare_state`: copies of
 the weights and of every state, a few milliseconds) and hands the rest to the writer
 (serialising, fsync, checksums, the rename into place, rotation), so training goes on
 while the disk works. One write is in flight at most: the next `submit` (and `wait`)

@@ -11,10 +11,10 @@ import attrs
 import torch
 from torch import nn
 
+from stagedsl.engine.checkpointing.init_weights import load_init
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.evaluation import Evaluator, build_metrics
 from stagedsl.engine.freeze import apply_freeze, check_optimizer_params, frozen_norms
-from stagedsl.engine.init_weights import load_init
 from stagedsl.engine.objective import build_objective
 from stagedsl.engine.seeding import seed_everything, stage_seed
 from stagedsl.errors import RunError, StagedError
@@ -89,7 +89,7 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
     `restore` (a state_dict) is loaded first: the weights a retry starts from, or the
     previous stage's last weights when a run starts at a later stage. The stage's own
     `init` wins over it. `resuming`: a checkpoint's weights and states follow
-    (`stagedsl.engine.restore`), so neither `restore` nor `init` is loaded.
+    (`stagedsl.engine.checkpointing.resume_point`), so neither `restore` nor `init` is loaded.
     """
     model, registry, placement = ctx.model, ctx.registry, ctx.placement
     seed = stage_seed(ctx.plan.run.seed, stage.index, attempt)

@@ -1,16 +1,9 @@
-"""Every checkpoint the engine reads or writes, in one place.
-
-Weights: ``stages/<stage>/best.safetensors`` and ``last.safetensors`` hold the model's
-state_dict under its own names, written atomically (temp file, fsync, rename, fsync of
-the folder). A torch file (``.pt``, ``.pth``, ``.ckpt``, ``.bin``) is only ever read with
-``weights_only=True``; a stage's `init` is resolved and loaded by `init_weights`.
-
-Trainer state (the resume seam): ``stages/<stage>/state/step_<n>[_retry<a>]/`` holds
+"""Trainer checkpoints (the resume seam): ``stages/<stage>/state/step_<n>[_retry<a>]/`` holds
 
 - ``model.safetensors``  the weights;
 - ``trainer.safetensors`` optimizer, scheduler, GradScaler, RNG states, data position, loss
                          window, "auto" loss values: tensors as safetensors entries, the rest
-                         as JSON in its metadata (`trainer_state.pack`): no pickle at all;
+                         as JSON in its metadata (`trainer_payload.pack`): no pickle at all;
 - ``run_state.json``     `RunState.to_dict()`: stage, step, epoch, best, early stopping,
                          gate decisions, auto loss statistics, plan hash, ...;
 - ``best.safetensors``   a hard link to the stage's best weights as they were (when any);
@@ -20,7 +13,7 @@ Trainer state (the resume seam): ``stages/<stage>/state/step_<n>[_retry<a>]/`` h
 `prepare_state` captures a checkpoint (copies of everything, the best weights linked) and
 `finish_state` writes it: files fsynced and checksummed, the folder built under a temp
 name and renamed into place, so a crash leaves the previous checkpoints intact. The
-engine runs `finish_state` on a background thread (`writer.CheckpointWriter`);
+engine runs `finish_state` on a background thread (`background_writer.CheckpointWriter`);
 `save_state` does both at once. `verify_state` checks a folder against its manifest;
 `newest_first` orders a run's checkpoints.
 """
@@ -39,149 +32,21 @@ import attrs
 import torch
 from torch import nn
 
-from stagedsl.engine.safe_io import (
-    atomic_write,
-    fsync_path,
-    sha256_file,
-    torch_load_safe,
-    write_durable,
-)
-from stagedsl.engine.state import RunState
+from stagedsl.engine.checkpointing import trainer_payload
+from stagedsl.engine.checkpointing.safe_io import fsync_path, sha256_file, write_durable
+from stagedsl.engine.checkpointing.weights import cpu_state_dict, read_weights, stable_metadata, stage_dir
+from stagedsl.engine.run_state import RunState
 from stagedsl.errors import CheckpointError, Problem
 
-BEST = "best"
-LAST = "last"
-WEIGHTS_SUFFIX = ".safetensors"
 STATE_DIR = "state"
-STATE_FORMAT = 1
+STATE_FORMAT = trainer_payload.STATE_FORMAT
 MODEL_FILE = "model.safetensors"
 TRAINER_FILE = "trainer.safetensors"
 RUN_STATE_FILE = "run_state.json"
 BEST_FILE = "best.safetensors"
 MANIFEST_FILE = "manifest.json"
-TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-STATE_DICT_KEYS = ("state_dict", "model", "model_state", "model_state_dict")
 
 
-def stage_dir(run_dir: Path, stage: str) -> Path:
-    """The folder of one stage's checkpoints."""
-    return Path(run_dir) / "stages" / stage
-
-
-def weights_path(run_dir: Path, stage: str, which: str) -> Path:
-    """``stages/<stage>/<which>.safetensors``."""
-    return stage_dir(run_dir, stage) / f"{which}{WEIGHTS_SUFFIX}"
-
-
-# -- weights ---------------------------------------------------------------------------
-def cpu_state_dict(model: nn.Module, *, copy: bool = False) -> dict[str, torch.Tensor]:
-    """The model's state_dict as contiguous CPU tensors that share no storage (tied weights copied).
-
-    With `copy`, none shares memory with the model either (a snapshot training can go on from).
-    """
-    seen: set[int] = set()
-    tensors: dict[str, torch.Tensor] = {}
-    for name, value in model.state_dict().items():
-        value = value.detach()
-        if value.device.type != "cpu":
-            value = value.to("cpu")  # a fresh copy per tensor
-        elif copy:
-            value = value.clone(memory_format=torch.contiguous_format)
-        elif value.numel():
-            pointer = value.untyped_storage().data_ptr()
-            if pointer in seen or not value.is_contiguous():
-                value = value.contiguous().clone()
-            seen.add(pointer)
-        tensors[name] = value
-    return tensors
-
-
-def non_finite(tensors: dict[str, torch.Tensor]) -> Optional[str]:
-    """The name of the first floating tensor holding a NaN or an infinity, or None.
-
-    One fused norm over all of them first (finite norms mean finite values); only when
-    that is not finite, tensor by tensor (a huge finite value can overflow a norm).
-    """
-    floats = {name: value for name, value in tensors.items() if value.is_floating_point() and value.numel()}
-    if not floats:
-        return None
-    try:
-        norms = torch._foreach_norm(list(floats.values()))
-        if bool(torch.isfinite(torch.stack([n.float() for n in norms])).all()):
-            return None
-    except (RuntimeError, AttributeError):
-        pass
-    for name, value in floats.items():
-        if not bool(torch.isfinite(value).all()):
-            return name
-    return None
-
-
-def stable_metadata(metadata: Optional[dict[str, str]]) -> Optional[dict[str, str]]:
-    """safetensors metadata whose bytes do not vary: several keys are folded into one JSON string.
-
-    (safetensors writes several metadata keys in a random order, so two saves of the same
-    weights would differ byte for byte.)
-    """
-    if not metadata or len(metadata) == 1:
-        return metadata
-    return {"stagedsl": json.dumps(metadata, sort_keys=True)}
-
-
-def save_weights(model: nn.Module | dict, path: Path, metadata: Optional[dict[str, str]] = None) -> Path:
-    """Write the model's weights (or a CPU state_dict) to a ``.safetensors`` file, atomically and durably."""
-    from safetensors.torch import save_file
-
-    tensors = model if isinstance(model, dict) else cpu_state_dict(model)
-    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=stable_metadata(metadata)))
-    return Path(path)
-
-
-def looks_pickled(path: Path) -> bool:
-    """Whether a file starts like a pickle or a torch zip archive (not like safetensors)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-    except OSError:
-        return False
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
-
-
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state_dict from ``.safetensors`` or a torch file (raw, or under a usual key); never runs code."""
-    path = Path(path)
-    if path.suffix == WEIGHTS_SUFFIX:
-        from safetensors.torch import load_file
-
-        if not path.exists():
-            raise CheckpointError(f"checkpoint `{path}` does not exist", code="E410")
-        try:
-            return load_file(str(path))
-        except Exception as exc:
-            if looks_pickled(path):
-                raise CheckpointError([Problem(
-                    code="E413", message=f"checkpoint `{path}` is a pickle (torch.save) file named .safetensors; "
-                    "it was refused unread, since unpickling can run code", file=str(path),
-                    hint="write weights with safetensors.torch.save_file, or name a torch file .pt and keep it "
-                         "a plain state_dict")]) from None
-            raise CheckpointError([Problem(
-                code="E412", message=f"cannot read checkpoint `{path}`: {type(exc).__name__}: {exc}",
-                hint="the file is truncated or not safetensors; write it again")]) from None
-    data = torch_load_safe(path)
-    if isinstance(data, dict):
-        for key in STATE_DICT_KEYS:
-            if isinstance(data.get(key), dict):
-                data = data[key]
-                break
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CheckpointError(
-            f"checkpoint `{path}` holds no state_dict (expected tensors by name, or under one of {', '.join(STATE_DICT_KEYS)})",
-            code="E412",
-        )
-    return data
-
-
-# -- trainer state (the resume seam) -----------------------------------------------------
 def state_path(run_dir: Path, stage: str, stage_step: int, attempt: int = 0) -> Path:
     """``stages/<stage>/state/step_<stage_step>`` (``_retry<attempt>`` for a gate retry)."""
     suffix = f"_retry{attempt}" if attempt else ""
@@ -229,7 +94,7 @@ class PendingState:
     directory: Path
     tmp: Path
     tensors: dict
-    trainer: tuple  # trainer_state.pack output: (skeleton, flat tensors)
+    trainer: tuple  # trainer_payload.pack output: (skeleton, flat tensors)
     run_state: str  # run_state.json's text
     record: dict  # the manifest, without its file list
     best: bool  # best.safetensors is linked into tmp
@@ -251,20 +116,18 @@ def prepare_state(
     """Capture a trainer checkpoint for `directory`: everything copied out of the live objects.
 
     `model` (a module, or a CPU state_dict the caller no longer changes); `trainer` is the
-    ``trainer.safetensors`` payload (`trainer_state.capture`), or one is made of
+    ``trainer.safetensors`` payload (`trainer_payload.capture`), or one is made of
     `optimizer`, `scheduler`, `scaler` and the RNG states; `best` (the stage's best
     weights as they are now) is hard-linked into the temp folder at once; `manifest` adds
     entries to ``manifest.json``. `finish_state` writes it (possibly in another thread).
     """
-    from stagedsl.engine import trainer_state
-
     if trainer is None:
         trainer = {
             "format": STATE_FORMAT,
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "scheduler": scheduler.state_dict() if scheduler is not None and hasattr(scheduler, "state_dict") else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": trainer_state.rng_state(),
+            "rng": trainer_payload.rng_state(),
             "data": {"generator": generator.get_state()} if generator is not None else {},
         }
     directory = Path(directory)
@@ -283,7 +146,7 @@ def prepare_state(
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(manifest or {}),
         }
         run_state = json.dumps(state.to_dict(), indent=1, default=_json_default)
-        return PendingState(directory, tmp, tensors, trainer_state.pack(trainer), run_state, record, linked)
+        return PendingState(directory, tmp, tensors, trainer_payload.pack(trainer), run_state, record, linked)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -293,13 +156,11 @@ def finish_state(pending: PendingState) -> Path:
     """Write a captured checkpoint: files fsynced and checksummed, manifest last, folder renamed into place."""
     from safetensors.torch import save_file
 
-    from stagedsl.engine import trainer_state
-
     directory, tmp = pending.directory, pending.tmp
     try:
         metadata = stable_metadata({"stage": str(pending.record["stage"]), "step": str(pending.record["stage_step"])})
         write_durable(tmp / MODEL_FILE, lambda p: save_file(pending.tensors, p, metadata=metadata))
-        write_durable(tmp / TRAINER_FILE, lambda p: trainer_state.write_packed(p, *pending.trainer))
+        write_durable(tmp / TRAINER_FILE, lambda p: trainer_payload.write_packed(p, *pending.trainer))
         write_durable(tmp / RUN_STATE_FILE, lambda p: Path(p).write_text(pending.run_state))
         files = {name: _file_record(tmp / name) for name in (MODEL_FILE, TRAINER_FILE, RUN_STATE_FILE)}
         if pending.best:
@@ -378,10 +239,8 @@ def load_state(directory: Path, *, verify: bool = True) -> dict[str, Any]:
         state = RunState.from_dict(json.loads((directory / RUN_STATE_FILE).read_text()))
     except Exception as exc:
         raise CheckpointError(f"`{directory / RUN_STATE_FILE}` is unreadable: {type(exc).__name__}: {exc}", code="E414") from None
-    from stagedsl.engine import trainer_state
-
     model = read_weights(directory / MODEL_FILE)
-    trainer = trainer_state.read(directory / TRAINER_FILE)
+    trainer = trainer_payload.read(directory / TRAINER_FILE)
     return {"state": state, "model": model, "trainer": trainer, "manifest": manifest, "path": directory}
 
 

@@ -1,4 +1,4 @@
-"""A stage attempt's trainer state: captured for a checkpoint, put back on resume.
+"""A stage attempt's trainer state: captured for a checkpoint, written and read as ``trainer.safetensors``.
 
 ``trainer.safetensors`` holds it with no pickle at all: every tensor is a safetensors
 entry and the rest (numbers, strings, lists, dicts, tuples) is JSON in the file's
@@ -23,25 +23,21 @@ The data position itself (epoch, micro-batches drawn in it) is in `RunState`.
 
 from __future__ import annotations
 
-import copy
 import random
-import warnings
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from stagedsl.engine.checkpoints import STATE_FORMAT, looks_pickled
-from stagedsl.engine.safe_io import pickle_refusal, pickled_globals
+from stagedsl.engine.checkpointing.safe_io import pickle_refusal, pickled_globals
+from stagedsl.engine.checkpointing.weights import looks_pickled
 from stagedsl.errors import CheckpointError
 
+STATE_FORMAT = 1
+"""Version of the trainer checkpoint format."""
 PAYLOAD_KEY = "stagedsl.trainer"
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 _DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.int64: "int64", torch.uint8: "uint8"}
-
-IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
-"""Optimizer group keys that choose a kernel, not the math: always the fresh optimizer's."""
-
 
 # -- RNG ---------------------------------------------------------------------------------
 def rng_state() -> dict[str, Any]:
@@ -212,77 +208,6 @@ def read(path: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise CheckpointError(f"`{path}` holds no trainer state", code="E414")
     return payload
-
-
-# -- restore -----------------------------------------------------------------------------
-def restore_optimizer(optimizer: torch.optim.Optimizer, model: torch.nn.Module, trainer: dict[str, Any], *,
-                      same_settings: bool, same_optimizer: bool) -> str:
-    """Load the saved optimizer state into the freshly built `optimizer`; say how.
-
-    - ``"exact"``: same parameters, same settings: the saved state and hyperparameters;
-    - ``"state"``: the settings changed (a resume with --set): per-parameter state
-      (moments, step counts) is kept, hyperparameters (LR, decay, betas) are the new plan's;
-    - ``"fresh"``: another optimizer than the saved one: nothing is loaded.
-
-    Per-parameter state is matched by parameter name, so a changed set of trainable
-    parameters keeps the state of the parameters both sets hold.
-    """
-    saved = trainer.get("optimizer")
-    if saved is None or not same_optimizer:
-        return "fresh"
-    fresh_groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    names_now = optimizer_param_names(optimizer, model)
-    saved_names = trainer.get("optimizer_params")
-    if saved_names == names_now:
-        optimizer.load_state_dict(saved)
-    else:
-        index: dict[str, int] = {}
-        for group, names in zip(saved["param_groups"], saved_names or []):
-            index.update(zip(names, group["params"]))
-        current = optimizer.state_dict()
-        mapped = {}
-        for group, names in zip(current["param_groups"], names_now):
-            for position, name in zip(group["params"], names):
-                old = index.get(name)
-                if old is not None and old in saved["state"]:
-                    mapped[position] = saved["state"][old]
-        current["state"] = mapped
-        optimizer.load_state_dict(current)
-        same_settings = False
-    for group, fresh in zip(optimizer.param_groups, fresh_groups):
-        if same_settings:
-            group.update({k: fresh[k] for k in IMPLEMENTATION_KEYS if k in fresh})
-        else:
-            group.update(fresh)
-    return "exact" if same_settings else "state"
-
-
-def restore_scheduler(scheduler: Any, trainer: dict[str, Any], *, exact: bool, monitored: bool, stage_step: int) -> None:
-    """Put the scheduler where it was: its saved state, or (settings changed) the new schedule at this step.
-
-    The loop steps a non-monitored scheduler before every step but the stage's first, so
-    after `stage_step` steps it has been stepped ``stage_step - 1`` times: a new schedule
-    is advanced that far and gives the rate of the next step from the new plan.
-    A monitored scheduler with changed settings starts afresh at the plan's LR.
-    """
-    if scheduler is None:
-        return
-    saved = trainer.get("scheduler")
-    if exact and saved is not None:
-        scheduler.load_state_dict(saved)
-        return
-    if monitored:
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(max(stage_step - 1, 0)):
-            scheduler.step()
-
-
-def restore_scaler(scaler: Any, trainer: dict[str, Any]) -> None:
-    """Load the GradScaler's state when both the run and the checkpoint have one."""
-    if scaler is not None and trainer.get("scaler"):
-        scaler.load_state_dict(trainer["scaler"])
 
 
 def auto_values(trainer: dict[str, Any]) -> dict[tuple[str, str], Any]:
