@@ -35,8 +35,10 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "stagedsl_plugins.optimizers",
     "stagedsl_plugins.schedulers",
     "stagedsl_plugins.freeze",
-    "stagedsl_plugins.callbacks",
-    "stagedsl_plugins.mesh",
+    "stagedsl_plugins.systems.pde",
+    "stagedsl_plugins.systems.ocec",
+    "stagedsl_plugins.systems.metr",
+    "stagedsl_plugins.systems.mesh",
 )
 """Modules of the built-in plugins, registered exactly like third-party ones."""
 

@@ -37,7 +37,7 @@ def test_init_from_an_earlier_stage_loads_best_or_last(engine_registry, tmp_path
 
 
 def test_init_from_a_glob_takes_the_newest_match_in_any_format(engine_registry, tmp_path):
-    from stagedsl_plugins.mlp_net import MLP
+    from stagedsl_plugins._mlp import MLP
 
     older, newer = MLP(8, [16], 2), MLP(8, [16], 2)
     torch.save({"state_dict": older.state_dict(), "epoch": 3}, tmp_path / "ckpt_a.pt")
@@ -57,7 +57,7 @@ def test_init_from_a_glob_takes_the_newest_match_in_any_format(engine_registry, 
 
 
 def test_strict_init_with_different_keys_fails_and_lenient_init_reports_them(engine_registry, tmp_path):
-    from stagedsl_plugins.mlp_net import MLP
+    from stagedsl_plugins._mlp import MLP
 
     state = MLP(8, [16], 2).state_dict()
     state["extra.weight"] = torch.zeros(1)

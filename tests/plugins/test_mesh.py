@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from stagedsl import DataSplits, Registry, TensorSplit
 from stagedsl.cli.app import app
-from stagedsl_plugins import mesh_data
+from stagedsl_plugins.systems.mesh import _data as mesh_data
 
 SMALL = {"n_train": 6, "n_val": 3, "nodes_per_side": 5}
 MESH_LOSSES = ("smoothness", "gradient_consistency", "curvature")

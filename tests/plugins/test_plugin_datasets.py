@@ -68,7 +68,7 @@ def test_pde_synthetic_is_a_real_solver_with_distinct_channel_scales(registry):
 
 
 def test_pde_laplacian_is_second_order_accurate():
-    from stagedsl_plugins.pde_solver import laplacian
+    from stagedsl_plugins.systems.pde._solver import laplacian
 
     errors = []
     for size in (32, 64):

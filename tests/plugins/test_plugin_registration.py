@@ -70,7 +70,7 @@ def test_dataset_sizes_take_the_same_arguments_as_the_factory(registry):
 
 
 def test_registration_metadata(registry):
-    from stagedsl_plugins.channel_stats import per_channel_std
+    from stagedsl_plugins.losses import per_channel_std
 
     assert registry.get("losses", "nrmse").meta == {"auto": {"sigma": per_channel_std}}
     modes = {name: registry.get("metrics", name).meta["mode"] for name in EXPECTED["metrics"]}

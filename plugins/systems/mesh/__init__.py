@@ -8,8 +8,8 @@
   them as ``loss(prediction, target, inputs)``;
 - metric ``relative_l1``: mean ``|prediction - target| / (|target| + eps)``.
 
-The heavy code lives in ``mesh_data``, ``mesh_gnn``, ``mesh_ops`` and ``mesh_losses`` and
-is imported only when a factory is called.
+The heavy code lives in ``_data``, ``_network``, ``_ops`` and ``_losses`` and is imported
+only when a factory is called.
 """
 
 from stagedsl import hookimpl
@@ -31,7 +31,7 @@ def mesh_fields_sizes(
     fourier_features: int = 0,
 ) -> dict:
     """Split lengths of `mesh_fields` (nothing solved)."""
-    from stagedsl_plugins.mesh_data import check_arguments
+    from stagedsl_plugins.systems.mesh._data import check_arguments
 
     check_arguments(n_train, n_val, nodes_per_side, targets, jitter, fourier_features)
     return {"train": n_train, "val": n_val} if n_val else {"train": n_train}
@@ -58,7 +58,7 @@ def mesh_fields(
     ``target_mean``/``target_std``) with the feature names. Train and validation meshes
     come from independent streams of `seed`.
     """
-    from stagedsl_plugins.mesh_data import build_splits
+    from stagedsl_plugins.systems.mesh._data import build_splits
 
     return build_splits(n_train, n_val, nodes_per_side, targets, seed, jitter, fourier_features)
 
@@ -66,7 +66,7 @@ def mesh_fields(
 # -- model ----------------------------------------------------------------------------
 def mesh_gnn(node_in: int = NODE_IN, edge_in: int = EDGE_IN, hidden: int = 32, layers: int = 3, targets: int = 3, dropout: float = 0.0):
     """Edge GNN: node_encoder, edge_encoder -> processor (message-passing layers) -> edge_decoder; [B, E, targets]."""
-    from stagedsl_plugins.mesh_gnn import MeshGNN
+    from stagedsl_plugins.systems.mesh._network import MeshGNN
 
     return MeshGNN(node_in, edge_in, hidden, layers, targets, dropout)
 
@@ -74,21 +74,21 @@ def mesh_gnn(node_in: int = NODE_IN, edge_in: int = EDGE_IN, hidden: int = 32, l
 # -- losses ---------------------------------------------------------------------------
 def smoothness():
     """Mean |error of an edge - mean error of the edges sharing its node| (needs_inputs: called with the mesh)."""
-    from stagedsl_plugins.mesh_losses import Smoothness
+    from stagedsl_plugins.systems.mesh._losses import Smoothness
 
     return Smoothness()
 
 
 def gradient_consistency(coordinates: tuple[int, int] = (0, 1)):
     """Mean |finite-difference gradient along each edge| of the node-averaged error (needs_inputs: called with the mesh)."""
-    from stagedsl_plugins.mesh_losses import GradientConsistency
+    from stagedsl_plugins.systems.mesh._losses import GradientConsistency
 
     return GradientConsistency(coordinates)
 
 
 def curvature(coordinates: tuple[int, int] = (0, 1)):
     """Mean |second difference (graph Laplacian / length²)| of the node-averaged error (needs_inputs: called with the mesh)."""
-    from stagedsl_plugins.mesh_losses import Curvature
+    from stagedsl_plugins.systems.mesh._losses import Curvature
 
     return Curvature(coordinates)
 
@@ -96,7 +96,7 @@ def curvature(coordinates: tuple[int, int] = (0, 1)):
 # -- metric ---------------------------------------------------------------------------
 def relative_l1(eps: float = 1e-8):
     """Mean of |prediction - target| / (|target| + eps) over every element."""
-    from stagedsl_plugins.mesh_losses import RelativeL1Error
+    from stagedsl_plugins.systems.mesh._losses import RelativeL1Error
 
     return RelativeL1Error(eps)
 

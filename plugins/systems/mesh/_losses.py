@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from stagedsl_plugins.mesh_ops import edge_lengths, gather_nodes, scatter_to_nodes, star_mean
+from stagedsl_plugins.systems.mesh._ops import edge_lengths, gather_nodes, scatter_to_nodes, star_mean
 
 
 class MeshLoss(nn.Module):

@@ -11,7 +11,7 @@
 
 Relabelling the nodes (permuting ``node_features`` and renaming ``edge_index``) leaves
 the output unchanged; permuting the edges permutes it. Gathers and scatters are
-`mesh_ops` (``torch.gather`` / ``scatter_add`` along dim 1), vectorised over the batch
+`_ops` (``torch.gather`` / ``scatter_add`` along dim 1), vectorised over the batch
 and exportable to ONNX.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stagedsl_plugins.mesh_ops import accumulate, gather_nodes
+from stagedsl_plugins.systems.mesh._ops import accumulate, gather_nodes
 
 
 class MLP(nn.Sequential):

@@ -48,23 +48,6 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
-class CosFaceLoss(nn.Module):
-    """Cross-entropy over ``scale * cos`` logits with ``scale * margin`` taken from the target class.
-
-    The model returns ``scale * cos(theta)``; this subtracts ``scale * margin`` from the
-    target logit only, so `scale` must equal the model's (CosFace, Wang et al. 2018).
-    """
-
-    def __init__(self, margin: float = 0.35, scale: float = 16.0, label_smoothing: float = 0.0):
-        super().__init__()
-        self.margin, self.scale, self.label_smoothing = margin, scale, label_smoothing
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean CosFace loss over the batch."""
-        margin = F.one_hot(target, logits.shape[1]).to(logits.dtype) * (self.scale * self.margin)
-        return F.cross_entropy(logits - margin, target, label_smoothing=self.label_smoothing)
-
-
 class RelativeL1(nn.Module):
     """Mean of ``|prediction - target| / (|target| + eps)``."""
 
@@ -75,22 +58,6 @@ class RelativeL1(nn.Module):
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean relative absolute error."""
         return ((prediction - target).abs() / (target.abs() + self.eps)).mean()
-
-
-class MaskedMAE(nn.Module):
-    """Mean absolute error over the entries whose target is not `null_value` (METR-LA: 0 = missing).
-
-    A batch with no observed target gives 0 (and no gradient), without a host sync.
-    """
-
-    def __init__(self, null_value: float = 0.0):
-        super().__init__()
-        self.null_value = null_value
-
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Masked mean absolute error."""
-        observed = (target != self.null_value).to(prediction.dtype)
-        return ((prediction - target).abs() * observed).sum() / observed.sum().clamp_min(1.0)
 
 
 class NRMSE(nn.Module):
