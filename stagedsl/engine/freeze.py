@@ -10,7 +10,7 @@ statistics of frozen parts stay put. A stage with ``frozen_norm = "train"`` opts
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -109,9 +109,3 @@ def check_optimizer_params(optimizer: torch.optim.Optimizer, stage_name: str) ->
                     f"stage `{stage_name}`: a frozen parameter reached the optimizer (group `{group.get('name', '?')}`)",
                     code="E402",
                 )
-
-
-def parameters_by_name(model: nn.Module, names: Iterable[str]) -> list[nn.Parameter]:
-    """The parameters called `names`, in that order."""
-    table = dict(model.named_parameters())
-    return [table[name] for name in names]

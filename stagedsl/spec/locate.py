@@ -207,12 +207,6 @@ def scan_positions(text: str) -> dict[tuple, Position]:
         return {}
 
 
-def line_of(text: str, line: int) -> str:
-    """The `line`-th (1-based) line of `text`, or ''."""
-    lines = text.splitlines()
-    return lines[line - 1] if 0 < line <= len(lines) else ""
-
-
 class SourceMap:
     """Positions of keys across the files a spec was read from (the file, then what it extends).
 
@@ -250,10 +244,3 @@ class SourceMap:
                         line, column = positions[candidate]
                         return file, line, column
         return (self.sources[0][0] if self.sources else None), None, None
-
-    def text_of(self, file: Optional[str]) -> str:
-        """The source text of `file`."""
-        for name, text in self.sources:
-            if name == file:
-                return text
-        return ""
