@@ -12,7 +12,7 @@ from stagedsl.engine.runner import run_plan
 from stagedsl.errors import CheckpointError
 from stagedsl.plan.model import EvalPlan, InitPlan
 
-from .conftest import Recorder, make_plan, make_stage, read_summary
+from ..conftest import Recorder, make_plan, make_stage, read_summary
 
 
 def _weights(path):

@@ -22,7 +22,7 @@ from stagedsl.engine.runner import run_plan
 from stagedsl.errors import CheckpointError
 from stagedsl.plan.model import CheckpointPlan, EvalPlan, InitPlan
 
-from .conftest import make_plan, make_stage
+from ..conftest import make_plan, make_stage
 
 
 class Payload:
