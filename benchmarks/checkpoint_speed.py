@@ -40,10 +40,10 @@ from pathlib import Path
 
 os.environ.setdefault("STAGEDSL_DISABLE_PLUGIN_AUTOLOAD", "1")
 
+from stagedsl.api import resume_run  # noqa: E402
 from stagedsl.engine import driver as driver_module  # noqa: E402
 from stagedsl.engine.checkpointing import trainer_checkpoints as checkpoints_module  # noqa: E402
 from stagedsl.engine.events import Callback  # noqa: E402
-from stagedsl.engine.resuming import resume_run  # noqa: E402
 from stagedsl.engine.runner import run_plan  # noqa: E402
 from stagedsl.plan.compile import compile_plan  # noqa: E402
 from stagedsl.registry import get_registry  # noqa: E402

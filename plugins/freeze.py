@@ -4,12 +4,11 @@
 that order. Pure Python: no torch.
 """
 
-import difflib
 import functools
 import math
 import re
 
-from stagedsl import hookimpl
+from stagedsl import did_you_mean, hookimpl
 
 
 def glob(names: list[str], pattern: str) -> list[str]:
@@ -37,8 +36,8 @@ def fraction(names: list[str], module: str, fraction: float, end: str = "last") 
     under = [name for name in names if name.startswith(prefix)]
     if not under:
         modules = sorted({name.split(".")[0] for name in names})
-        close = difflib.get_close_matches(module, modules, n=1)
-        hint = f'; did you mean "{close[0]}"?' if close else f"; top-level modules: {modules}"
+        hint = did_you_mean(module, modules, cutoff=0.6)
+        hint = f"; {hint}" if hint else f"; top-level modules: {modules}"
         raise ValueError(f"no parameters under module {module!r}{hint}")
     count = math.ceil(fraction * len(under) - 1e-9)
     return under[-count:] if end == "last" else under[:count]

@@ -62,21 +62,10 @@ def validate(spec: Path = SpecArg, profile: Optional[str] = ProfileOpt, set_: Op
 
 
 def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
-    """Load and compile a spec with the process registry."""
-    from stagedsl.plan.compile import compile_plan
-    from stagedsl.spec.loader import load_spec
+    """Load and compile a spec with the process registry (`stagedsl.api.load_and_compile`)."""
+    from stagedsl.api import load_and_compile
 
-    registry = _registry()
-    loaded = load_spec(spec, profile=profile, overrides=overrides or (), registry=registry)
-    return loaded, compile_plan(loaded, registry)
-
-
-def effective_spec_text(loaded) -> str:
-    """The spec as it runs: extends, the profile and --set applied, as TOML text."""
-    import tomli_w
-
-    header = f"# effective spec of {loaded.file}: extends, profile and --set applied\n"
-    return header + tomli_w.dumps(loaded.document or {})
+    return load_and_compile(spec, profile=profile, overrides=overrides or (), registry=_registry())
 
 
 def _warnings(plan) -> None:
@@ -113,27 +102,20 @@ def plan(
     _warnings(compiled)
 
 
-RUN_ARTIFACTS = ("plan.json", "spec.toml", "metrics.jsonl", "summary.json", "tb", "stages", "export")
-"""What a run writes into its directory; `--overwrite` removes exactly these."""
-
-
 def _prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str]) -> None:
-    """Refuse to mix a new run into an old one's files unless asked to."""
-    import shutil
+    """Refuse to mix a new run into an old one's files unless asked to; with `overwrite`, remove
+    exactly what the old run wrote (`RunDir.owned`)."""
+    from stagedsl.run_dir import RunDir
 
-    if from_stage is not None or not (run_dir / "summary.json").exists():
+    layout = RunDir(run_dir)
+    if from_stage is not None or not layout.holds_run():
         return
     if not overwrite:
         raise UsageError(
             [Problem("E091", f"{run_dir} already holds a run", path="--out",
                      hint=f"continue it with `staged resume {run_dir}`, start over with --overwrite, or pick another --out")]
         )
-    for name in RUN_ARTIFACTS:
-        target = run_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    layout.clear()
 
 
 @app.command()
@@ -147,6 +129,7 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
 ) -> None:
     """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has [export]."""
+    from stagedsl.api import effective_spec_text
     from stagedsl.engine.runner import run_plan
 
     loaded, compiled = compile_spec(spec, profile, set_)

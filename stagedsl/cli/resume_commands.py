@@ -1,4 +1,4 @@
-"""`staged resume`: a thin face over `stagedsl.engine.resuming.resume_run`.
+"""`staged resume`: a thin face over `stagedsl.api.resume_run`.
 
 Imported when the CLI starts, so nothing heavy (torch) is imported at module level.
 Errors are raised as stagedsl errors for the app to render: exit code 0 done, 1 failure
@@ -29,13 +29,14 @@ def resume(
     device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").'),
 ) -> None:
     """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes)."""
-    from stagedsl.engine.resuming import resume_run
-    from stagedsl.plan.model import Plan
+    from stagedsl.api import resume_run
+    from stagedsl.engine.resuming import read_run_plan
     from stagedsl.registry import get_registry
+    from stagedsl.run_dir import RunDir
 
     result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
                         warn=lambda message: typer.echo(f"warning: {message}", err=True))
-    plan = Plan.from_json((Path(run_dir) / "plan.json").read_text())
+    plan = read_run_plan(RunDir(run_dir))
     if plan.export is not None:
         from stagedsl.export.runner import export_run
 

@@ -22,7 +22,7 @@ from stagedsl.engine.checkpointing.resume_point import (
     restore_scaler,
     restore_scheduler,
 )
-from stagedsl.engine.checkpointing.weights import BEST, LAST, read_weights, save_weights, weights_path
+from stagedsl.engine.checkpointing.weights import BEST, LAST, read_weights, save_weights
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.driver import EARLY_STOPPED, GATE, AttemptDriver, record_gate, save_stage_weights, saved_outcome
 from stagedsl.engine.events import Event
@@ -173,10 +173,10 @@ def apply_resume_point(ctx: RunContext, objs: StageObjects, point: ResumePoint) 
 def save_start_weights(ctx: RunContext, stage: str, weights: dict[str, torch.Tensor]) -> None:
     """Keep the weights a stage with a retry gate starts from (a resumed retry needs them)."""
     if ctx.placement.is_writer:
-        save_weights({k: v.detach().cpu().contiguous() for k, v in weights.items()}, weights_path(ctx.run_dir, stage, START))
+        save_weights({k: v.detach().cpu().contiguous() for k, v in weights.items()}, ctx.run_dir.weights(stage, START))
 
 
 def start_weights(ctx: RunContext, stage: str) -> Optional[dict[str, torch.Tensor]]:
     """The weights `save_start_weights` kept, or None."""
-    path = weights_path(ctx.run_dir, stage, START)
+    path = ctx.run_dir.weights(stage, START)
     return read_weights(path) if path.exists() else None

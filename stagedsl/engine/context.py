@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import attrs
@@ -18,6 +17,7 @@ from stagedsl.engine.progress import Progress
 from stagedsl.engine.run_state import RunState
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry
+from stagedsl.run_dir import RunDir
 
 
 @attrs.define(eq=False)
@@ -26,7 +26,7 @@ class RunContext:
 
     plan: Plan
     registry: Registry
-    run_dir: Path
+    run_dir: RunDir  # where every file of the run goes
     placement: Placement
     model: nn.Module  # the plain module: its state_dict names are the checkpoints'
     forward: Callable[..., Any]  # what the step loop calls (maybe compiled)

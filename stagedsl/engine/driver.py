@@ -22,7 +22,7 @@ from typing import Optional
 import attrs
 
 from stagedsl.engine.checkpointing import trainer_checkpoints, trainer_payload
-from stagedsl.engine.checkpointing.weights import BEST, cpu_state_dict, non_finite, save_weights, weights_path
+from stagedsl.engine.checkpointing.weights import BEST, cpu_state_dict, non_finite, save_weights
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.events import Event
 from stagedsl.engine.freeze import set_train_mode
@@ -75,9 +75,9 @@ def save_stage_weights(ctx: RunContext, stage: str, which: str) -> None:
     """Write ``stages/<stage>/<which>.safetensors`` (rank 0 only) and tell the callbacks."""
     if not ctx.placement.is_writer:
         return
-    path = weights_path(ctx.run_dir, stage, which)
+    path = ctx.run_dir.weights(stage, which)
     save_weights(ctx.model, path, metadata={"stage": stage, "step": str(ctx.state.stage_step)})
-    ctx.state.record(stage).checkpoints[which] = str(path.relative_to(ctx.run_dir))
+    ctx.state.record(stage).checkpoints[which] = ctx.run_dir.relative(path)
     ctx.state.last_checkpoint = str(path)
     ctx.fire(Event.CHECKPOINT_SAVED)
 
@@ -154,7 +154,7 @@ class AttemptDriver:
         self.ctx.writer.wait()
         where = f"stage `{self.stage.name}` step {state.stage_step} (global step {state.global_step})"
         raise RunInterrupted(signal_name=STOP.name, signum=STOP.signum, where=where, checkpoint=state.last_resume_point,
-                             run_dir=str(self.ctx.run_dir))
+                             run_dir=str(self.ctx.run_dir.root))
 
     # -- boundaries ----------------------------------------------------------------
     def log_train(self) -> None:
@@ -266,14 +266,14 @@ class AttemptDriver:
                            f"{last_good(state)}; lower the learning rate or clip gradients", code="E401")
         state.attempt_elapsed_s = time.perf_counter() - self._started
         state.checkpoint_seq += 1
-        path = trainer_checkpoints.state_path(ctx.run_dir, stage.name, state.stage_step, state.attempt)
-        state.last_resume_point = str(path.relative_to(ctx.run_dir))
+        path = ctx.run_dir.trainer_state(stage.name, state.stage_step, state.attempt)
+        state.last_resume_point = ctx.run_dir.relative(path)
         window, folded = self.loop.window_state()
         trainer = trainer_payload.capture(model=ctx.model, optimizer=objs.optimizer, scheduler=objs.scheduler,
                                         scaler=objs.scaler, generator=ctx.loaders.generator,
                                         epoch_start=self.loop.epoch_start, window=window, window_folded=folded,
                                         auto_values=ctx.auto.values)
-        best = weights_path(ctx.run_dir, stage.name, BEST)
+        best = ctx.run_dir.weights(stage.name, BEST)
         pending = trainer_checkpoints.prepare_state(path, state=state, model=tensors, trainer=trainer,
                                             best=best if best.exists() else None,
                                             manifest={"metrics_bytes": ctx.outputs.metrics_size()})

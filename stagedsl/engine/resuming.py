@@ -1,15 +1,17 @@
-"""`resume_run`: continue a run from its newest good trainer checkpoint.
+"""`resume_plan`: continue a run from its newest good trainer checkpoint.
 
-1. Read the plan the run follows (``plan.json``). With ``--set`` overrides, load the
-   run's effective spec (``spec.toml``) with them and compile it again.
-2. Find the newest trainer checkpoint whose files match its manifest's checksums; a
+The engine never reads a spec: the caller hands it the plan to resume with (the API
+layer, `stagedsl.api.resume_run`, compiles the run's effective spec with ``--set``
+overrides); without one the run goes on under its own ``plan.json``.
+
+1. Find the newest trainer checkpoint whose files match its manifest's checksums; a
    truncated or corrupt newer one is reported, removed and passed over. Without any
    checkpoint (killed before the first) the run starts over from its first stage.
-3. Compare the plan the checkpoint was taken under (``plans/<hash>.json``) with the plan
+2. Compare the plan the checkpoint was taken under (``plans/<hash>.json``) with the plan
    to resume with (`plan_diff.compare`): a change to what has already run, to the model
    or to the data is refused (E431) unless `force`; the changes are recorded in the run
    log (a ``resume`` event), in ``summary.json`` (``resumes``) and in `RunState.resumes`.
-4. Run on (`runner.execute`): the stage is rebuilt from the plan, the checkpoint loaded
+3. Run on (`runner.execute`): the stage is rebuilt from the plan, the checkpoint loaded
    into it (`attempts.apply_resume_point`), and the loop continues with the exact next batch.
 
 On the CPU with unchanged settings the resumed run ends bit-identical to one that was
@@ -26,17 +28,19 @@ from typing import Callable, Iterable, Optional, Sequence
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.resume_point import ResumePoint
 from stagedsl.engine.events import Callback
-from stagedsl.engine.outputs import PLAN_FILE, PLANS_DIR, SPEC_FILE
 from stagedsl.engine.plan_diff import PlanDiff, compare
 from stagedsl.engine.runner import RunResult, execute
 from stagedsl.errors import CheckpointError, Problem, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, get_registry
+from stagedsl.run_dir import RunDir
 
 
-def resume_run(
+def resume_plan(
     run_dir: str | Path,
+    plan: Optional[Plan] = None,
     *,
+    spec_text: Optional[str] = None,
     overrides: Sequence[str] = (),
     force: bool = False,
     device: Optional[str] = None,
@@ -45,47 +49,46 @@ def resume_run(
     handle_signals: bool = True,
     warn: Optional[Callable[[str], None]] = None,
 ) -> RunResult:
-    """Continue the run in `run_dir` where it stopped (see the module docstring).
+    """Continue the run in `run_dir` where it stopped, following `plan` (see the module docstring).
 
-    `overrides` are ``--set key.path=value`` changes to the run's spec; `force` accepts
-    changes that touch what has already run (recorded as forced); `device` overrides the
-    plan's device. Raises `UsageError` (E415 not a run directory, E431 a refused
-    change), `CheckpointError` (E413 a checkpoint carrying a pickle payload, E414 no
-    usable checkpoint), and whatever `run_plan` raises.
+    `plan` is the plan to resume with (default: the run's ``plan.json``); `spec_text` its
+    effective spec, written to ``spec.toml``; `overrides` the ``--set`` changes that made
+    it, recorded with the resume. `force` accepts changes that touch what has already run
+    (recorded as forced); `device` overrides the plan's device. Raises `UsageError` (E415
+    not a run directory, E431 a refused change), `CheckpointError` (E413 a checkpoint
+    carrying a pickle payload, E414 no usable checkpoint), and whatever `run_plan` raises.
     """
-    run_dir = Path(run_dir)
+    layout = RunDir(run_dir)
     registry = registry if registry is not None else get_registry()
     warn = warn or _stderr_warning
-    current = _read_plan(run_dir / PLAN_FILE, run_dir)
-    target, spec_text = current, None
-    if overrides:
-        target, spec_text = _recompile(run_dir, overrides, registry)
-    trainer_checkpoints.remove_temp_files(run_dir)
-    point = find_resume_point(run_dir, warn)
+    current = read_run_plan(layout)
+    target = plan if plan is not None else current
+    trainer_checkpoints.remove_temp_files(layout)
+    point = find_resume_point(layout, warn)
     if point is None:
-        warn(f"{run_dir} has no trainer checkpoint yet (the run stopped before its first): it starts over from its first stage")
+        warn(f"{layout.root} has no trainer checkpoint yet (the run stopped before its first): it starts over from its first stage")
         diff = compare(current, target, stage=current.stages[0].name, stage_step=0, ended=False)
-        forced = _judge(diff, force, run_dir)
+        forced = _judge(diff, force)
         record = _record(None, {"stage": target.stages[0].name, "attempt": 0, "stage_step": 0, "global_step": 0,
                                 "phase": "start"}, diff, overrides, forced, device, current, target)
-        return execute(target, registry=registry, run_dir=run_dir, device=device, callbacks=callbacks,
+        return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
                        spec_text=spec_text, handle_signals=handle_signals, restart=record)
-    base = _checkpoint_plan(run_dir, point, current)
+    base = _checkpoint_plan(layout, point, current)
     state = point.state
     if state.stage_name not in [s.name for s in target.stages]:
         raise UsageError([Problem(code="E431", message=f"the plan to resume with has no stage `{state.stage_name}`, "
                                   "where the run stopped", hint="keep the stages up to the resume point")])
     diff = compare(base, target, stage=state.stage_name, stage_step=state.stage_step, ended=point.phase == "end")
-    forced = _judge(diff, force, run_dir)
+    forced = _judge(diff, force)
     point.same_settings, point.same_optimizer = diff.same_settings, diff.same_optimizer
     at = {"stage": state.stage_name, "attempt": state.attempt, "stage_step": state.stage_step,
           "global_step": state.global_step, "phase": point.phase}
-    point.record = _record(str(Path(point.path).relative_to(run_dir)), at, diff, overrides, forced, device, base, target)
-    return execute(target, registry=registry, run_dir=run_dir, device=device, callbacks=callbacks,
+    point.record = _record(layout.relative(point.path), at, diff, overrides, forced, device, base, target)
+    return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
                    spec_text=spec_text, resume=point, handle_signals=handle_signals)
 
 
-def find_resume_point(run_dir: Path, warn: Callable[[str], None]) -> Optional[ResumePoint]:
+def find_resume_point(run_dir: RunDir, warn: Callable[[str], None]) -> Optional[ResumePoint]:
     """The newest checkpoint whose files match their checksums, loaded; None when there is none at all.
 
     Newer checkpoints that fail the check are reported and removed. A checkpoint whose
@@ -105,7 +108,7 @@ def find_resume_point(run_dir: Path, warn: Callable[[str], None]) -> Optional[Re
         return ResumePoint(path=path, state=loaded["state"], model=loaded["model"], trainer=loaded["trainer"],
                            manifest=trainer_checkpoints.read_manifest(path))
     if rejected:
-        raise CheckpointError([Problem(code="E414", message=f"no usable trainer checkpoint in {run_dir}: "
+        raise CheckpointError([Problem(code="E414", message=f"no usable trainer checkpoint in {run_dir.root}: "
                                        + "; ".join(f"`{p.name}`: {why}" for p, why in rejected),
                                        hint="start the run again (staged run SPEC --out RUN_DIR --overwrite)")])
     return None
@@ -126,9 +129,11 @@ def _record(checkpoint: Optional[str], at: dict, diff: PlanDiff, overrides: Sequ
 
 
 # -- plans -------------------------------------------------------------------------------
-def _read_plan(path: Path, run_dir: Path) -> Plan:
+def read_run_plan(run_dir: RunDir, path: Optional[Path] = None) -> Plan:
+    """The plan a run follows (``plan.json``, or `path`); E415 when there is none or it cannot be read."""
+    path = path or run_dir.plan
     if not path.exists():
-        raise UsageError([Problem(code="E415", message=f"{run_dir} is not a run directory (it has no {PLAN_FILE})",
+        raise UsageError([Problem(code="E415", message=f"{run_dir.root} is not a run directory (it has no {run_dir.plan.name})",
                                   hint="pass the folder `staged run` wrote (its --out)")])
     try:
         return Plan.from_json(path.read_text())
@@ -137,40 +142,20 @@ def _read_plan(path: Path, run_dir: Path) -> Plan:
                                   hint="it was written by another version of stagedsl, or edited")]) from None
 
 
-def _checkpoint_plan(run_dir: Path, point: ResumePoint, current: Plan) -> Plan:
+def _checkpoint_plan(run_dir: RunDir, point: ResumePoint, current: Plan) -> Plan:
     """The plan the checkpoint was taken under (it names it by hash)."""
     wanted = point.state.plan_hash
     if current.hash == wanted:
         return current
-    path = run_dir / PLANS_DIR / f"{wanted}.json"
+    path = run_dir.plan_version(wanted)
     if not path.exists():
         raise UsageError([Problem(code="E415", message=f"the plan checkpoint `{point.path}` was taken under "
-                                  f"(hash {wanted}) is not in {run_dir / PLANS_DIR}",
+                                  f"(hash {wanted}) is not in {run_dir.plans}",
                                   hint="plan.json was replaced by hand; restore it, or start the run again")])
-    return _read_plan(path, run_dir)
+    return read_run_plan(run_dir, path)
 
 
-def _recompile(run_dir: Path, overrides: Sequence[str], registry: Registry) -> tuple[Plan, str]:
-    """The run's effective spec with `overrides`, compiled; and its new effective text."""
-    from stagedsl.plan.compile import compile_plan
-    from stagedsl.spec.loader import loads_spec
-
-    path = run_dir / SPEC_FILE
-    if not path.exists():
-        raise UsageError([Problem(code="E415", message=f"{run_dir} has no {SPEC_FILE}, so --set has nothing to apply to",
-                                  hint="runs started from Python without spec_text cannot take --set; resume without it")])
-    loaded = loads_spec(path.read_text(encoding="utf-8"), file=str(path), overrides=overrides, registry=registry)
-    return compile_plan(loaded, registry), _effective_text(loaded, overrides)
-
-
-def _effective_text(loaded, overrides: Sequence[str]) -> str:
-    import tomli_w
-
-    header = f"# effective spec of {loaded.file}: extends, profile and --set applied (resumed with {' '.join(overrides)})\n"
-    return header + tomli_w.dumps(loaded.document or {})
-
-
-def _judge(diff: PlanDiff, force: bool, run_dir: Path) -> bool:
+def _judge(diff: PlanDiff, force: bool) -> bool:
     """Raise E431 for refused changes unless `force`; return whether any change was forced."""
     refused = diff.refused
     if not refused:
@@ -190,4 +175,4 @@ def _stderr_warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-__all__ = ["resume_run", "find_resume_point"]
+__all__ = ["find_resume_point", "read_run_plan", "resume_plan"]

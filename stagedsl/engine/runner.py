@@ -4,7 +4,7 @@ The runner builds the run once (placement, model, data, loaders, outputs, callba
 then runs each stage (`attempts.run_stage`: build, drive, last weights, end gate) and
 follows the decision (`engine.gates`). It writes ``summary.json`` at every stage end and
 when the run stops, fails, is interrupted or ends. `execute` also continues a run from a
-trainer checkpoint (`resume.resume_run` prepares it): the checkpoint's `RunState` is
+trainer checkpoint (`resuming.resume_plan` prepares it): the checkpoint's `RunState` is
 carried over to the plan, and the stage it was taken in is rebuilt and loaded.
 SIGINT / SIGTERM are handled while it runs (`signals`).
 """
@@ -22,7 +22,7 @@ from stagedsl.engine.attempts import run_stage
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.resume_point import ResumePoint
 from stagedsl.engine.checkpointing.trainer_payload import auto_values
-from stagedsl.engine.checkpointing.weights import LAST, read_weights, weights_path
+from stagedsl.engine.checkpointing.weights import LAST, read_weights
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.events import Callback, CallbackList, Event
 from stagedsl.engine.gates import GOTO, STOP, GateDecision
@@ -38,6 +38,7 @@ from stagedsl.engine.stage_setup import build_piece
 from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
+from stagedsl.run_dir import RunDir
 
 
 @attrs.frozen
@@ -98,12 +99,13 @@ def execute(
     `restart`: the record of a resume that found no checkpoint and starts the run over.
     """
     placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory)
+    layout = RunDir(run_dir)
     if resume is not None:
-        outputs = RunOutputs(run_dir, enabled=placement.is_writer, append=True, metrics_bytes=resume.metrics_bytes,
+        outputs = RunOutputs(layout, enabled=placement.is_writer, append=True, metrics_bytes=resume.metrics_bytes,
                              purge_step=resume.state.global_step)
         state = _resumed_state(resume, plan, placement)
     else:
-        outputs = RunOutputs(run_dir, enabled=placement.is_writer, append=start > 0)
+        outputs = RunOutputs(layout, enabled=placement.is_writer, append=start > 0)
         state = RunState(run_name=plan.run.name, plan_hash=plan.hash, seed=plan.run.seed, world_size=placement.world_size,
                          device=str(placement.device), precision=placement.precision, status="running")
         for stage in plan.stages:
@@ -123,10 +125,10 @@ def execute(
                 resume.on_loaded = lambda: _write_plan(outputs, plan, spec_text)
             if resume is None and placement.is_writer:
                 for stage in plan.stages[start:]:  # a run that starts a stage over drops its old resume points
-                    trainer_checkpoints.clear_states(run_dir, stage.name)
+                    trainer_checkpoints.clear_states(layout, stage.name)
             if resume is None and start > 0:
                 _adopt_previous(state, outputs.read_summary(), plan, start)
-            ctx = _build_run(plan, registry, run_dir, placement, outputs, progress, state, callbacks,
+            ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks,
                              preset=auto_values(resume.trainer) if resume is not None else None)
             ctx.fire(Event.RUN_START)
             restore = _previous_weights(ctx, start) if start > 0 and resume is None else None
@@ -233,7 +235,7 @@ def _stage_index(plan: Plan, name: Optional[str], *, after: int) -> int:
     return names.index(name)
 
 
-def _build_run(plan: Plan, registry: Registry, run_dir: Path, placement: Placement, outputs: RunOutputs,
+def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Placement, outputs: RunOutputs,
                progress: Progress, state: RunState, callbacks: Iterable[Callback], preset: Optional[dict] = None) -> RunContext:
     gathered = [build_piece(registry, "callbacks", ref.name, **ref.args) for ref in plan.callbacks]
     callback_list = CallbackList([*gathered, *callbacks])
@@ -278,7 +280,7 @@ class _Live:
 
     @property
     def run_dir(self) -> Path:
-        return self.ctx.run_dir
+        return self.ctx.run_dir.root
 
     @property
     def optimizer(self) -> Any:
@@ -311,7 +313,7 @@ def _previous_weights(ctx: RunContext, start: int) -> Optional[dict]:
     if stage.init is not None:
         return None
     previous = ctx.plan.stages[start - 1].name
-    path = weights_path(ctx.run_dir, previous, LAST)
+    path = ctx.run_dir.weights(previous, LAST)
     ctx.progress.notice(f"starting at stage {stage.name} from `{path}`")
     return read_weights(path)
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 
 import attrs
 
-from stagedsl.errors import Problem, UsageError
+from stagedsl.errors import Problem, UsageError, did_you_mean
 
 ONNX = "onnx"
 ONNX_FP16 = "onnx-fp16"
@@ -89,8 +89,6 @@ class ExportOptions:
                 if isinstance(value, Mapping) and key in _named_formats(merged.get("formats", BUILTIN_FORMATS)):
                     exporter_args[key] = dict(value)  # `[export.my_format]`: a registered exporter's arguments
                     continue
-                from stagedsl.registry import did_you_mean
-
                 problems.append(_problem(f"unknown export option `{key}`", key, did_you_mean(key, known)))
                 continue
             try:

@@ -28,12 +28,13 @@ from typing import Any, Mapping, Optional, Sequence
 
 import attrs
 
-from stagedsl.errors import ExportError, Problem, StagedError, UsageError
+from stagedsl.errors import ExportError, Problem, StagedError, UsageError, did_you_mean
 from stagedsl.export import source as src
 from stagedsl.export.checks import MetricSet, Parity
 from stagedsl.export.onnx_io import OnnxRunner, check_onnx, convert_fp16, export_onnx, io_names, probe_onnx
 from stagedsl.export.options import BUILTIN_FORMATS, ONNX, ONNX_FP16, PACKAGE, ExportOptions
 from stagedsl.export.report import FAILED, PASSED, SKIPPED, UNVERIFIED, ExportReport, FormatResult, PruneResult
+from stagedsl.run_dir import RunDir
 
 log = logging.getLogger("stagedsl.export")
 
@@ -84,7 +85,7 @@ def export_run(
     opts = ExportOptions.resolve(plan.export, options, {"stage": stage, "which": which, "formats": formats})
     _check_formats(opts.formats, registry)
     source = src.open_run(run_dir, stage=opts.stage, which=opts.which)
-    out = Path(out) if out is not None else run_dir / "export"
+    out = Path(out) if out is not None else RunDir(run_dir).export
     out.mkdir(parents=True, exist_ok=True)
     _clear_previous(out, opts)
 
@@ -144,8 +145,6 @@ def _check_formats(formats: Sequence[str], registry: Any) -> None:
     known = list(BUILTIN_FORMATS) + registry.names("exporters")
     bad = [name for name in formats if name not in known]
     if bad:
-        from stagedsl.registry import did_you_mean
-
         raise UsageError([Problem(code="E530", message=f"unknown export format `{name}` (known: {', '.join(known)})",
                                   path="export.formats", hint=did_you_mean(name, known)) for name in bad])
 

@@ -14,8 +14,9 @@ from typing import Any, Optional, Sequence
 
 import attrs
 
-from stagedsl.errors import CheckpointError, PluginError, Problem, UsageError
+from stagedsl.errors import CheckpointError, PluginError, Problem, UsageError, did_you_mean
 from stagedsl.plan.model import PieceRef, Plan, StagePlan
+from stagedsl.run_dir import RunDir
 
 
 @attrs.frozen
@@ -58,14 +59,12 @@ class RunSource:
 
 def checkpoint_path(run_dir: Path, stage: str, which: str) -> Path:
     """Where the engine writes a stage's `which` ("best" | "last") checkpoint."""
-    from stagedsl.engine.checkpointing.weights import weights_path
-
-    return weights_path(run_dir, stage, which)
+    return RunDir(run_dir).weights(stage, which)
 
 
 def read_plan(run_dir: Path) -> Plan:
     """The run's ``plan.json``; a `UsageError` when the folder is not a run directory."""
-    path = run_dir / "plan.json"
+    path = RunDir(run_dir).plan
     if not run_dir.is_dir():
         raise UsageError([Problem(code="E501", message=f"run directory `{run_dir}` does not exist")])
     if not path.is_file():
@@ -83,7 +82,7 @@ def read_plan(run_dir: Path) -> Plan:
 
 def read_summary(run_dir: Path) -> tuple[dict, Optional[str]]:
     """``summary.json`` (best effort): the data and, when it could not be read, why."""
-    path = run_dir / "summary.json"
+    path = RunDir(run_dir).summary
     if not path.is_file():
         return {}, None
     try:
@@ -104,8 +103,6 @@ def open_run(run_dir: Path | str, *, stage: Optional[str] = None, which: str = "
     names = [s.name for s in plan.stages]
     if stage is not None:
         if stage not in names:
-            from stagedsl.registry import did_you_mean
-
             raise UsageError(
                 [Problem(code="E508", message=f"the plan has no stage `{stage}` (stages: {', '.join(names)})",
                          hint=did_you_mean(stage, names))]

@@ -6,9 +6,9 @@ The core holds no matching logic of its own: a bare string is the `glob` strateg
 
 from __future__ import annotations
 
-import difflib
 from typing import Optional, Sequence, Union
 
+from stagedsl.errors import closest, did_you_mean
 from stagedsl.registry import Registry
 from stagedsl.spec.model import Piece
 
@@ -45,12 +45,12 @@ def suggest(selector: Union[str, Piece], names: Sequence[str]) -> Optional[str]:
     text = selector if isinstance(selector, str) else str(selector.args.get("pattern") or selector.args.get("module") or "")
     text = text[3:] if text.startswith("re:") else text
     head, _, rest = text.partition(".")
-    close = difflib.get_close_matches(head, tops, n=1, cutoff=0.5)
-    if close and close[0] != head:
-        return f'did you mean "{close[0]}{"." + rest if rest else ".**"}"?'
-    close = difflib.get_close_matches(text, list(names), n=1, cutoff=0.6)
-    if close:
-        return f'did you mean "{close[0]}"?'
+    module = closest(head, tops)
+    if module is not None and module != head:
+        return f'did you mean "{module}{"." + rest if rest else ".**"}"?'
+    hint = did_you_mean(text, names, cutoff=0.6)
+    if hint:
+        return hint
     return f"top-level modules: {', '.join(tops)}; `*` matches within one dotted segment, `**` across segments"
 
 

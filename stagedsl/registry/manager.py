@@ -12,7 +12,6 @@ naming both. Environment switches (as pytest has):
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterable, Optional
 import attrs
 import pluggy
 
-from stagedsl.errors import PluginError, Problem
+from stagedsl.errors import PluginError, Problem, did_you_mean
 from stagedsl.registry import hookspecs
 from stagedsl.registry.hookspecs import KINDS, PROJECT
 
@@ -93,14 +92,6 @@ def singular(kind: str) -> str:
 
 def _truthy(value: Optional[str]) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> Optional[str]:
-    """The closest of `choices` to `word`, formatted as a hint, or None."""
-    if not isinstance(word, str):
-        return None
-    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
-    return f'did you mean "{close[0]}"?' if close else None
 
 
 class Registry:

@@ -7,7 +7,6 @@ failure is flattened into ``(key path, message, hint)`` by `flatten_errors`.
 
 from __future__ import annotations
 
-import difflib
 import typing
 from typing import Any, Optional, Union
 
@@ -17,6 +16,7 @@ from cattrs.cols import homogenous_tuple_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, override
 
+from stagedsl.errors import did_you_mean
 from stagedsl.spec.durations import DurationError, parse_duration
 from stagedsl.spec.locate import PathPart
 from stagedsl.spec.model import (
@@ -156,7 +156,7 @@ def structure_loss(value: Any, _: Any = None) -> LossSpec:
     if isinstance(value, dict) and "blend" in value:
         extra = sorted(set(value) - {"blend", "alpha"})
         if extra:
-            raise KeyProblem(f"unknown key `{extra[0]}` beside `blend`", path=(extra[0],), code="E002", hint=_hint(extra[0], ["blend", "alpha"]))
+            raise KeyProblem(f"unknown key `{extra[0]}` beside `blend`", path=(extra[0],), code="E002", hint=did_you_mean(extra[0], ["blend", "alpha"]))
         pair = value["blend"]
         if not isinstance(pair, list) or len(pair) != 2:
             raise KeyProblem("`blend` takes exactly two losses", path=("blend",), hint='e.g. blend = ["mse", { use = "nrmse", sigma = "auto" }], alpha = 1.0')
@@ -187,11 +187,6 @@ def _data(value: Any, _: Any) -> DataSection:
     args = {k: v for k, v in value.items() if k not in DATA_LOADER_KEYS and k != "use"}
     structured = _base_converter.structure({"use": value["use"], **loader}, DataSection)
     return attrs.evolve(structured, args=args)
-
-
-def _hint(word: str, choices: list[str]) -> Optional[str]:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f'did you mean "{close[0]}"?' if close else None
 
 
 def _array_of(tp: Any, conv: cattrs.Converter):
@@ -265,7 +260,7 @@ def flatten_errors(exc: BaseException, path: tuple = ()) -> list[tuple[tuple, st
     if isinstance(exc, ForbiddenExtraKeysError):
         allowed = key_names(exc.cl) + (list(_LAYER_KEYS) if exc.cl is Spec else [])
         for key in sorted(exc.extra_fields):
-            rows.append((path + (key,), f"unknown key `{key}`", _hint(key, allowed) or f"allowed keys: {', '.join(allowed)}", "E002"))
+            rows.append((path + (key,), f"unknown key `{key}`", did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}", "E002"))
         return rows
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         for inner in exc.exceptions:

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from stagedsl import hookimpl
+from stagedsl.api import resume_run
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.weights import non_finite, read_weights
 from stagedsl.engine.events import Callback
-from stagedsl.engine.resuming import resume_run
 from stagedsl.engine.runner import run_plan
 from stagedsl.errors import RunError
 from stagedsl.plan.model import CheckpointPlan, LossPlan, LossTerm

@@ -10,11 +10,11 @@ import signal
 import pytest
 import torch
 
+from stagedsl.api import resume_run
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.weights import read_weights
 from stagedsl.engine.events import Callback
 from stagedsl.engine.plan_diff import compare
-from stagedsl.engine.resuming import resume_run
 from stagedsl.engine.runner import run_plan
 from stagedsl.engine.signals import RunInterrupted
 from stagedsl.errors import GateStopped, UsageError

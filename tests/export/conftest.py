@@ -203,7 +203,8 @@ def write_run(registry: Registry, root: Path, which="mlp", *, stages=("fit",), m
     """A run directory for one of `MODELS` (or a ``(model, data)`` pair of `PieceRef`s)."""
     import torch
 
-    from stagedsl.engine.checkpointing.weights import save_weights, weights_path
+    from stagedsl.engine.checkpointing.weights import save_weights
+    from stagedsl.run_dir import RunDir
 
     model_ref, data_ref = MODELS[which] if isinstance(which, str) else which
     if metrics is None:
@@ -218,7 +219,7 @@ def write_run(registry: Registry, root: Path, which="mlp", *, stages=("fit",), m
     warm_up(model, splits)
     for stage in checkpoints if checkpoints is not None else stages:
         for kind in ("best", "last"):
-            save_weights(model, weights_path(root, stage, kind))
+            save_weights(model, RunDir(root).weights(stage, kind))
     if summary:
         stages_summary = {s: {"best": {"val/loss": 0.5, "step": 4}, "last": {"val/loss": 0.6, "step": 4}} for s in stages}
         (root / "summary.json").write_text(json.dumps({"stages": stages_summary}), encoding="utf-8")

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from stagedsl.engine.checkpointing.weights import read_weights, weights_path
+from stagedsl.engine.checkpointing.weights import read_weights
 from stagedsl.errors import CheckpointError, Problem
 from stagedsl.plan.model import InitPlan
+from stagedsl.run_dir import RunDir
 
 
 def _strip_prefix(tensors: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
@@ -27,10 +28,10 @@ def _strip_prefix(tensors: dict[str, torch.Tensor], expected: set[str]) -> dict[
     return tensors
 
 
-def resolve_init_path(init: InitPlan, run_dir: Path) -> Path:
+def resolve_init_path(init: InitPlan, run_dir: RunDir) -> Path:
     """The file a stage's `init` names: an earlier stage's best/last, or the newest glob match."""
     if init.source == "stage":
-        path = weights_path(run_dir, init.stage, init.which)
+        path = run_dir.weights(init.stage, init.which)
         if not path.exists():
             raise CheckpointError(
                 [Problem(code="E410", message=f"init checkpoint `{path}` (stage `{init.stage}`, {init.which}) does not exist",
@@ -46,7 +47,7 @@ def resolve_init_path(init: InitPlan, run_dir: Path) -> Path:
     raise CheckpointError(f"unknown init source `{init.source}`", code="E412")
 
 
-def load_init(model: nn.Module, init: InitPlan, run_dir: Path) -> dict[str, Any]:
+def load_init(model: nn.Module, init: InitPlan, run_dir: RunDir) -> dict[str, Any]:
     """Load a stage's init into `model`; return ``{"path", "missing", "unexpected"}``.
 
     With ``strict`` any missing or unexpected key is a `CheckpointError`; without it

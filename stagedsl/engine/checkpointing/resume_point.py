@@ -23,8 +23,9 @@ import torch
 
 from stagedsl.engine.checkpointing import trainer_payload
 from stagedsl.engine.checkpointing.trainer_checkpoints import BEST_FILE
-from stagedsl.engine.checkpointing.weights import BEST, weights_path
+from stagedsl.engine.checkpointing.weights import BEST
 from stagedsl.engine.run_state import RunState
+from stagedsl.run_dir import RunDir
 
 IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
 """Optimizer group keys that choose a kernel, not the math: always the fresh optimizer's."""
@@ -58,9 +59,9 @@ class ResumePoint:
         return int(value) if value is not None else None
 
 
-def restore_best(run_dir: Path, stage: str, checkpoint: Path) -> None:
+def restore_best(run_dir: RunDir, stage: str, checkpoint: Path) -> None:
     """Make ``stages/<stage>/best.safetensors`` what it was when the checkpoint was taken."""
-    target = weights_path(run_dir, stage, BEST)
+    target = run_dir.weights(stage, BEST)
     saved = Path(checkpoint) / BEST_FILE
     if not saved.exists():
         target.unlink(missing_ok=True)  # written after the checkpoint, by the run that stopped

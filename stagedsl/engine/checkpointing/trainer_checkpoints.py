@@ -34,23 +34,17 @@ from torch import nn
 
 from stagedsl.engine.checkpointing import trainer_payload
 from stagedsl.engine.checkpointing.safe_io import fsync_path, sha256_file, write_durable
-from stagedsl.engine.checkpointing.weights import cpu_state_dict, read_weights, stable_metadata, stage_dir
+from stagedsl.engine.checkpointing.weights import cpu_state_dict, read_weights, stable_metadata
 from stagedsl.engine.run_state import RunState
 from stagedsl.errors import CheckpointError, Problem
+from stagedsl.run_dir import RunDir
 
-STATE_DIR = "state"
 STATE_FORMAT = trainer_payload.STATE_FORMAT
 MODEL_FILE = "model.safetensors"
 TRAINER_FILE = "trainer.safetensors"
 RUN_STATE_FILE = "run_state.json"
 BEST_FILE = "best.safetensors"
 MANIFEST_FILE = "manifest.json"
-
-
-def state_path(run_dir: Path, stage: str, stage_step: int, attempt: int = 0) -> Path:
-    """``stages/<stage>/state/step_<stage_step>`` (``_retry<attempt>`` for a gate retry)."""
-    suffix = f"_retry{attempt}" if attempt else ""
-    return stage_dir(run_dir, stage) / STATE_DIR / f"step_{stage_step:09d}{suffix}"
 
 
 def _state_order(path: Path) -> Optional[tuple[int, int]]:
@@ -244,10 +238,10 @@ def load_state(directory: Path, *, verify: bool = True) -> dict[str, Any]:
     return {"state": state, "model": model, "trainer": trainer, "manifest": manifest, "path": directory}
 
 
-def list_states(run_dir: Path) -> list[Path]:
+def list_states(run_dir: RunDir) -> list[Path]:
     """Every trainer checkpoint folder of the run (complete or not; temp folders excluded)."""
     found = []
-    for parent in sorted((Path(run_dir) / "stages").glob(f"*/{STATE_DIR}")):
+    for parent in run_dir.all_trainer_states():
         found += [p for p in parent.iterdir() if p.is_dir() and _state_order(p) is not None]
     return found
 
@@ -269,20 +263,20 @@ def newest_first(paths: list[Path]) -> list[Path]:
     return sorted(paths, key=key, reverse=True)
 
 
-def remove_temp_files(run_dir: Path) -> list[Path]:
+def remove_temp_files(run_dir: RunDir) -> list[Path]:
     """Delete what a write killed half-way left behind (``.<name>.*.tmp`` files and folders)."""
     removed = []
-    for path in (Path(run_dir) / "stages").glob("**/.*.tmp"):
+    for path in run_dir.stages.glob("**/.*.tmp"):
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         removed.append(path)
-    for path in (Path(run_dir) / "stages").glob("**/.*.old"):
+    for path in run_dir.stages.glob("**/.*.old"):
         shutil.rmtree(path, ignore_errors=True)
     return removed
 
 
-def clear_states(run_dir: Path, stage: str) -> None:
+def clear_states(run_dir: RunDir, stage: str) -> None:
     """Delete a stage's trainer checkpoints (a run that starts the stage over)."""
-    shutil.rmtree(stage_dir(run_dir, stage) / STATE_DIR, ignore_errors=True)
+    shutil.rmtree(run_dir.trainer_states(stage), ignore_errors=True)
 
 
 def rotate_states(parent: Path, keep_last: int) -> None:

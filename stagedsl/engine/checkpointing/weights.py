@@ -20,19 +20,8 @@ from stagedsl.errors import CheckpointError, Problem
 
 BEST = "best"
 LAST = "last"
-WEIGHTS_SUFFIX = ".safetensors"
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 STATE_DICT_KEYS = ("state_dict", "model", "model_state", "model_state_dict")
-
-
-def stage_dir(run_dir: Path, stage: str) -> Path:
-    """The folder of one stage's checkpoints."""
-    return Path(run_dir) / "stages" / stage
-
-
-def weights_path(run_dir: Path, stage: str, which: str) -> Path:
-    """``stages/<stage>/<which>.safetensors``."""
-    return stage_dir(run_dir, stage) / f"{which}{WEIGHTS_SUFFIX}"
 
 
 def cpu_state_dict(model: nn.Module, *, copy: bool = False) -> dict[str, torch.Tensor]:
@@ -111,7 +100,7 @@ def looks_pickled(path: Path) -> bool:
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state_dict from ``.safetensors`` or a torch file (raw, or under a usual key); never runs code."""
     path = Path(path)
-    if path.suffix == WEIGHTS_SUFFIX:
+    if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         if not path.exists():

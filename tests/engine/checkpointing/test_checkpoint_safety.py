@@ -13,11 +13,11 @@ import json
 import pytest
 import torch
 
+from stagedsl.api import resume_run
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.safe_io import sha256_file
 from stagedsl.engine.checkpointing.weights import read_weights, save_weights
 from stagedsl.engine.events import Callback
-from stagedsl.engine.resuming import resume_run
 from stagedsl.engine.runner import run_plan
 from stagedsl.errors import CheckpointError
 from stagedsl.plan.model import CheckpointPlan, EvalPlan, InitPlan

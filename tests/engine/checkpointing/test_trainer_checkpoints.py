@@ -11,6 +11,7 @@ from stagedsl.engine.checkpointing.weights import read_weights
 from stagedsl.engine.run_state import RunState
 from stagedsl.engine.runner import run_plan
 from stagedsl.plan.model import CheckpointPlan, EvalPlan, PieceRef
+from stagedsl.run_dir import RunDir
 
 from ..conftest import make_plan, make_stage
 
@@ -44,9 +45,9 @@ def test_the_newest_checkpoint_is_ordered_by_global_step_then_stage(tmp_path):
     made = []
     for stage, index, step, global_step in [("a", 0, 4, 4), ("a", 0, 8, 8), ("b", 1, 0, 8), ("a", 0, 2, 2)]:
         state = RunState(stage_name=stage, stage_index=index, stage_step=step, global_step=global_step)
-        made.append(trainer_checkpoints.save_state(trainer_checkpoints.state_path(tmp_path, stage, step), state=state, model=model))
+        made.append(trainer_checkpoints.save_state(RunDir(tmp_path).trainer_state(stage, step), state=state, model=model))
     (tmp_path / "stages/a/state/step_000000099").mkdir()  # no manifest: never the newest
-    order = [p.relative_to(tmp_path).as_posix() for p in trainer_checkpoints.newest_first(trainer_checkpoints.list_states(tmp_path))]
+    order = [p.relative_to(tmp_path).as_posix() for p in trainer_checkpoints.newest_first(trainer_checkpoints.list_states(RunDir(tmp_path)))]
     assert order == ["stages/b/state/step_000000000", "stages/a/state/step_000000008", "stages/a/state/step_000000004",
                      "stages/a/state/step_000000002", "stages/a/state/step_000000099"]
     manifest = json.loads((made[0] / "manifest.json").read_text())
