@@ -119,7 +119,7 @@ def _compile_glob(pattern: str) -> re.Pattern:
 
 @hookimpl
 def register_freeze_strategies(register):
-    """Register the built-in freeze strategies."""
-    register("glob", glob)
-    register("regex", regex)
+    """Register the freeze strategies: a bare selector string is a glob, one starting with "re:" a regex."""
+    register("glob", glob, default=True)
+    register("regex", regex, prefix="re:")
     register("fraction", fraction)

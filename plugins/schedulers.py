@@ -6,6 +6,7 @@ factor scales each parameter group's own LR, so per-group LRs keep their ratios.
 ``plateau`` is *monitored*: stepped with a metric after each evaluation instead.
 """
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -91,6 +92,25 @@ def plateau(
     return ReduceLROnPlateau(optimizer, mode=mode, factor=factor, patience=patience, threshold=threshold, min_lr=min_lr, cooldown=cooldown)
 
 
+def plateau_worst_case(args: dict, lr: float, evaluations: int) -> list[float]:
+    """The LR `plateau` leaves after each of a stage's evaluations if the metric never improves
+    (what the W001 lint needs to see the LR collapse)."""
+    settings = {name: p.default for name, p in inspect.signature(plateau).parameters.items() if p.default is not p.empty}
+    settings.update(args)
+    factor, patience, cooldown, min_lr = float(settings["factor"]), int(settings["patience"]), int(settings["cooldown"]), float(settings["min_lr"])
+    rates, current, since, cooling = [], lr, 0, 0
+    for _ in range(evaluations):
+        if cooling > 0:
+            cooling -= 1
+        else:
+            since += 1
+            if since > patience:
+                current = max(current * factor, min_lr)
+                since, cooling = 0, cooldown
+        rates.append(current)
+    return rates
+
+
 # -- learning-rate multipliers ----------------------------------------------------------
 # Learning-rate multipliers for `torch.optim.lr_scheduler.LambdaLR`, as picklable objects.
 #
@@ -161,10 +181,11 @@ class _Linear:
 
 @hookimpl
 def register_schedulers(register):
-    """Register the schedulers; plateau is stepped with a metric."""
-    register("constant", constant)
+    """Register the schedulers; constant is the one a stage gets when it names none; plateau is stepped
+    with a metric and tells the lint how low it can go."""
+    register("constant", constant, default=True)
     register("multistep", multistep)
     register("cosine", cosine)
     register("linear", linear)
     register("onecycle", onecycle)
-    register("plateau", plateau, monitored=True)
+    register("plateau", plateau, monitored=True, worst_case=plateau_worst_case)

@@ -34,7 +34,6 @@ from stagedsl.engine.progress import Progress
 from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.engine.seeding import seed_everything
 from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
-from stagedsl.engine.stage_setup import build_piece
 from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
@@ -237,13 +236,13 @@ def _stage_index(plan: Plan, name: Optional[str], *, after: int) -> int:
 
 def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Placement, outputs: RunOutputs,
                progress: Progress, state: RunState, callbacks: Iterable[Callback], preset: Optional[dict] = None) -> RunContext:
-    gathered = [build_piece(registry, "callbacks", ref.name, **ref.args) for ref in plan.callbacks]
+    gathered = [registry.build("callbacks", ref.name, ref.args, at=f"callbacks[{i}]") for i, ref in enumerate(plan.callbacks)]
     callback_list = CallbackList([*gathered, *callbacks])
 
     if plan.run.threads:
         torch.set_num_threads(plan.run.threads)
     seed_everything(plan.run.seed)
-    model = build_piece(registry, "models", plan.model.name, **plan.model.args)
+    model = registry.build("models", plan.model.name, plan.model.args, at="model")
     if not isinstance(model, torch.nn.Module):
         raise RunError(f"model `{plan.model.name}` did not return a torch.nn.Module", code="E408")
     if plan.parameters:
@@ -254,7 +253,7 @@ def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Place
                            "compile the plan again", code="E402")
     model, forward = placement.prepare_model(model, compile=plan.run.compile, channels_last=plan.run.channels_last)
 
-    splits = build_piece(registry, "datasets", plan.data.name, **plan.data.args)
+    splits = registry.build("datasets", plan.data.name, plan.data.args, at="data")
     if getattr(splits, "train", None) is None:
         raise RunError(f"dataset `{plan.data.name}` returned no training split (expected stagedsl.DataSplits)", code="E405")
     loaders = build_loaders(splits, plan.data, placement)

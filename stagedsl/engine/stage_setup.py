@@ -14,12 +14,10 @@ from torch import nn
 from stagedsl.engine.checkpointing.init_weights import load_init
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.evaluation import Evaluator, build_metrics
-from stagedsl.engine.freeze import apply_freeze, check_optimizer_params, frozen_norms
+from stagedsl.engine.freeze import apply_freeze, frozen_norms
 from stagedsl.engine.objective import build_objective
 from stagedsl.engine.seeding import seed_everything, stage_seed
-from stagedsl.errors import RunError, StagedError
 from stagedsl.plan.model import StagePlan
-from stagedsl.registry import Registry, singular
 
 
 @attrs.define(eq=False)
@@ -40,46 +38,16 @@ class StageObjects:
     auto_args: dict
 
 
-def optimizer_groups(model: nn.Module, stage: StagePlan, trainable: list[str]) -> list[dict[str, Any]]:
-    """Parameter groups of the stage (trainable parameters only); uncovered ones join ``default``."""
+def optimizer_groups(model: nn.Module, stage: StagePlan) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: the plan's groups as they are, each name looked up in the model."""
     table = dict(model.named_parameters())
-    groups: list[dict[str, Any]] = []
-    covered: set[str] = set()
+    groups = []
     for group in stage.groups:
-        params = []
-        for name in group.params:
-            if name not in table:
-                raise RunError(f"stage `{stage.name}`: group `{group.name}` names unknown parameter `{name}`", code="E402")
-            if not table[name].requires_grad:
-                raise RunError(f"stage `{stage.name}`: group `{group.name}` holds frozen parameter `{name}`", code="E402")
-            if name in covered:
-                raise RunError(f"stage `{stage.name}`: parameter `{name}` is in two groups", code="E402")
-            covered.add(name)
-            params.append(table[name])
-        if params:
-            entry: dict[str, Any] = {"params": params, "lr": float(group.lr), "name": group.name}
-            if group.weight_decay is not None:
-                entry["weight_decay"] = float(group.weight_decay)
-            groups.append(entry)
-    rest = [name for name in trainable if name not in covered]
-    if rest:
-        names = {g["name"] for g in groups}
-        label = "default" if "default" not in names else "default_rest"
-        groups.append({"params": [table[n] for n in rest], "lr": float(stage.lr), "name": label})
-    if not groups:
-        raise RunError(f"stage `{stage.name}` trains no parameter", code="E402")
+        entry: dict[str, Any] = {"params": [table[name] for name in group.params], "lr": float(group.lr), "name": group.name}
+        if group.weight_decay is not None:
+            entry["weight_decay"] = float(group.weight_decay)
+        groups.append(entry)
     return groups
-
-
-def build_piece(registry: Registry, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
-    """Call the factory registered as `name`; a plugin's own failure becomes a RunError naming it."""
-    factory = registry.get(kind, name).factory
-    try:
-        return factory(*args, **kwargs)
-    except StagedError:
-        raise
-    except Exception as exc:
-        raise RunError(f"building {singular(kind)} `{name}` failed: {type(exc).__name__}: {exc}", code="E408") from exc
 
 
 def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Optional[dict] = None, *,
@@ -111,22 +79,21 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
         else:
             ctx.progress.notice(f"stage {stage.name}: loaded init `{init_report['path']}`")
 
-    trainable, _frozen = apply_freeze(model, stage)
+    apply_freeze(model, stage)
     held = frozen_norms(model) if stage.frozen_norm != "train" else []
 
-    groups = optimizer_groups(model, stage, trainable)
-    optimizer = build_piece(registry, "optimizers", stage.optimizer.name, groups, float(stage.lr), **stage.optimizer.args)
-    check_optimizer_params(optimizer, stage.name)
+    at = f"stage[{stage.index}]"
+    optimizer = registry.build("optimizers", stage.optimizer.name, stage.optimizer.args, at=f"{at}.optimizer",
+                               param_groups=optimizer_groups(model, stage), lr=float(stage.lr))
+    scheduler = registry.build("schedulers", stage.scheduler.name, stage.scheduler.args, at=f"{at}.scheduler",
+                               optimizer=optimizer, total_steps=stage.steps)
+    monitored = registry.get("schedulers", stage.scheduler.name).meta.monitored and scheduler is not None
 
-    entry = registry.get("schedulers", stage.scheduler.name)
-    scheduler = build_piece(registry, "schedulers", stage.scheduler.name, optimizer, total_steps=stage.steps, **stage.scheduler.args)
-    monitored = bool(entry.meta.get("monitored")) and scheduler is not None
-
-    objective, auto_args = build_objective(stage.loss, registry, ctx.splits.train, ctx.auto, placement.device)
-    metrics = build_metrics(stage.metrics, registry, placement.device)
+    objective, auto_args = build_objective(stage.loss, registry, ctx.splits.train, ctx.auto, placement.device, at=f"{at}.loss")
+    metrics = build_metrics(stage.metrics, registry, placement.device, at=f"{at}.metrics")
     evaluator = Evaluator(ctx.loaders.val, objective, metrics, placement)
 
-    trainable_set = set(trainable)
+    trainable_set = set(stage.trainable)
     return StageObjects(
         plan=stage,
         optimizer=optimizer,
@@ -137,7 +104,7 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
         scaler=placement.grad_scaler(),
         trainable_params=[p for n, p in model.named_parameters() if n in trainable_set],
         held_norms=held,
-        group_names=[str(g.get("name", f"group{i}")) for i, g in enumerate(optimizer.param_groups)],
+        group_names=[group.name for group in stage.groups],
         init_report=init_report,
         auto_args=auto_args,
     )

@@ -28,11 +28,11 @@ from typing import Any, Mapping, Optional, Sequence
 
 import attrs
 
-from stagedsl.errors import ExportError, Problem, StagedError, UsageError, did_you_mean
+from stagedsl.errors import ExportError, Problem, StagedError
 from stagedsl.export import source as src
 from stagedsl.export.checks import MetricSet, Parity
 from stagedsl.export.onnx_io import OnnxRunner, check_onnx, convert_fp16, export_onnx, io_names, probe_onnx
-from stagedsl.export.options import BUILTIN_FORMATS, ONNX, ONNX_FP16, PACKAGE, ExportOptions
+from stagedsl.export.options import BUILTIN_FORMATS, ONNX, ONNX_FP16, PACKAGE, ExportOptions, resolve_options
 from stagedsl.export.report import FAILED, PASSED, SKIPPED, UNVERIFIED, ExportReport, FormatResult, PruneResult
 from stagedsl.run_dir import RunDir
 
@@ -71,7 +71,7 @@ def export_run(
     """Export a run's checkpoint and verify every file against PyTorch.
 
     `stage`, `which` ("best" | "last"), `formats` and `options` override the plan's
-    ``[export]`` section (keys: `ExportOptions`); `which` defaults to "best". Files go
+    ``[export]`` section (keys: `stagedsl.plan.model.ExportPlan`); `which` defaults to "best". Files go
     to `out` (default ``RUN_DIR/export``). Raises `ExportError` when a format fails,
     `CheckpointError` / `UsageError` when there is nothing sound to export.
     """
@@ -82,8 +82,7 @@ def export_run(
 
         registry = get_registry()
     plan = src.read_plan(run_dir)
-    opts = ExportOptions.resolve(plan.export, options, {"stage": stage, "which": which, "formats": formats})
-    _check_formats(opts.formats, registry)
+    opts = resolve_options(plan.export, options, {"stage": stage, "which": which, "formats": formats}, registry=registry)
     source = src.open_run(run_dir, stage=opts.stage, which=opts.which)
     out = Path(out) if out is not None else RunDir(run_dir).export
     out.mkdir(parents=True, exist_ok=True)
@@ -139,14 +138,6 @@ def export_run(
         error.report = report
         raise error
     return report
-
-
-def _check_formats(formats: Sequence[str], registry: Any) -> None:
-    known = list(BUILTIN_FORMATS) + registry.names("exporters")
-    bad = [name for name in formats if name not in known]
-    if bad:
-        raise UsageError([Problem(code="E530", message=f"unknown export format `{name}` (known: {', '.join(known)})",
-                                  path="export.formats", hint=did_you_mean(name, known)) for name in bad])
 
 
 def _clear_previous(out: Path, opts: ExportOptions) -> None:
@@ -381,7 +372,7 @@ class _Job:
         entry = registry.get("exporters", name)
         context = ExportContext(self.model, self.sample, tuple(self.input_names), tuple(self.output_names), self.out, plan, stage, self.opts)
         try:
-            paths = entry.factory(**self.opts.exporters.get(name, {}))(context)
+            paths = registry.build("exporters", name, self.opts.exporters.get(name, {}), at=f"export.exporters.{name}", phase="export")(context)
             result.files = [str(p) for p in paths or []]
             result.status = UNVERIFIED
             result.exporter = entry.plugin

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 import attrs
 
-from stagedsl.errors import CheckpointError, PluginError, Problem, UsageError, did_you_mean
+from stagedsl.errors import CheckpointError, Problem, UsageError, did_you_mean
 from stagedsl.plan.model import PieceRef, Plan, StagePlan
 from stagedsl.run_dir import RunDir
 
@@ -131,18 +131,8 @@ def _stages_with(run_dir: Path, plan: Plan, which: str) -> list[str]:
 
 
 def build_model(ref: PieceRef, registry: Any) -> "torch.nn.Module":  # noqa: F821
-    """Build the model piece on the CPU, in float32 and eval mode."""
-    entry = registry.get("models", ref.name)
-    try:
-        model = entry.factory(**ref.args)
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            [Problem(code="E503", message=f"model `{ref.name}` (plugin `{entry.plugin}`) failed to build: "
-                     f"{type(exc).__name__}: {exc}")]
-        ) from None
-    return model.float().eval()
+    """Build the model piece on the CPU, in float32 and eval mode (E503 when its factory fails)."""
+    return registry.build("models", ref.name, ref.args, at="model", phase="export").float().eval()
 
 
 def load_weights(model: "torch.nn.Module", path: Path | str) -> None:  # noqa: F821
@@ -201,17 +191,8 @@ def _few(names: Sequence[str], n: int = 5) -> str:
 
 
 def build_data(ref: Any, registry: Any) -> Any:
-    """Build the dataset piece (`plan.data`): a `stagedsl.DataSplits`."""
-    entry = registry.get("datasets", ref.name)
-    try:
-        return entry.factory(**ref.args)
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            [Problem(code="E506", message=f"dataset `{ref.name}` (plugin `{entry.plugin}`) failed to build: "
-                     f"{type(exc).__name__}: {exc}")]
-        ) from None
+    """Build the dataset piece (`plan.data`): a `stagedsl.DataSplits` (E506 when its factory fails)."""
+    return registry.build("datasets", ref.name, ref.args, at="data", phase="export")
 
 
 def held_out_split(splits: Any) -> tuple[str, Any]:

@@ -19,12 +19,12 @@ def stage_lr_curve(stage: StagePlan, registry: Registry) -> dict[str, list[float
     """LR per optimizer step of one stage, by group name."""
     import torch
 
-    entry = registry.get("schedulers", stage.scheduler.name)
+    monitored = registry.get("schedulers", stage.scheduler.name).meta.monitored
     groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": g.lr, "name": g.name} for g in stage.groups]
     optimizer = torch.optim.SGD(groups, lr=stage.lr)
     curves: dict[str, list[float]] = {g.name: [] for g in stage.groups}
-    monitored = bool(entry.meta.get("monitored"))
-    scheduler = entry.factory(optimizer, total_steps=stage.steps, **stage.scheduler.args)
+    scheduler = registry.build("schedulers", stage.scheduler.name, stage.scheduler.args, at=f"stage[{stage.index}].scheduler",
+                               phase="plan", optimizer=optimizer, total_steps=stage.steps)
     step = getattr(scheduler, "step", None) if scheduler is not None and not monitored else None
     with warnings.catch_warnings():
         # no optimizer step happens here: there is nothing to train, only rates to read

@@ -8,7 +8,7 @@ failure is flattened into ``(key path, message, hint)`` by `flatten_errors`.
 from __future__ import annotations
 
 import typing
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import attrs
 import cattrs
@@ -17,7 +17,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from cattrs.gen import make_dict_structure_fn, override
 
 from stagedsl.errors import did_you_mean
-from stagedsl.spec.durations import DurationError, parse_duration
+from stagedsl.spec.durations import Duration, DurationError, parse_duration
 from stagedsl.spec.locate import PathPart
 from stagedsl.spec.model import (
     DATA_LOADER_KEYS,
@@ -27,6 +27,8 @@ from stagedsl.spec.model import (
     EarlyStopSpec,
     EvalSpec,
     ExportSpec,
+    GateAction,
+    GateCheck,
     GateSpec,
     GroupSpec,
     InitSpec,
@@ -90,12 +92,40 @@ def _table(value: Any, _: Any) -> dict:
     return value
 
 
-def _duration(value: Any, _: Any) -> Union[str, int]:
+def _duration(value: Any, _: Any) -> Duration:
+    """A duration, parsed once here: the Spec holds `Duration` values."""
     try:
-        parse_duration(value)
+        return parse_duration(value)
     except DurationError as exc:
         raise KeyProblem(str(exc), code="E010", hint='write a number of steps (500) or a string like "500 steps" / "3 epochs"') from None
-    return value
+
+
+CHOICE_CODES = {GateAction: "E041", GateCheck: "E041"}
+"""Choices whose errors carry their own code (the rest are E011)."""
+
+
+def _choice(tp: Any):
+    """Structure a `Literal` choice: the value must be one of its options (a did-you-mean otherwise)."""
+    options = typing.get_args(tp)
+    code = CHOICE_CODES.get(tp, "E011")
+    shown = ", ".join(f'"{o}"' if isinstance(o, str) else repr(o) for o in options)
+
+    def structure(value: Any, _: Any) -> Any:
+        if value in options and type(value) is type(options[options.index(value)]):
+            return value
+        raise KeyProblem(f"{_shown(value)} is not one of {shown}", code=code, hint=did_you_mean(value, [str(o) for o in options]) or f"use one of {shown}")
+
+    return structure
+
+
+class MissingUse(KeyProblem):
+    """A piece written as a table without `use`; `flatten_errors` words its hint for the table it is in."""
+
+    def __init__(self, near: Optional[str] = None):
+        where = (near,) if near else ()
+        message = f"`{near}` is not a key here: a piece names what to use with `use`" if near else "a piece needs `use = \"<registered name>\"`"
+        super().__init__(message, path=where, hint='did you mean "use"?' if near else None, code="E004")
+        self.near = near
 
 
 def structure_piece(value: Any, _: Any = None) -> Piece:
@@ -104,7 +134,7 @@ def structure_piece(value: Any, _: Any = None) -> Piece:
         return Piece(value)
     if isinstance(value, dict):
         if "use" not in value:
-            raise KeyProblem("a piece needs `use = \"<registered name>\"`", hint="e.g. { use = \"adamw\", weight_decay = 0.01 }", code="E004")
+            raise MissingUse(next((key for key in value if did_you_mean(key, ["use"], cutoff=0.6)), None))
         name = value["use"]
         if not isinstance(name, str):
             raise KeyProblem(f"expected a string, found {_shown(name)}", path=("use",))
@@ -182,7 +212,7 @@ def _data(value: Any, _: Any) -> DataSection:
     if not isinstance(value, dict):
         raise KeyProblem(f"expected a table, found {_shown(value)}")
     if "use" not in value:
-        raise KeyProblem("`[data]` needs `use = \"<registered dataset>\"`", code="E004", hint='e.g. use = "npz"')
+        raise MissingUse(next((key for key in value if did_you_mean(key, ["use"], cutoff=0.6)), None))
     loader = {k: value[k] for k in DATA_LOADER_KEYS if k in value}
     args = {k: v for k, v in value.items() if k not in DATA_LOADER_KEYS and k != "use"}
     structured = _base_converter.structure({"use": value["use"], **loader}, DataSection)
@@ -223,8 +253,8 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(bool, _strict_bool)
     conv.register_structure_hook(dict, _table)
-    conv.register_structure_hook(Union[str, int], _duration)
-    conv.register_structure_hook(Optional[Union[str, int]], lambda v, t: None if v is None else _duration(v, t))
+    conv.register_structure_hook(Duration, _duration)
+    conv.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is Literal, _choice)
     conv.register_structure_hook(Piece, structure_piece)
     conv.register_structure_hook(Union[str, Piece], _selector)
     conv.register_structure_hook(LossSpec, structure_loss)
@@ -272,12 +302,29 @@ def flatten_errors(exc: BaseException, path: tuple = ()) -> list[tuple[tuple, st
                     step = (note.index,)
             rows.extend(flatten_errors(inner, path + step))
         return rows
+    if isinstance(exc, MissingUse):
+        return [(path + exc.path, str(exc), exc.hint or _use_hint(path), exc.code)]
     if isinstance(exc, KeyProblem):
         return [(path + exc.path, str(exc), exc.hint, exc.code)]
     if isinstance(exc, KeyError):
         name = path[-1] if path else (exc.args[0] if exc.args else "?")
         return [(path, f"missing required key `{name}`", None, "E001")]
     return [(path, str(exc), None, "E003")]
+
+
+_PIECE_KINDS = {"model": "model", "data": "dataset", "optimizer": "optimizer", "scheduler": "scheduler", "loss": "loss",
+                "sum": "loss", "blend": "loss", "metrics": "metric", "callbacks": "callback", "train": "freeze strategy",
+                "freeze": "freeze strategy", "params": "freeze strategy"}
+
+
+def _use_hint(path: tuple) -> str:
+    """How to write `use` in the table at `path`: under a header for [model] and [data], inline elsewhere."""
+    named = [part for part in path if isinstance(part, str)]
+    key = named[-1] if named else ""
+    kind = _PIECE_KINDS.get(key, "piece")
+    if len(path) == 1 and key in ("model", "data"):
+        return f'write use = "<registered {kind}>" in [{key}], beside its arguments (`staged plugins` lists them)'
+    return f'e.g. {key or "piece"} = {{ use = "<registered {kind}>", <its arguments> }} (`staged plugins` lists them)'
 
 
 def _owner(exc: BaseException) -> Optional[type]:

@@ -7,11 +7,12 @@ classes of `stagedsl.spec.model`, so the reference cannot drift from the code.
 from __future__ import annotations
 
 import typing
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import attrs
 
 from stagedsl.spec.convert import key_names
+from stagedsl.spec.durations import Duration
 from stagedsl.spec.model import (
     LOADER_FIELDS,
     CheckpointSpec,
@@ -24,6 +25,7 @@ from stagedsl.spec.model import (
     InitSpec,
     LossSpec,
     Piece,
+    PruneSpec,
     RunSection,
     StageSpec,
 )
@@ -124,7 +126,9 @@ its `init` (at most `max_retries` times), `goto` jumps to the later stage named 
 ## Layers: `extends`, profiles, `--set`
 `extends = "base.toml"` layers this file over another (deep merge; stages merge by
 `name`). `[profile.<name>]` tables hold partial specs applied with `--profile <name>`;
-they may address stages by name: `[profile.tiny.stage.warmup] steps = 20`. Every command
+they may address stages by name: `[profile.tiny.stage.warmup] steps = 20`. Every profile is
+checked (keys, types, plugin names and arguments) whether or not it is selected, each
+mistake reported where the profile writes it. Every command
 accepts `--set key.path=value` (`--set stage.finetune.lr=1e-5`, `--set stage[0].steps=10`,
 `--set run.device=cpu`); values are read as TOML, else as strings.
 
@@ -141,8 +145,10 @@ def _type(tp: Any) -> str:
         return "loss"
     if tp == Union[str, Piece]:
         return "selector"
-    if tp == Union[str, int]:
+    if tp is Duration:
         return "duration"
+    if origin is Literal:
+        return " \\| ".join(f'`"{a}"`' for a in args)
     if origin is Union:
         options = [a for a in args if a is not type(None)]
         return " or ".join(_type(a) for a in options)
@@ -163,6 +169,8 @@ def _default(attribute: attrs.Attribute) -> str:
         return "—"
     if isinstance(default, Piece):
         return f'`"{default.use}"`'
+    if isinstance(default, Duration):
+        return f'`"{default}"`'
     if attrs.has(type(default)):
         return "see below"
     if isinstance(default, str):
@@ -200,6 +208,7 @@ def language_reference() -> str:
         _table("`gate`", GateSpec),
         _table("`checkpoint`", CheckpointSpec),
         _table("`[export]`", ExportSpec),
+        _table("`[export] prune`", PruneSpec),
         "## Top level\n\n| key | meaning |\n|---|---|\n"
         "| `extends` | Another spec file this one is layered on. |\n"
         "| `[defaults]` | Stage keys every stage inherits. |\n"

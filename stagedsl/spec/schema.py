@@ -7,11 +7,12 @@ It checks shape only; `staged validate` checks everything else.
 from __future__ import annotations
 
 import typing
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import attrs
 
 from stagedsl.spec.convert import key_names
+from stagedsl.spec.durations import Duration
 from stagedsl.spec.model import (
     DATA_LOADER_KEYS,
     LOADER_FIELDS,
@@ -58,12 +59,12 @@ def _type_schema(tp: Any) -> dict:
         return dict(LOSS)
     if tp == Union[str, Piece]:
         return dict(SELECTOR)
-    if tp == Union[str, int]:
+    if tp is Duration:
         return dict(DURATION)
+    if origin is Literal:
+        return {"enum": list(args)}
     if origin is Union:
         options = [a for a in args if a is not type(None)]
-        if set(options) == {str, int}:  # Optional[Union[str, int]]: an optional duration
-            return dict(DURATION)
         return _type_schema(options[0]) if len(options) == 1 else {"anyOf": [_type_schema(a) for a in options]}
     if origin is tuple:
         return {"type": "array", "items": _type_schema(args[0])}

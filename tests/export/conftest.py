@@ -11,6 +11,7 @@ from typing import Optional
 import pytest
 
 import stagedsl
+from stagedsl.export.options import resolve_options
 from stagedsl.plan.model import (
     DataPlan,
     EvalPlan,
@@ -174,11 +175,11 @@ def stage_plan(name: str, index: int = 0, metrics: tuple = ()) -> StagePlan:
 
 def make_plan(model: PieceRef, data: PieceRef, *, stages=("fit",), metrics=(), export: Optional[dict] = None) -> Plan:
     return Plan(
-        run=RunPlan(name="export-test", seed=0, device="cpu", precision="fp32", out="runs"),
+        run=RunPlan(name="export-test", seed=0, device="cpu", precision="32", out="runs"),
         model=model,
         data=DataPlan(name=data.name, args=data.args, batch_size=8, eval_batch_size=8),
         stages=tuple(stage_plan(name, i, metrics) for i, name in enumerate(stages)),
-        export=export,
+        export=resolve_options(export) if export is not None else None,
     )
 
 

@@ -72,11 +72,17 @@ def test_dataset_sizes_take_the_same_arguments_as_the_factory(registry):
 def test_registration_metadata(registry):
     from stagedsl_plugins.losses import per_channel_std
 
-    assert registry.get("losses", "nrmse").meta == {"auto": {"sigma": per_channel_std}}
-    modes = {name: registry.get("metrics", name).meta["mode"] for name in EXPECTED["metrics"]}
+    from stagedsl_plugins.schedulers import plateau_worst_case
+
+    assert registry.get("losses", "nrmse").meta.auto == {"sigma": per_channel_std}
+    modes = {name: registry.get("metrics", name).meta.mode for name in EXPECTED["metrics"]}
     assert {n for n, m in modes.items() if m == "max"} == {"accuracy", "f1", "precision", "recall", "auroc"}
-    assert registry.get("schedulers", "plateau").meta == {"monitored": True}
-    assert all(not registry.get("schedulers", n).meta.get("monitored") for n in EXPECTED["schedulers"] - {"plateau"})
+    plateau = registry.get("schedulers", "plateau").meta
+    assert plateau.monitored and plateau.worst_case is plateau_worst_case
+    assert all(not registry.get("schedulers", n).meta.monitored for n in EXPECTED["schedulers"] - {"plateau"})
+    # what a spec gets when it names nothing: the plugins say it, the core names no piece
+    assert [registry.default(kind).name for kind in ("optimizers", "schedulers", "freeze_strategies")] == ["adamw", "constant", "glob"]
+    assert registry.by_prefix("freeze_strategies", "re:a.*") == (registry.get("freeze_strategies", "regex"), "a.*")
 
 
 def test_duration_arguments_are_annotated_as_steps(registry):
