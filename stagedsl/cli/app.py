@@ -147,12 +147,13 @@ def run(
 
 @app.command()
 def plugins(json_: bool = JsonOpt) -> None:
-    """List every registered piece by kind, with its plugin, distribution, version and summary."""
+    """List every registered piece by kind, with its plugin, distribution, version and summary; the default of a kind is marked."""
     registry = _registry()
     entries = registry.entries()
     if json_:
         typer.echo(json.dumps([
-            {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc}
+            {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc,
+             "default": bool(e.meta.get("default"))}
             for e in entries
         ], indent=2))
         return
@@ -162,7 +163,8 @@ def plugins(json_: bool = JsonOpt) -> None:
             kind = entry.kind
             typer.echo(f"{kind}:")
         source = f"{entry.distribution or entry.plugin} {entry.version or ''}".strip()
-        typer.echo(f"  {entry.name:<20} {entry.doc}  [{source}]")
+        default = " (the default)" if entry.meta.get("default") else ""
+        typer.echo(f"  {entry.name:<20} {entry.doc}{default}  [{source}]")
     for problem in registry.skipped:
         typer.echo(render_problems([problem]), err=True)
 

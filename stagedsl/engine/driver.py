@@ -27,6 +27,7 @@ from stagedsl.engine.context import RunContext
 from stagedsl.engine.events import Event
 from stagedsl.engine.freeze import set_train_mode
 from stagedsl.engine.gates import CONTINUE, WARN, GateDecision, decide
+from stagedsl.engine.gates import STOP as STOP_RUN
 from stagedsl.engine.loop import StepLoop, last_good
 from stagedsl.engine.signals import STOP, RunInterrupted
 from stagedsl.engine.stage_setup import StageObjects
@@ -67,7 +68,8 @@ def record_gate(ctx: RunContext, decision: GateDecision) -> None:
     record.gate = data
     ctx.outputs.log({"event": "gate", **data})
     ctx.outputs.text("gates", decision.describe(), ctx.state.global_step)
-    (ctx.progress.notice if decision.passed else ctx.progress.warn)(decision.describe())
+    if decision.action != STOP_RUN:  # a stop is said once, by the error that ends the run (E420)
+        (ctx.progress.notice if decision.passed else ctx.progress.warn)(decision.describe())
     ctx.fire(Event.GATE_DECIDED)
 
 

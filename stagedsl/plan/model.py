@@ -273,18 +273,23 @@ def inconsistencies(plan: Plan) -> list[str]:
     for stage in plan.stages:
         trainable, frozen = set(stage.trainable), set(stage.frozen)
         if trainable & frozen:
-            out.append(f"stage `{stage.name}` both trains and freezes `{sorted(trainable & frozen)[0]}`")
-        if every and trainable | frozen != every:
-            odd = sorted((trainable | frozen) ^ every)[0]
+            out.append(f"stage `{stage.name}` both trains and freezes `{min(trainable & frozen)}`")
+        if every and (len(trainable) + len(frozen) != len(every) or not (trainable | frozen) == every):
+            odd = min(((trainable | frozen) ^ every) or trainable & frozen)
             out.append(f"stage `{stage.name}` does not place parameter `{odd}` as the model has it (trained or frozen)")
         names = [group.name for group in stage.groups]
         if len(set(names)) != len(names):
             out.append(f"stage `{stage.name}` has two groups named `{next(n for n in names if names.count(n) > 1)}`")
-        grouped = [name for group in stage.groups for name in group.params]
-        if sorted(grouped) != sorted(trainable):
-            extra = sorted(set(grouped) - trainable) or sorted(n for n in set(grouped) if grouped.count(n) > 1)
-            lacking = sorted(trainable - set(grouped))
-            what = f"groups hold `{extra[0]}`, which is frozen or in two groups" if extra else f"no group holds trainable `{lacking[0]}`"
+        grouped: set[str] = set()
+        count = 0
+        for group in stage.groups:
+            grouped.update(group.params)
+            count += len(group.params)
+        if grouped != trainable or count != len(trainable):
+            extra = sorted(grouped - trainable)
+            lacking = sorted(trainable - grouped)
+            what = (f"groups hold `{extra[0]}`, which is frozen" if extra else f"no group holds trainable `{lacking[0]}`" if lacking
+                    else "a parameter is in two groups")
             out.append(f"stage `{stage.name}`: {what}")
     return out
 

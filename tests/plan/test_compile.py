@@ -55,3 +55,17 @@ def test_overlapping_groups_and_empty_stage_are_errors(builtin_registry):
     with pytest.raises(PlanError) as info:
         compile_text(nothing, builtin_registry)
     assert info.value.problems[0].code == "E061"
+
+
+def test_a_stage_that_names_no_optimizer_or_scheduler_gets_the_registered_defaults(builtin_registry):
+    plan = compile_text(OCEC.format(heads_extra=""), builtin_registry)
+    assert [(s.optimizer.name, s.scheduler.name) for s in plan.stages] == [("adamw", "constant")] * 2
+    assert [g.name for g in plan.stages[0].groups] == ["default"]  # every trainable parameter, named
+
+
+def test_epochs_are_not_reported_again_when_the_dataset_cannot_say_its_size(builtin_registry, tmp_path):
+    text = OCEC.format(heads_extra='eval = { every = "1 epoch" }').replace(
+        'use = "ocec_eyes"\nn_train = 200\nn_val = 50', f'use = "npz"\ntrain = "{tmp_path / "missing.npz"}"')
+    with pytest.raises(PlanError) as caught:
+        compile_text(text, builtin_registry)
+    assert [p.code for p in caught.value.problems] == ["E026"]  # not E026 then an E064 for every duration in epochs

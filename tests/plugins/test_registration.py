@@ -71,7 +71,6 @@ def test_dataset_sizes_take_the_same_arguments_as_the_factory(registry):
 
 def test_registration_metadata(registry):
     from stagedsl_plugins.losses import per_channel_std
-
     from stagedsl_plugins.schedulers import plateau_worst_case
 
     assert registry.get("losses", "nrmse").meta.auto == {"sigma": per_channel_std}
