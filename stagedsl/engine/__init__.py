@@ -5,7 +5,7 @@ one job:
 
 - ``runner``       stage sequencing, gate outcomes (stop / retry / goto / warn), from_stage, summary
 - ``attempts``     one stage: its attempts (gate retries), or its continuation from a checkpoint
-- ``resuming``     `resume_run`: newest good checkpoint, --set changes judged, run on
+- ``resuming``     `resume_plan`: newest good checkpoint, the plan it is handed judged against it, run on
 - ``plan_diff``    what a resume's changes are, and whether it may make them
 - ``stage_setup``  build one stage: seed, init weights, freeze, optimizer, scheduler, objective, metrics
 - ``driver``       one attempt of a stage: boundaries (log, evaluation, best/early stop, eval gates)

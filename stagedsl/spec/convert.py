@@ -244,7 +244,10 @@ def _table_of(cls: type, conv: cattrs.Converter):
     return structure
 
 
-def _make_converter() -> cattrs.Converter:
+def make_converter() -> cattrs.Converter:
+    """A strict converter: exact scalars, arrays only from arrays, tables only from tables, no
+    unknown key, choices only from their options, and the language's own values (durations,
+    pieces, selectors, losses). The plan's converter (`stagedsl.plan.convert`) is one too."""
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     conv.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is tuple, lambda tp: _array_of(tp, conv))
     conv.register_structure_hook_factory(attrs.has, lambda cls: _table_of(cls, conv))
@@ -261,8 +264,8 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-_base_converter = _make_converter()
-converter = _make_converter()
+_base_converter = make_converter()
+converter = make_converter()
 converter.register_structure_hook(DataSection, _data)
 converter.register_structure_hook(
     Spec,

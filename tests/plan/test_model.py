@@ -23,8 +23,8 @@ def test_plan_is_json_with_a_stable_hash(builtin_registry):
 
 @pytest.mark.parametrize(("edit", "where", "why"), [
     (lambda d: d.update(surprise=1), "surprise", "unknown key"),
-    (lambda d: d["stages"][0].update(steps="4"), "stages[0].steps", "expected an integer, found str '4'"),
-    (lambda d: d["stages"][0].update(on_nonfinite="explode"), "stages[0].on_nonfinite", "expected one of 'stop', 'skip'"),
+    (lambda d: d["stages"][0].update(steps="4"), "stages[0].steps", "expected an integer, found '4'"),
+    (lambda d: d["stages"][0].update(on_nonfinite="explode"), "stages[0].on_nonfinite", '''is not one of "stop", "skip"'''),
     (lambda d: d["run"].update(compile="yes"), "run.compile", "expected true or false"),
     (lambda d: d["stages"][0]["groups"][0].update(owner="me"), "stages[0].groups[0].owner", "unknown key"),
 ], ids=["extra-key", "string-for-int", "bad-choice", "string-for-bool", "nested-extra-key"])

@@ -1,32 +1,11 @@
-"""Seed 003's traffic pieces: the metr_synthetic dataset, the metr_forecaster model, masked_mae, and how they learn together."""
+"""Seed 003's traffic pieces: the metr_synthetic dataset, the metr_forecaster model, masked_mae."""
 
 import pytest
 import torch
 
-from stagedsl import Registry, TensorSplit
 
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry.load(autoload=False)
-
-
-def dataset(registry, name, **args):
-    """The dataset's splits and what its `sizes` function says about them."""
-    entry = registry.get("datasets", name)
-    return entry.factory(**args), entry.meta["sizes"](**args)
-
-
-def build(registry, kind, name, **args):
-    return registry.get(kind, name).factory(**args)
-
-
-def same(a: TensorSplit, b: TensorSplit) -> bool:
-    return torch.equal(a.inputs, b.inputs) and torch.equal(a.target, b.target)
-
-
-def test_metr_synthetic_windows_are_chronological_with_missing_zeros(registry):
-    data, _ = dataset(registry, "metr_synthetic")
+def test_metr_synthetic_windows_are_chronological_with_missing_zeros(dataset):
+    data, _ = dataset("metr_synthetic")
     x, y = data.train.inputs, data.train.target
     assert x.shape[1:] == (12, 16) and y.shape[1:] == (3, 16)
     # consecutive windows slide by one reading; targets follow the history
@@ -55,9 +34,9 @@ def test_metr_synthetic_rejects_impossible_splits(registry):
         entry.factory(days=1, history=200)
 
 
-def test_metr_forecaster_handles_missing_readings_and_works_in_input_units(registry):
+def test_metr_forecaster_handles_missing_readings_and_works_in_input_units(piece):
     torch.manual_seed(0)
-    model = build(registry, "models", "metr_forecaster", num_nodes=5, history=6, horizon=2)
+    model = piece("models", "metr_forecaster", num_nodes=5, history=6, horizon=2)
     x = 30 + 30 * torch.rand(3, 6, 5)
     x[0, :, 2] = 0.0  # a sensor missing for the whole window
     x[1] = 0.0  # every reading missing
@@ -69,8 +48,8 @@ def test_metr_forecaster_handles_missing_readings_and_works_in_input_units(regis
     torch.testing.assert_close(model(shifted)[2], out[2] + 100.0, rtol=1e-4, atol=1e-3)
 
 
-def test_masked_mae_ignores_missing_targets(registry):
+def test_masked_mae_ignores_missing_targets(piece):
     pred = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     target = torch.tensor([[0.0, 2.5, 1.0], [0.0, 0.0, 7.0]])
-    assert build(registry, "losses", "masked_mae")(pred, target).item() == pytest.approx((0.5 + 2.0 + 1.0) / 3)
-    assert build(registry, "losses", "masked_mae")(pred, torch.zeros_like(pred)).item() == 0.0
+    assert piece("losses", "masked_mae")(pred, target).item() == pytest.approx((0.5 + 2.0 + 1.0) / 3)
+    assert piece("losses", "masked_mae")(pred, torch.zeros_like(pred)).item() == 0.0

@@ -1,34 +1,13 @@
-"""Seed 004's eye-state pieces: the ocec_eyes dataset, the ocec_net model and the cosface loss, and how they learn together."""
+"""Seed 004's eye-state pieces: the ocec_eyes dataset, the ocec_net model and the cosface loss."""
 
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stagedsl import Registry, TensorSplit
 
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry.load(autoload=False)
-
-
-def dataset(registry, name, **args):
-    """The dataset's splits and what its `sizes` function says about them."""
-    entry = registry.get("datasets", name)
-    return entry.factory(**args), entry.meta["sizes"](**args)
-
-
-def build(registry, kind, name, **args):
-    return registry.get(kind, name).factory(**args)
-
-
-def same(a: TensorSplit, b: TensorSplit) -> bool:
-    return torch.equal(a.inputs, b.inputs) and torch.equal(a.target, b.target)
-
-
-def test_ocec_eyes_are_balanced_images_with_int_labels(registry):
-    data, _ = dataset(registry, "ocec_eyes", n_train=512, n_val=64)
+def test_ocec_eyes_are_balanced_images_with_int_labels(dataset):
+    data, _ = dataset("ocec_eyes", n_train=512, n_val=64)
     x, y = data.train.inputs, data.train.target
     assert x.shape == (512, 1, 24, 24) and y.dtype == torch.int64
     assert set(y.unique().tolist()) == {0, 1} and 0.4 < y.float().mean() < 0.6
@@ -39,8 +18,8 @@ def test_ocec_eyes_are_balanced_images_with_int_labels(registry):
     assert data.stats["classes"] == ["closed", "open"]
 
 
-def test_ocec_net_parts_and_cosine_logits(registry):
-    model = build(registry, "models", "ocec_net").eval()
+def test_ocec_net_parts_and_cosine_logits(piece):
+    model = piece("models", "ocec_net").eval()
     assert [n for n, _ in model.named_children()] == ["backbone", "head", "margin_head"]
     norms = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(norms) == 4 and any(isinstance(m, nn.BatchNorm1d) for m in model.head.modules())
@@ -54,13 +33,13 @@ def test_ocec_net_parts_and_cosine_logits(registry):
     torch.testing.assert_close(model.margin_head(3.0 * embedding), model.margin_head(embedding))  # scale-free
 
 
-def test_cosface_subtracts_the_margin_from_the_target_logit_only(registry):
+def test_cosface_subtracts_the_margin_from_the_target_logit_only(piece):
     torch.manual_seed(0)
     logits = 16.0 * torch.rand(5, 3).mul(2).sub(1)
     target = torch.tensor([0, 2, 1, 1, 0])
-    value = build(registry, "losses", "cosface", margin=0.35, scale=16.0)(logits, target)
+    value = piece("losses", "cosface", margin=0.35, scale=16.0)(logits, target)
     adjusted = logits.clone()
     adjusted[torch.arange(5), target] -= 16.0 * 0.35
     assert value.item() == pytest.approx(F.cross_entropy(adjusted, target).item(), rel=1e-6)
     assert value > F.cross_entropy(logits, target)
-    assert build(registry, "losses", "cosface", margin=0.0)(logits, target).item() == pytest.approx(F.cross_entropy(logits, target).item())
+    assert piece("losses", "cosface", margin=0.0)(logits, target).item() == pytest.approx(F.cross_entropy(logits, target).item())

@@ -5,30 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from stagedsl import Registry, TensorSplit
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry.load(autoload=False)
-
-
-def dataset(registry, name, **args):
-    """The dataset's splits and what its `sizes` function says about them."""
-    entry = registry.get("datasets", name)
-    return entry.factory(**args), entry.meta["sizes"](**args)
-
-
-def build(registry, kind, name, **args):
-    return registry.get(kind, name).factory(**args)
+from stagedsl import TensorSplit
 
 
 def same(a: TensorSplit, b: TensorSplit) -> bool:
     return torch.equal(a.inputs, b.inputs) and torch.equal(a.target, b.target)
 
 
-def test_pde_synthetic_is_a_real_solver_with_distinct_channel_scales(registry):
-    data, _ = dataset(registry, "pde_synthetic")
+def test_pde_synthetic_is_a_real_solver_with_distinct_channel_scales(dataset):
+    data, _ = dataset("pde_synthetic")
     x, y = data.train.inputs, data.train.target
     assert x.shape == y.shape == (256, 2, 32, 32)
     assert torch.isfinite(y).all()
@@ -38,8 +23,8 @@ def test_pde_synthetic_is_a_real_solver_with_distinct_channel_scales(registry):
     assert std[0] / std[1] > 3.0
     torch.testing.assert_close(std, y.double().std(dim=(0, 2, 3), correction=0).float())
     # the n_val stream is independent of the training set
-    bigger, _ = dataset(registry, "pde_synthetic", n_train=24, n_val=16, size=16)
-    small, _ = dataset(registry, "pde_synthetic", n_train=24, n_val=8, size=16)
+    bigger, _ = dataset("pde_synthetic", n_train=24, n_val=16, size=16)
+    small, _ = dataset("pde_synthetic", n_train=24, n_val=8, size=16)
     assert same(bigger.train, small.train)
 
 
@@ -57,11 +42,11 @@ def test_pde_laplacian_is_second_order_accurate():
     assert 3.5 < errors[0] / errors[1] < 4.5  # halving the spacing quarters the error
 
 
-def test_pde_transformer_parts_and_size(registry):
-    model = build(registry, "models", "pde_transformer")
+def test_pde_transformer_parts_and_size(piece):
+    model = piece("models", "pde_transformer")
     assert [n for n, _ in model.named_children()] == ["encoder_2d", "transformer", "decoder_2d"]
     assert isinstance(model.transformer.layers, nn.TransformerEncoder)
     assert any(n.startswith("transformer.position") for n, _ in model.named_parameters())
     assert 50_000 <= sum(p.numel() for p in model.parameters()) <= 150_000
     with pytest.raises(ValueError, match="multiple of patch"):
-        build(registry, "models", "pde_transformer", size=30, patch=4)
+        piece("models", "pde_transformer", size=30, patch=4)
