@@ -29,9 +29,16 @@ def export(
     format_: Optional[str] = typer.Option(None, "--format", "-f", help="Comma-separated formats: onnx,onnx-fp16,package (default: the spec's [export] formats, else all three)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Destination folder (default: RUN_DIR/export)."),
     json_: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ensemble: Optional[str] = typer.Option(None, "--ensemble", "-e", help="Export this ensemble of a matrix run as one ONNX graph, verified against PyTorch and the fitted ensemble."),
 ) -> None:
-    """Export a run's checkpoint to ONNX, FP16 ONNX and a model package, each verified against PyTorch."""
+    """Export a run's checkpoint to ONNX, FP16 ONNX and a model package, each verified against PyTorch (or a matrix run's ensemble)."""
     from stagedsl.export.runner import export_run
+    from stagedsl.matrix.layout import MatrixDir
+
+    if ensemble is not None or MatrixDir.holds_matrix(run_dir):
+        from stagedsl.cli.matrix_export import export_ensemble_command
+
+        return export_ensemble_command(run_dir, ensemble, out=out, json_=json_)
 
     formats = [f.strip() for f in format_.split(",") if f.strip()] if format_ else None
     try:
