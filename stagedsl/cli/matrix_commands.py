@@ -41,6 +41,10 @@ def _finish(result: Any) -> None:
     from stagedsl.matrix.summary import render_summary
 
     typer.echo(render_summary(result.summary), err=True, nl=False)
+    pending = result.summary.get("pending") or []
+    if pending:
+        _say(f"note: {len(pending)} member{'s' if len(pending) != 1 else ''} not trained yet ({', '.join(pending)}): "
+             f"`staged resume {result.run_dir}` trains them")
     typer.echo(str(result.run_dir))
     problems = [Problem(code="E711", message=f"member `{name}` {m['status']}" + (f": {m['error']}" if m.get("error") else ""))
                 for name, m in result.summary["members"].items() if name in result.failed]

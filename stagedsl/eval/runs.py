@@ -34,9 +34,13 @@ def _single(run_dir: Path, split: str, registry: Optional[Any]) -> dict:
     from stagedsl.eval.predictions import predict_run
     from stagedsl.export.source import read_summary
 
-    predictions = predict_run(run_dir, registry=registry, splits=(split,))
-    if split not in predictions.outputs:
-        raise RunError([Problem(code="E700", message=f"`{run_dir}` has no {split} split", hint="try --split val")])
+    try:
+        predictions = predict_run(run_dir, registry=registry, splits=(split,))
+    except RunError as exc:
+        if exc.problems[0].code != "E700":
+            raise
+        raise UsageError([Problem(code="E714", message=f"the dataset of `{run_dir}` has no {split} split", path="--split",
+                                  hint="try --split val" if split == "test" else None)]) from None
     task = task_of(predictions.outputs[split], predictions.targets[split])
     metrics = score(scores_of(predictions.outputs[split], task), predictions.targets[split], task)
     summary, _ = read_summary(run_dir)
@@ -74,8 +78,8 @@ def _matrix(matrix_dir: Any, split: str) -> dict:
             row["cv"] = record["cv"]
         rows.append(row)
     if task is None:
-        raise RunError([Problem(code="E700", message=f"no member of `{matrix_dir.root}` has {split} predictions",
-                                hint="has a member finished? (staged resume RUN_DIR); try --split val")])
+        raise UsageError([Problem(code="E714", message=f"no member of `{matrix_dir.root}` has {split} predictions", path="--split",
+                                  hint="has a member finished (staged resume RUN_DIR)? does the dataset have that split? try --split val")])
     monitor = monitor_of(index.get("monitor"), task)
     return {"kind": "matrix", "run_dir": str(matrix_dir.root), "split": split, "monitor": monitor, "task": task.kind,
             "rows": sort_rows(rows, monitor)}

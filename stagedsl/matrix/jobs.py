@@ -88,15 +88,21 @@ def _in_processes(matrix_dir: MatrixDir, names: Sequence[str], *, jobs: int, res
     return results
 
 
-def _spawn(matrix_dir: MatrixDir, name: str, resume: bool, device: Optional[str]) -> tuple[subprocess.Popen, float, Any]:
-    log_path = matrix_dir.log(name)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    matrix_dir.job_result(name).unlink(missing_ok=True)
+def worker_command(matrix_dir: MatrixDir, name: str, resume: bool, device: Optional[str]) -> list[str]:
+    """The command line of a member's process."""
     command = [sys.executable, "-m", "stagedsl.matrix.worker", str(matrix_dir.root), name]
     if resume:
         command.append("--resume")
     if device:
         command += ["--device", device]
+    return command
+
+
+def _spawn(matrix_dir: MatrixDir, name: str, resume: bool, device: Optional[str]) -> tuple[subprocess.Popen, float, Any]:
+    log_path = matrix_dir.log(name)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    matrix_dir.job_result(name).unlink(missing_ok=True)
+    command = worker_command(matrix_dir, name, resume, device)
     log = open(log_path, "a", encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)

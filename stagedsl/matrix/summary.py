@@ -1,5 +1,7 @@
 """The matrix run's ``summary.json``: every member and every ensemble with its status, error
-and metrics, which failed, and the best of each by the run's monitored metric.
+and metrics; which members failed, were stopped by a gate or are still pending (not
+trained yet: ``--member`` chose others, or the run was interrupted); the best member and
+ensemble by the run's monitored metric.
 
 Member metrics are computed from the cached predictions (`stagedsl.eval.metrics`, the
 same numbers `staged eval` prints); an ensemble's validation metrics are its out-of-fold
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from stagedsl.matrix.layout import MatrixDir
-from stagedsl.matrix.members import COMPLETED, error_text, member_status
+from stagedsl.matrix.members import COMPLETED, FAILED, INTERRUPTED, PENDING, STOPPED, error_text, member_status
 
 
 def member_metrics(matrix_dir: MatrixDir, name: str, seed: int) -> tuple[dict, Optional[str]]:
@@ -52,8 +54,8 @@ def write_summary(matrix_dir: MatrixDir, index: dict, *, ensembles: Optional[dic
         name = entry["name"]
         result = matrix_dir.read_json(matrix_dir.job_result(name)) or {}
         status = member_status(matrix_dir, name)
-        if status == COMPLETED and result.get("status") not in (None, COMPLETED):
-            status = result["status"]  # trained, but its predictions failed
+        if status in (COMPLETED, PENDING) and result.get("status") in (FAILED, INTERRUPTED):
+            status = result["status"]  # trained but its predictions failed, or its process died before its run began
         metrics, kind = member_metrics(matrix_dir, name, seed) if status == COMPLETED else ({}, kind)
         member_summary = matrix_dir.read_json(matrix_dir.member(name) / "summary.json") or {}
         members[name] = {
@@ -66,13 +68,15 @@ def write_summary(matrix_dir: MatrixDir, index: dict, *, ensembles: Optional[dic
     ensembles = ensembles if ensembles is not None else (previous.get("ensembles") or {})
     ensembles = {name: record for name, record in ensembles.items() if name in {e["name"] for e in index.get("ensembles") or []}}
     metric = monitor_of(index.get("monitor"), EnsembleTask(kind, 2, 2)) if kind else DEFAULT_MONITOR["classification"]
-    failed = [name for name, m in members.items() if m["status"] != COMPLETED]
+    failed = [name for name, m in members.items() if m["status"] in (FAILED, INTERRUPTED)]
+    stopped = [name for name, m in members.items() if m["status"] == STOPPED]
+    pending = [name for name, m in members.items() if m["status"] not in (COMPLETED, FAILED, INTERRUPTED, STOPPED)]
     failed_ensembles = [name for name, e in ensembles.items() if e.get("status") != "completed"]
-    done = not failed and not failed_ensembles and len(ensembles) == len(index.get("ensembles") or [])
+    done = not (failed or stopped or pending or failed_ensembles) and len(ensembles) == len(index.get("ensembles") or [])
     summary = {
         "kind": "matrix", "run": index.get("name"), "status": "completed" if done else "incomplete",
         "monitor": metric, "members": members, "ensembles": ensembles,
-        "failed": failed, "failed_ensembles": failed_ensembles,
+        "failed": failed, "stopped_by_gate": stopped, "pending": pending, "failed_ensembles": failed_ensembles,
         "best_member": _best(members, metric), "best_ensemble": _best(ensembles, metric),
         "wall_time_s": wall_time_s if wall_time_s is not None else previous.get("wall_time_s"),
     }
