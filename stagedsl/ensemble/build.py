@@ -177,7 +177,7 @@ def build_one(matrix_dir: MatrixDir, index: dict, entry: dict, registry: Any) ->
         scores = load_scores(matrix_dir, names, int(index.get("seed") or 0))
         final, fitted = fit_ensemble(registry, entry, scores)
     except StagedError as exc:
-        record.update(status="failed", error=[{"code": p.code, "message": p.message} for p in exc.problems])
+        record.update(status="failed", error=[{"code": p.code, "message": p.message + (f" ({p.hint})" if p.hint else "")} for p in exc.problems])
         matrix_dir.write_json(matrix_dir.ensemble_file(entry["name"], "ensemble.json"), record)
         return record
     task = scores.task

@@ -131,3 +131,20 @@ def test_test_predictions_come_from_the_ensemble_fitted_on_the_whole_validation_
     folder = make_matrix(tmp_path / "run", outputs, y, [entry("stack", "stacking", meta="logistic")], test=test, test_target=test_y)
     record = build_ensembles(folder.root, registry=registry)["stack"]
     assert record["metrics"]["test"]["accuracy"] > 0.95
+
+
+def test_a_missing_optional_dependency_names_the_extra(tmp_path, registry, monkeypatch):
+    import sys
+
+    from stagedsl import PluginError, import_optional
+
+    with pytest.raises(PluginError) as caught:
+        import_optional("no_such_module_here", extra="ensemble", purpose="the test")
+    assert caught.value.problems[0].code == "E103" and caught.value.problems[0].hint == "pip install 'stagedsl[ensemble]'"
+    monkeypatch.setitem(sys.modules, "lightgbm", None)  # as if it were not installed
+    outputs, y = complementary(60, 5)
+    folder = make_matrix(tmp_path / "run", outputs, y, [entry("stack", "stacking", meta="lightgbm"), entry("mean", "mean")])
+    records = build_ensembles(folder.root, registry=registry)
+    assert records["stack"]["status"] == "failed" and records["stack"]["error"][0]["code"] == "E103"
+    assert "pip install 'stagedsl[ensemble]'" in records["stack"]["error"][0]["message"]
+    assert records["mean"]["status"] == "completed"

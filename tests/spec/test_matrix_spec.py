@@ -162,3 +162,13 @@ def test_the_docs_cover_matrix_and_ensemble():
     assert set(schema["properties"]["ensemble"]["items"]["properties"]) == {"name", "use", "members", "folds"}
     errors = (docs / "errors.md").read_text()
     assert all(f"### E07{i}" in errors for i in range(6))
+
+
+def test_validating_a_matrix_spec_imports_no_torch(specs_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys; from stagedsl.cli.app import run_cli; "
+            f"assert run_cli(['validate', {str(specs_dir / 'compare.toml')!r}]) == 0; "
+            "heavy = [m for m in ('torch', 'numpy', 'sklearn', 'lightgbm') if m in sys.modules]; assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
