@@ -115,7 +115,7 @@ def plan(
     if loaded.matrix is not None:
         from stagedsl.cli.matrix_commands import plan_matrix_spec
 
-        return plan_matrix_spec(loaded, json_=json_, chart=chart and plot is None)
+        return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot)
     _, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     if json_:
         typer.echo(compiled.to_json())

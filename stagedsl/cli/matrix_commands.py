@@ -75,8 +75,9 @@ def run_matrix_spec(loaded: Any, *, out: Optional[Path], jobs: Optional[int], me
     _finish(result)
 
 
-def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool) -> None:
-    """`staged plan` for a spec with [matrix]: every member compiled, the matrix and each variant's plan shown."""
+def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool, plot: Optional[Path] = None) -> None:
+    """`staged plan` for a spec with [matrix]: every member compiled, the matrix and each variant's plan shown;
+    `plot` draws the first member's LR curve (the members' schedules differ only where their variants do)."""
     from stagedsl.matrix.plan import compile_matrix, render_matrix
     from stagedsl.plan.render import render_plan
     from stagedsl.registry import get_registry
@@ -101,6 +102,13 @@ def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool) -> None:
             curve = plan_lr_curve(member.plan, registry)
             curve_text = ascii_chart(curve) if curve else None
         typer.echo(render_plan(member.plan, curve_text), nl=False)
+    if plot is not None:
+        from stagedsl.cli.plot import plot_lr_curve
+        from stagedsl.plan.schedule import plan_lr_curve
+
+        first = matrix.members[0]
+        plot_lr_curve(plan_lr_curve(first.plan, registry), plot, title=f"{matrix.name}: {first.name}")
+        _say(f"LR curve of member {first.name} drawn to {plot}")
     warnings = [w for m in matrix.members[:1] for w in m.plan.warnings]
     if warnings:
         from stagedsl.cli.diagnostics import render_problems

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from stagedsl.errors import ExportError, Problem, UsageError
+from stagedsl.errors import Problem, UsageError
 
 
 def export_ensemble_command(run_dir: Path, ensemble: Optional[str], *, out: Optional[Path], json_: bool) -> None:
@@ -24,14 +24,9 @@ def export_ensemble_command(run_dir: Path, ensemble: Optional[str], *, out: Opti
     if not MatrixDir.holds_matrix(run_dir):
         raise UsageError([Problem(code="E702", message=f"--ensemble needs a matrix run directory; `{run_dir}` is not one",
                                   path="--ensemble", hint="pass the folder `staged run` wrote for a spec with [matrix]")])
-    try:
-        report = export_ensemble(run_dir, ensemble, out=out)
-    except ExportError as exc:
-        report = getattr(exc, "report", None)
-        if report is not None:
-            typer.echo(report.to_json() if json_ else render(report))
-        raise
-    typer.echo(report.to_json() if json_ else render(report))
+    from stagedsl.cli.export_commands import echo_report
+
+    report = echo_report(lambda: export_ensemble(run_dir, ensemble, out=out), render, json_)
     typer.echo(f"exported ensemble `{report.ensemble}` ({report.use} of {len(report.members)} members) in {report.seconds:.1f}s to {report.out}", err=True)
 
 

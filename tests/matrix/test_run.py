@@ -188,3 +188,26 @@ def test_a_member_process_that_dies_is_recorded_and_the_other_members_go_on(matr
     monkeypatch.setattr(jobs, "worker_command", real)
     assert run_cli(["resume", str(run), "--jobs", "2"]) == 0
     assert _summary(run)["status"] == "completed"
+
+
+def test_an_ensemble_added_to_a_finished_run_needs_no_training(matrix_run, tmp_path, registry, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(matrix_run, run)
+    before = {p: p.stat().st_mtime_ns for p in (run / "members").rglob("*.safetensors")}
+    spec = tmp_path / "pairs.toml"
+    spec.write_text(PAIRS + '\n[[ensemble]]\nname = "greedy"\nuse = "greedy"\nmembers = ["plain-*"]\nrounds = 4\n')
+    assert run_cli(["ensemble", str(run), "--spec", str(spec), "--name", "greedy", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert list(records) == ["greedy"] and records["greedy"]["members"] == ["plain-s1", "plain-s2"]
+    assert sum(records["greedy"]["fitted"]["weights"]) == pytest.approx(1.0) and len(records["greedy"]["fitted"]["chosen"]) == 4
+    summary = _summary(run)
+    assert set(summary["ensembles"]) == {"mean", "stack", "greedy"} and summary["status"] == "completed"
+    assert {p: p.stat().st_mtime_ns for p in (run / "members").rglob("*.safetensors")} == before
+    assert run_cli(["eval", str(run), "--json"]) == 0
+    assert "greedy" in [row["name"] for row in json.loads(capsys.readouterr().out)["rows"]]
+    other = tmp_path / "other.toml"
+    other.write_text(PAIRS.replace("seeds = [1, 2]", "seeds = [1, 3]"))
+    assert run_cli(["ensemble", str(run), "--spec", str(other)]) == 2
+    assert "error[E702]" in capsys.readouterr().err
