@@ -206,7 +206,8 @@ class Stacking:
 
     def describe(self) -> dict:
         """Which meta-learner, on how many features."""
-        return {"meta": type(self.estimator).__name__, "features": int(getattr(self.estimator, "n_features_in_", 0))}
+        return {"meta": getattr(self.make_meta, "piece", None), "estimator": type(self.estimator).__name__,
+                "features": int(getattr(self.estimator, "n_features_in_", 0))}
 
     def to_onnx(self, opset: int, width: int) -> Any:
         """The fitted meta-learner as ONNX: ``features`` -> ``probabilities`` / ``values``."""

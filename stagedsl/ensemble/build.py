@@ -98,11 +98,14 @@ def make_ensemble(registry: Any, entry: dict) -> Any:
     """A fresh ensemble object for an index entry; pieces it names (a meta-learner) are supplied as makers."""
     from stagedsl.spec.convert import structure_piece
 
+    import inspect
+
     plugin = registry.get("ensembles", entry["use"])
     args = dict(entry.get("args") or {})
     for argument, kind in (plugin.meta.get("pieces") or {}).items():
-        if argument in args:
-            piece = structure_piece(args[argument])
+        written = args.get(argument, plugin.signature().parameters.get(argument, inspect.Parameter("_", inspect.Parameter.KEYWORD_ONLY)).default)
+        if isinstance(written, (str, dict)):  # the spec's piece, or the factory's default one
+            piece = structure_piece(written)
             args[argument] = _maker(registry, kind, piece.use, piece.args)
     try:
         return plugin.factory(**args)

@@ -47,7 +47,7 @@ def complementary(n: int, seed: int):
 def test_stacking_beats_the_best_member_on_complementary_members(tmp_path, registry):
     outputs, y = complementary(300, 0)
     folder = make_matrix(tmp_path / "run", outputs, y, [entry("mean", "mean"), entry("stack", "stacking", folds=5, meta={"use": "lightgbm", "num_leaves": 4}),
-                                                        entry("stack_lr", "stacking", meta="logistic")])
+                                                        entry("stack_lr", "stacking")])  # the default meta-learner: logistic
     records = build_ensembles(folder.root, registry=registry)
     best_member = max(float(((o.argmax(axis=1)) == y).mean()) for o in outputs.values())
     assert best_member < 0.6
