@@ -57,3 +57,25 @@ def test_exporting_a_matrix_run_needs_an_ensemble_name(compare_run, registry, ca
     assert "error[E712]" in err and "--ensemble mean" in err and "Traceback" not in err
     assert run_cli(["export", str(compare_run), "--ensemble", "meen"]) == 2
     assert 'did you mean "mean"?' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_when_the_graphs_do_not_compose_both_parts_are_written_and_checked(compare_run, registry, monkeypatch, capsys):
+    import onnx
+
+    def refuse(*args, **kwargs):
+        raise ValueError("opset mismatch")
+
+    monkeypatch.setattr(onnx.compose, "merge_models", refuse)
+    assert run_cli(["export", str(compare_run), "--ensemble", "stacking", "--json", "--out", str(compare_run / "side")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["graph"] == "side by side"
+    assert [f.rsplit("/", 1)[-1] for f in report["files"]] == ["members.onnx", "meta.onnx"]
+    assert "do not compose" in report["notices"][-1] and report["ensemble_max_abs"] <= 1e-4
+    import onnxruntime as ort
+
+    members, meta = (ort.InferenceSession(f, providers=["CPUExecutionProvider"]) for f in report["files"])
+    xa, xb = _val_inputs(registry)
+    features = members.run(None, {"input_0": xa, "input_1": xb})[0]
+    probabilities = meta.run(None, {"features": features})[0]
+    assert features.shape == (len(xa), 8) and probabilities.shape == (len(xa), 2)
