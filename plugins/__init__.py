@@ -2,7 +2,7 @@
 
 Generic pieces are grouped by kind, one module each: ``models``, ``datasets``,
 ``losses``, ``metrics``, ``optimizers``, ``schedulers``, ``freeze`` (freeze
-strategies). Each seed system keeps its model, data and own pieces together under
+strategies), ``ensembles``, ``meta_learners``. Each seed system keeps its model, data and own pieces together under
 ``systems/<system>/``. Modules whose names start with an underscore hold the heavy code
 (torch networks and modules, generators) that a factory imports when it is called, so
 registering stays cheap. `stagedsl.registry.manager.BUILTIN_MODULES` lists the modules

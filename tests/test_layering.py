@@ -14,9 +14,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-ROOMS = ("base", "registry", "spec", "public", "plan", "engine", "export", "api", "cli")
-"""Bottom to top. `base` is what every room may use (errors, data, run_dir); `public` is the
-`stagedsl` package itself (its eager imports; the rest it loads lazily by name)."""
+ROOMS = ("base", "registry", "spec", "public", "plan", "engine", "export", "matrix_dir", "eval", "ensemble", "matrix", "api",
+         "cli")
+"""Bottom to top. `base` is what every room may use (errors, data, run_dir, extras); `public` is
+the `stagedsl` package itself (its eager imports; the rest it loads lazily by name). Above the
+engine sit the rooms that compose runs or read them: `matrix_dir` (`stagedsl.matrix.layout`,
+the matrix folder's layout: what the matrix writes and eval and the ensembles read, as run_dir
+is between the engine and the export), eval, ensemble, matrix."""
 
 
 def module_name(path: Path) -> str:
@@ -34,10 +38,12 @@ def room(module: str) -> str:
         return "plugins"
     if len(parts) == 1:
         return "public"
-    if parts[1] in ("errors", "data", "run_dir"):
+    if parts[1] in ("errors", "data", "run_dir", "extras"):
         return "base"
     if parts[1] == "__main__":
         return "cli"
+    if parts[1:3] == ["matrix", "layout"]:
+        return "matrix_dir"
     return parts[1]
 
 

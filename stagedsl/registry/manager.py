@@ -35,10 +35,13 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "stagedsl_plugins.optimizers",
     "stagedsl_plugins.schedulers",
     "stagedsl_plugins.freeze",
+    "stagedsl_plugins.ensembles",
+    "stagedsl_plugins.meta_learners",
     "stagedsl_plugins.systems.pde",
     "stagedsl_plugins.systems.ocec",
     "stagedsl_plugins.systems.metr",
     "stagedsl_plugins.systems.mesh",
+    "stagedsl_plugins.systems.compare",
 )
 """Modules of the built-in plugins, registered exactly like third-party ones."""
 
@@ -82,7 +85,8 @@ class Entry:
 
 SINGULAR = {
     "models": "model", "datasets": "dataset", "losses": "loss", "metrics": "metric", "optimizers": "optimizer",
-    "schedulers": "scheduler", "freeze_strategies": "freeze strategy", "ensembles": "ensemble", "exporters": "exporter",
+    "schedulers": "scheduler", "freeze_strategies": "freeze strategy", "ensembles": "ensemble", "meta_learners": "meta-learner",
+    "exporters": "exporter",
     "callbacks": "callback",
 }
 
@@ -172,7 +176,7 @@ class Registry:
         """Register one plugin object (a module or any object with hook implementations).
 
         A hook implementation that matches no hook (a misspelt ``register_model``) or takes
-        other arguments than its hook is an error naming the plugin (E103), as is any
+        other arguments than its hook is an error naming the plugin (E104), as is any
         registration the contract refuses (E100, E102); the registry is left as it was.
         """
         before = {kind: dict(entries) for kind, entries in self._entries.items()}
@@ -310,7 +314,7 @@ class Registry:
 
 _BUILD_ERRORS: dict[str, tuple[type[StagedError], dict[Optional[str], str]]] = {
     "plan": (PlanError, {None: "E025", "freeze_strategies": "E024"}),
-    "run": (RunError, {None: "E408", "losses": "E406", "metrics": "E407"}),
+    "run": (RunError, {None: "E408", "losses": "E406", "metrics": "E407", "ensembles": "E707", "meta_learners": "E707"}),
     "export": (PluginError, {None: "E503", "datasets": "E506"}),
 }
 """The error and code a factory's failure becomes, by phase and kind."""
@@ -345,11 +349,11 @@ def _signature(kind: str, name: str, plugin: str, factory: Callable[..., Any]) -
 
 
 def _hook_problem(plugin: str, exc: Exception) -> Problem:
-    """E103: a hook implementation pluggy refuses, with the hook it probably meant."""
+    """E104: a hook implementation pluggy refuses, with the hook it probably meant."""
     hooks = [f"register_{kind}" for kind in KINDS]
     found = [word for word in str(exc).replace("'", " ").replace('"', " ").split() if word.startswith("register")]
     hint = did_you_mean(found[0], hooks) if found else None
-    return Problem(code="E103", message=f"plugin `{plugin}` does not fit the hooks: {exc}",
+    return Problem(code="E104", message=f"plugin `{plugin}` does not fit the hooks: {exc}",
                    hint=hint or f"the hooks are {', '.join(hooks)}")
 
 

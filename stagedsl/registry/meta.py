@@ -121,6 +121,21 @@ class FreezeStrategyMeta(Meta):
     prefix: Optional[str] = attrs.field(default=None, validator=_prefix)
 
 
+def _kinds_by_argument(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    from stagedsl.registry.hookspecs import KINDS
+
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and v in KINDS for k, v in value.items()):
+        raise TypeError(f"`{attribute.name}` must map argument names to kinds of piece, found {value!r}")
+
+
+@attrs.frozen
+class EnsembleMeta(Meta):
+    """``pieces``: argument name -> kind of piece (``{"meta": "meta_learners"}``): the spec writes
+    the argument as a piece of that kind, and the factory receives ``make(task)`` building one."""
+
+    pieces: Mapping[str, str] = attrs.field(factory=dict, validator=_kinds_by_argument)
+
+
 META: dict[str, type[Meta]] = {
     "models": NoMeta,
     "datasets": DatasetMeta,
@@ -129,7 +144,8 @@ META: dict[str, type[Meta]] = {
     "optimizers": OptimizerMeta,
     "schedulers": SchedulerMeta,
     "freeze_strategies": FreezeStrategyMeta,
-    "ensembles": NoMeta,
+    "ensembles": EnsembleMeta,
+    "meta_learners": NoMeta,
     "exporters": NoMeta,
     "callbacks": NoMeta,
 }

@@ -168,7 +168,7 @@ def load_spec(
 def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: Optional[str],
             overrides: Iterable[str], registry: Optional[Registry]) -> Spec:
     """Layer, structure and check the document as selected; then check every other profile too."""
-    spec, problems = _layered_spec(document, sources, file, profile, overrides, registry)
+    spec, problems = _layered_spec(document, sources, file, profile, tuple(overrides), registry, matrix=True)
     seen = {(p.code, p.path, p.message) for p in problems}
     profiles = document.get("profile")
     if isinstance(profiles, dict):
@@ -181,8 +181,9 @@ def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: 
 
 
 def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, profile: Optional[str],
-                  overrides: Iterable[str], registry: Optional[Registry]) -> tuple[Optional[Spec], list[Problem]]:
-    """The spec with `profile` and `overrides` applied, or the problems that stop it."""
+                  overrides: tuple[str, ...], registry: Optional[Registry], *, matrix: bool = False) -> tuple[Optional[Spec], list[Problem]]:
+    """The spec with `profile` and `overrides` applied, or the problems that stop it (with `matrix`, the
+    `[matrix]` and its variants are checked too)."""
     source_map = SourceMap(sources, profile=profile, stage_names=_stage_names(document))
     try:
         layered = _apply_profile(dict(document), profile)
@@ -201,10 +202,13 @@ def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, pro
         spec = _structure_without(layered, rows)
         if spec is None:
             return None, [_problem(source_map, *row) for row in rows]
-    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=effective, profile=profile)
+    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=effective, profile=profile, overrides=overrides)
     tables = [path[:-1] for path, *_ in rows]
     checks = [row for row in check_spec(spec, registry) if not any(row[0][:len(t)] == t for t in tables)]
-    return (spec if not rows else None), [_problem(source_map, *row) for row in rows + checks]
+    problems = [_problem(source_map, *row) for row in rows + checks]
+    if matrix and not rows:
+        problems += _matrix_problems(spec, source_map, registry, problems)
+    return (spec if not rows else None), problems
 
 
 REPAIRABLE = ("E010", "E011", "E041")
@@ -243,3 +247,13 @@ def _profile_problems(document: dict, sources: list[tuple[str, str]], file: str,
         where = f"{problem.path} (profile `{profile}`)" if problem.path else f"profile `{profile}`"
         found.append(attrs.evolve(problem, path=where))
     return found
+
+
+def _matrix_problems(spec: Spec, source_map: SourceMap, registry: Optional[Registry], base: list[Problem]) -> list[Problem]:
+    """`[matrix]` / `[[ensemble]]` and every variant layered over the spec (`stagedsl.spec.matrix`)."""
+    from stagedsl.spec.matrix import check_matrix, variant_problems
+
+    problems = [_problem(source_map, *row) for row in check_matrix(spec, registry)]
+    if spec.matrix is not None and not problems:
+        problems += variant_problems(spec, registry, lambda *row: _problem(source_map, *row), base)
+    return problems

@@ -123,7 +123,7 @@ def test_a_misspelt_hook_is_an_error_naming_the_plugin(registry):
     with pytest.raises(PluginError) as caught:
         registry.add_plugin(_plugin(register_model=register_model), name="typo-plugin")
     problem = caught.value.problems[0]
-    assert problem.code == "E103" and "typo-plugin" in problem.message and "register_model" in problem.message
+    assert problem.code == "E104" and "typo-plugin" in problem.message and "register_model" in problem.message
     assert problem.hint == 'did you mean "register_models"?'
     assert "typo-plugin" not in registry.plugin_names()  # nothing of it stays
 
