@@ -113,7 +113,7 @@ def plan(
     _warnings(compiled)
 
 
-RUN_ARTIFACTS = ("plan.json", "spec.toml", "metrics.jsonl", "summary.json", "tb", "stages", "export")
+RUN_ARTIFACTS = ("plan.json", "spec.toml", "metrics.jsonl", "summary.json", "tb", "stages", "export", "report")
 """What a run writes into its directory; `--overwrite` removes exactly these."""
 
 
@@ -198,10 +198,10 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write t
 
 
 def _add_optional_commands() -> None:
-    """Commands whose modules are owned by later rooms (export, resume)."""
+    """Commands whose modules are owned by later rooms (export, resume, report)."""
     import importlib
 
-    for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands"):
+    for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands", "stagedsl.cli.report_commands"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
