@@ -79,7 +79,8 @@ def draw_comparison(a: RunData, b: RunData, out: Path, name: str = "compare.png"
     spans_a, spans_b = stage_spans(a), stage_spans(b)
     for i, panel in enumerate(panels):
         axes = grid[i // columns][i % columns]
-        for run, spans, label, color in ((a, spans_a, labels[0], colors[0]), (b, spans_b, labels[1], colors[1])):
+        # A is drawn wide and light under B: where the runs agree, A shows as a halo around B's line
+        for run, spans, color, halo in ((a, spans_a, colors[0], True), (b, spans_b, colors[1], False)):
             if panel == "loss":
                 curves = [("train/loss", TRAIN, "-", None, 1.1), ("val/loss", EVAL, "-", "o", 1.8)]
             elif panel == "lr":
@@ -90,9 +91,14 @@ def draw_comparison(a: RunData, b: RunData, out: Path, name: str = "compare.png"
                 points = [p for p in series(run, key, kind=kind) if is_finite(p.value)]
                 for span in spans:
                     part = within(points, span)
-                    if part:
-                        axes.plot([p.step for p in part], [p.value for p in part], color=color, linestyle=style,
-                                  marker=marker, markersize=3, linewidth=width, alpha=0.55 if key == "train/loss" else 1.0)
+                    if not part:
+                        continue
+                    xs, ys = [p.step for p in part], [p.value for p in part]
+                    if panel == "lr":  # the logged rate is the rate of its step: back to the log before it
+                        xs, ys = [span.start] + xs, [ys[0]] + ys
+                    axes.plot(xs, ys, color=color, linestyle=style, marker=marker, markersize=5 if halo else 3,
+                              linewidth=width + 2.2 if halo else width, drawstyle="steps-pre" if panel == "lr" else "default",
+                              alpha=(0.35 if halo else 0.6) if key == "train/loss" else (0.45 if halo else 1.0))
         if panel == "lr":
             axes.set_yscale("log")
         elif panel == "loss":
@@ -110,26 +116,27 @@ def draw_comparison(a: RunData, b: RunData, out: Path, name: str = "compare.png"
         axes.tick_params(labelsize=8)
     for j in range(len(panels), rows * columns):
         grid[j // columns][j % columns].set_visible(False)
-    _legend(figure_, labels, colors, several_groups=len(lrs) > 1)
-    figure_.tight_layout(rect=(0, 0.045 if rows > 1 else 0.09, 1, 1))
+    draw.legend_below(figure_, *_legend(labels, colors, several_groups=len(lrs) > 1), room=0.045 if rows > 1 else 0.09)
     draw.save(figure_, out / name)
-    caption = (f"{labels[0]} in blue, {labels[1]} in red, on the same step axis; shaded bands and names are A's stages "
-               "(dotted red lines: where B's stages start when they differ). In the LR panel the default group is solid, "
-               "other groups dashed.")
+    caption = (f"{labels[0]} in blue (wide and light, under B: where the runs agree it is a blue halo around the red line), "
+               f"{labels[1]} in red, on the same step axis; shaded bands and names are A's stages (dotted red lines: where B's "
+               "stages start when they differ).")
+    if len(lrs) > 1:
+        caption += " In the LR panel the default group is solid, the other groups dashed."
     return Figure(name, "A and B on one figure", caption)
 
 
-def _legend(figure_: Any, labels: tuple[str, str], colors: tuple[str, str], *, several_groups: bool) -> None:
+def _legend(labels: tuple[str, str], colors: tuple[str, str], *, several_groups: bool) -> tuple[list, list]:
     """One legend for every panel: which colour is which run, which line is which curve."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=colors[0], linewidth=2), Line2D([], [], color=colors[1], linewidth=2),
+    handles = [Line2D([], [], color=colors[0], linewidth=4.2, alpha=0.45), Line2D([], [], color=colors[1], linewidth=2),
                Line2D([], [], color="#777777", linewidth=1.1, alpha=0.6), Line2D([], [], color="#777777", marker="o", markersize=3)]
     texts = [labels[0], labels[1], "train/loss", "validation (each evaluation)"]
     if several_groups:
         handles.append(Line2D([], [], color="#777777", linestyle="--"))
         texts.append("LR of the other groups")
-    figure_.legend(handles, texts, loc="lower center", ncol=len(texts), fontsize=8.5, frameon=False)
+    return handles, texts
 
 
 def _runs_section(a: RunView, b: RunView, labels: tuple[str, str]) -> Section:

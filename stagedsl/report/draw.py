@@ -91,6 +91,20 @@ def wants_log(values: Sequence[float], ratio: float = 30.0) -> bool:
     return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > ratio
 
 
+def label_axes(axes: Any, title: str, ylabel: str, *, log: bool, xlabel: str = "step") -> None:
+    """Axis labels (the y one saying when it is logarithmic), a light grid and a left-aligned title."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel + (" (log scale)" if log else ""))
+    axes.grid(True, alpha=0.25)
+    axes.set_title(title, loc="left", fontsize=11)
+
+
+def legend_below(figure: Any, handles: list, texts: list, *, room: float = 0.08, columns: int = 7) -> None:
+    """One legend in a row under the plot (it never hides a curve), then the layout."""
+    figure.legend(handles, texts, loc="lower center", ncol=max(1, min(columns, len(texts))), fontsize=8.5, frameon=False)
+    figure.tight_layout(rect=(0, room, 1, 1))
+
+
 def value_note(axes: Any, x: float, y: float, color: str) -> None:
     """Write `y` (an LR as a stage starts) just above the point, in the line's colour."""
     axes.annotate(f"{y:.2g}", (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7.5, color=color)

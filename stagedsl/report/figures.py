@@ -117,18 +117,14 @@ def draw_loss(timeline: Timeline, out_dir: Path, name: str = "loss.png") -> Opti
     _handoff_arrows(axes, timeline.handoffs, (bands[-1][2] - bands[0][1]) if bands else 1.0)
     _hint_marks(axes, timeline.hints, {"loss_rising": train, "nonfinite": train, "overfitting": val, "still_improving": val})
     draw.stage_bands(axes, timeline.bands(), extra=_loss_notes(run))
-    axes.set_xlabel("step (optimizer steps over the whole plan)")
-    axes.set_ylabel("loss" + (" (log scale)" if log else ""))
-    axes.grid(True, alpha=0.25)
-    axes.set_title(f"{run.name}: loss over the plan", loc="left", fontsize=11)
+    draw.label_axes(axes, f"{run.name}: loss over the plan", "loss", log=log, xlabel="step (optimizer steps over the whole plan)")
     handles, texts = axes.get_legend_handles_labels()
     if any(h.stage for h in timeline.handoffs):
         from matplotlib.lines import Line2D
 
         handles.append(Line2D([], [], color=draw.HANDOFF_COLOR, linewidth=1.2))
         texts.append("init: the checkpoint a stage started from")
-    figure.legend(handles, texts, loc="lower center", ncol=min(7, len(texts)), fontsize=8.5, frameon=False)
-    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    draw.legend_below(figure, handles, texts, room=0.07)
     draw.save(figure, out_dir / name)
     parts = ["Training loss (blue) and validation loss (orange) over every stage"
              + ("; dashed lines are stage boundaries" if len(timeline.spans) > 1 else ""),
@@ -333,13 +329,8 @@ def draw_lr(timeline: Timeline, out_dir: Path, name: str = "lr.png") -> Optional
     draw.headroom(axes, 0.25, log=positive)
     draw.stage_bands(axes, timeline.bands())
     _hint_marks(axes, timeline.hints, {"lr_collapsed": [p for g in groups for p in series(run, g, kind=TRAIN)]})
-    axes.set_xlabel("step")
-    axes.set_ylabel("learning rate" + (" (log scale)" if positive else ""))
-    axes.grid(True, alpha=0.25)
-    axes.set_title(f"{run.name}: learning rate of every parameter group", loc="left", fontsize=11)
-    handles, texts = axes.get_legend_handles_labels()
-    figure.legend(handles, texts, loc="lower center", ncol=min(6, len(texts)), fontsize=8.5, frameon=False)
-    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    draw.label_axes(axes, f"{run.name}: learning rate of every parameter group", "learning rate", log=positive)
+    draw.legend_below(figure, *axes.get_legend_handles_labels())
     draw.save(figure, out_dir / name)
     caption = ("The learning rate each optimizer group trained with, as logged every `log_every` steps (dots; a change "
                "between two logs shows at the later one), one colour per group across stages; a group absent from a stage is "

@@ -32,15 +32,19 @@ code { font: 12.5px ui-monospace, "DejaVu Sans Mono", monospace; background: #f4
 figure { margin: 10px 0 18px; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: 12.5px; color: #333; margin-top: 4px; max-width: 1100px; }
-.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12.5px; font-weight: 600; border: 1px solid; }
+.badge { display: inline-block; white-space: nowrap; padding: 1px 8px; border-radius: 10px; font-size: 12.5px; font-weight: 600; border: 1px solid; }
 .ok { color: #1d6b2a; border-color: #1d6b2a; } .bad { color: #a31515; border-color: #a31515; }
 .warn { color: #8a5a00; border-color: #8a5a00; } .muted { color: #666; }
 ol.hints li, ul.hints li { margin-bottom: 6px; } li.warning::marker { color: #a31515; font-weight: 600; }
 .passed { color: #1d6b2a; font-weight: 600; } .failed { color: #a31515; font-weight: 600; }
 .note { color: #555; font-size: 13px; }
+@page { margin: 12mm; }
 @media print {
   nav { display: none; }
-  body { max-width: none; padding: 0; font-size: 11pt; }
+  body { max-width: none; padding: 0; font-size: 10pt; }
+  table { font-size: 7.5pt; width: 100%; } th, td { padding: 2px 3px; overflow-wrap: break-word; }
+  .badge { font-size: 7pt; padding: 0 4px; }
+  code { font-size: 7pt; background: none; padding: 0; } table.facts th { width: 25%; }
   h2 { break-after: avoid; }
   figure, tr, li { break-inside: avoid; }
   a { color: inherit; text-decoration: none; }
