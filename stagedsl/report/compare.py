@@ -22,6 +22,8 @@ from stagedsl.report.rundata import REPORT_DIR, RunData, is_finite, read_run
 from stagedsl.report.sections import RunView, duration, status_badge, value
 from stagedsl.report.timeline import EVAL, TRAIN, logged_names, series, stage_spans, validation_metrics, within
 
+HALO_ALPHA = 0.45
+"""How opaque A's wide line under B is (where the two runs agree it shows as a halo)."""
 IGNORED = ("warnings", "spec_file", "format", "run.out", "hash")
 """Keys that do not change what a run does (where it wrote, the lints, the file it came from)."""
 
@@ -98,7 +100,7 @@ def draw_comparison(a: RunData, b: RunData, out: Path, name: str = "compare.png"
                         xs, ys = [span.start] + xs, [ys[0]] + ys
                     axes.plot(xs, ys, color=color, linestyle=style, marker=marker, markersize=5 if halo else 3,
                               linewidth=width + 2.2 if halo else width, drawstyle="steps-pre" if panel == "lr" else "default",
-                              alpha=(0.35 if halo else 0.6) if key == "train/loss" else (0.45 if halo else 1.0))
+                              alpha=(0.35 if halo else 0.6) if key == "train/loss" else (HALO_ALPHA if halo else 1.0))
         if panel == "lr":
             axes.set_yscale("log")
         elif panel == "loss":
@@ -130,7 +132,7 @@ def _legend(labels: tuple[str, str], colors: tuple[str, str], *, several_groups:
     """One legend for every panel: which colour is which run, which line is which curve."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=colors[0], linewidth=4.2, alpha=0.45), Line2D([], [], color=colors[1], linewidth=2),
+    handles = [Line2D([], [], color=colors[0], linewidth=4.2, alpha=HALO_ALPHA), Line2D([], [], color=colors[1], linewidth=2),
                Line2D([], [], color="#777777", linewidth=1.1, alpha=0.6), Line2D([], [], color="#777777", marker="o", markersize=3)]
     texts = [labels[0], labels[1], "train/loss", "validation (each evaluation)"]
     if several_groups:

@@ -6,12 +6,18 @@ import re
 from pathlib import Path
 
 from stagedsl.cli.app import compile_spec, run_cli
-from stagedsl.report.compare import plan_differences
+from stagedsl.report.compare import HALO_ALPHA, plan_differences
 from stagedsl.report.draw import PALETTE
 
 from .conftest import assert_not_blank, pixels_near
 
 PDE = Path(__file__).resolve().parents[2] / "specs" / "pde.toml"
+
+
+def _halo(color: str, alpha: float = HALO_ALPHA) -> str:
+    """`color` drawn at `alpha` over white."""
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(255 - alpha * (255 - c)):02x}" for c in rgb)
 
 
 def test_plan_differences_read_like_set_paths(registry):
@@ -46,7 +52,9 @@ def test_two_runs_side_by_side(gated_run, plain_run, tmp_path, capsys):
     figure = out / "compare.png"
     assert re.findall(r'<img src="([^"]+)"', html) == ["compare.png"]
     assert_not_blank(figure)
-    assert pixels_near(figure, PALETTE[0], 25) > 200 and pixels_near(figure, PALETTE[1], 25) > 200  # A blue, B red
+    # B in red; A in blue, drawn light and wide beneath B (a halo where the runs agree)
+    assert pixels_near(figure, PALETTE[1], 25) > 200
+    assert pixels_near(figure, _halo(PALETTE[0]), 12) > 200
 
 
 def test_the_default_out_of_a_comparison_is_inside_a(gated_run, plain_run, tmp_path):
