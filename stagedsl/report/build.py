@@ -1,8 +1,12 @@
 """`write_report`: a run directory in, ``report/index.html`` and its PNG figures out.
 
-The page is assembled from sections (`stagedsl.report.sections`); a run directory that
-holds more than one run (a matrix's members, a search's trials) adds its own sections
-after the run's — each is a function over plain data read from the run directory.
+The page is a list of sections (`stagedsl.report.sections`), each a function over plain
+data read from the run directory. A directory that holds more runs adds sections, not
+rework: a matrix's members (``members/<name>/`` are run directories) each get
+``view_run(read_run(member), out, prefix=f"members/{name}/", anchor=f"{name}-")`` and
+`run_sections` of that view (headings one level down), after a comparison section over
+``summary.json``'s ``members`` and ``ensembles`` tables; a search's ``trials/<n>/`` the same,
+after sections drawn from its study.
 """
 
 from __future__ import annotations
