@@ -23,6 +23,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 URL = re.compile(r"""(?:https?|wss?|ftp)://""", re.I)
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The browser; requested first, so that without one nothing is run for nothing."""
+    return require_chromium()
+
+
 def _chromium(page: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
     profile = work / f"profile-{len(list(work.glob('profile-*')))}"
     command = [require_chromium(), *FLAGS, f"--user-data-dir={profile}", *extra, page.resolve().as_uri()]
@@ -47,7 +53,7 @@ def page_requests(net_log: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def rendered(gated_report, tmp_path_factory) -> dict:
+def rendered(chromium, gated_report, tmp_path_factory) -> dict:
     """The page rendered by Chromium once: the DOM it built, its net log, a 1280x2000 screenshot."""
     work = tmp_path_factory.mktemp("chromium")
     page = gated_report / "index.html"
@@ -128,7 +134,7 @@ def test_the_page_makes_no_network_request(rendered, gated_report):
     assert page_requests(rendered["net_log"]) == []
 
 
-def test_the_net_log_check_sees_a_page_request(tmp_path):
+def test_the_net_log_check_sees_a_page_request(chromium, tmp_path):
     """The check above can fail: a page with one remote image shows up in the net log."""
     page = tmp_path / "remote.html"
     page.write_text('<!DOCTYPE html><html><body><img src="https://stagedsl-report-test.invalid/x.png"></body></html>')
