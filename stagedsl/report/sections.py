@@ -149,8 +149,8 @@ def _early_stop(stage: StagePlan, record: dict) -> str:
         return "—"
     if record.get("early_stopped"):
         return f"stopped after {record.get('steps')} steps"
-    return f"not triggered (patience {stage.early_stop.patience})" if record.get("status") not in (None, "pending", "not_run") else \
-        f"patience {stage.early_stop.patience}"
+    ran = record.get("status") not in (None, "pending", "not_run", "skipped")
+    return f"{'not triggered ' if ran else ''}(patience {stage.early_stop.patience})"
 
 
 def _gate(record: dict) -> str:

@@ -79,8 +79,9 @@ def test_the_timeline_places_stages_retries_bests_and_handoffs_on_one_axis(gated
                      ("finetune", "transformer", transformer_best, 40), ("finetune", "transformer", transformer_best, 60)]
 
 
-def test_the_lr_figure_draws_every_group(tmp_path):
-    """ocec's third stage trains the backbone at lr x 0.05 in its own group: the LR figure shows it in its colour."""
+def test_the_ocec_report_draws_every_group_and_its_early_stop(tmp_path):
+    """ocec's third stage trains the backbone at lr x 0.05 in its own group: the LR figure shows it in its colour;
+    the same stage has early stopping (not triggered in a few steps), the one before it a gate."""
     run_dir = tmp_path / "ocec"
     spec = Path(__file__).resolve().parents[2] / "specs" / "ocec.toml"
     assert run_cli(["run", str(spec), "--profile", "tiny", "--out", str(run_dir), "--set", "stage.pretrain.epochs=0.5",
@@ -90,6 +91,10 @@ def test_the_lr_figure_draws_every_group(tmp_path):
     lr = run_dir / "report" / "lr.png"
     assert_not_blank(lr)
     assert pixels_near(lr, PALETTE[1], tolerance=25) > 100  # group backbone (second group, second colour)
+    html = report.index.read_text()
+    stages = _section(html, "stages")
+    assert "default 0.0001, backbone 5e-06" in stages and "not triggered (patience 5)" in stages
+    assert "val/f1 &gt;= 0" in _section(html, "gates") and "✓ passed" in _section(html, "gates")
 
 
 def test_a_run_that_has_not_finished_a_stage_still_renders(tmp_path, gated_run):
