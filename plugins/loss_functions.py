@@ -27,20 +27,24 @@ class FocalLoss(nn.Module):
 
     `alpha` None weighs nothing; a float scales every sample (as most multi-class focal
     implementations do); a list gives one weight per class. With ``gamma = 0`` and
-    ``alpha = None`` this is cross-entropy.
+    ``alpha = None`` this is cross-entropy. `label_smoothing` smooths the cross-entropy
+    term as `F.cross_entropy` does; the focusing factor uses the unsmoothed ``p_t``.
     """
 
-    def __init__(self, gamma: float = 2.0, alpha: float | Sequence[float] | None = 0.25):
+    def __init__(self, gamma: float = 2.0, alpha: float | Sequence[float] | None = 0.25, label_smoothing: float = 0.0):
         super().__init__()
         self.gamma = gamma
+        self.label_smoothing = label_smoothing
         self.scalar_alpha = float(alpha) if isinstance(alpha, (int, float)) else None
         per_class = None if alpha is None or self.scalar_alpha is not None else torch.tensor(alpha, dtype=torch.float32)
         self.register_buffer("class_alpha", per_class)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean focal loss over samples (and any extra dimensions)."""
-        nll = F.cross_entropy(logits.float(), target, reduction="none")
-        loss = (1.0 - torch.exp(-nll)).pow(self.gamma) * nll if self.gamma else nll
+        logits = logits.float()
+        nll = F.cross_entropy(logits, target, reduction="none")
+        ce = F.cross_entropy(logits, target, reduction="none", label_smoothing=self.label_smoothing) if self.label_smoothing else nll
+        loss = (1.0 - torch.exp(-nll)).pow(self.gamma) * ce if self.gamma else ce
         if self.class_alpha is not None:
             loss = loss * self.class_alpha[target]
         elif self.scalar_alpha is not None:

@@ -48,11 +48,13 @@ def bce_with_logits(pos_weight: float | list[float] | None = None):
     return BCEWithLogits(None if pos_weight is None else [pos_weight] if isinstance(pos_weight, (int, float)) else pos_weight)
 
 
-def focal(gamma: float = 2.0, alpha: float | list[float] | None = 0.25):
-    """Multi-class focal loss on logits; alpha a scale, per-class weights or None (gamma=0, alpha=None is CE)."""
+def focal(gamma: float = 2.0, alpha: float | list[float] | None = 0.25, label_smoothing: float = 0.0):
+    """Multi-class focal loss on logits; alpha a scale, per-class weights or None; optional label smoothing (gamma=0, alpha=None is CE)."""
     from stagedsl_plugins.loss_functions import FocalLoss
 
-    return FocalLoss(gamma, alpha)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), found {label_smoothing}")
+    return FocalLoss(gamma, alpha, label_smoothing)
 
 
 def cosface(margin: float = 0.35, scale: float = 16.0, label_smoothing: float = 0.0):

@@ -40,6 +40,12 @@ _LAZY = {
     "load_package": "stagedsl.export.package",
     "export_run": "stagedsl.export.runner",
     "evaluate_gate": "stagedsl.spec.gates",
+    "EnsembleTask": "stagedsl.ensemble.task",
+    "import_optional": "stagedsl.extras",
+    "run_matrix": "stagedsl.matrix.runner",
+    "resume_matrix": "stagedsl.matrix.runner",
+    "build_ensembles": "stagedsl.ensemble.build",
+    "evaluate_run": "stagedsl.eval.runs",
 }
 
 

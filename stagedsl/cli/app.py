@@ -54,21 +54,34 @@ def validate(spec: Path = SpecArg, profile: Optional[str] = ProfileOpt, set_: Op
     from stagedsl.spec.loader import load_spec
 
     loaded = load_spec(spec, profile=profile, overrides=set_ or (), registry=_registry())
+    members = _member_names(loaded)
     if json_:
-        typer.echo(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages]}))
+        extra = {"members": members, "ensembles": [e.name for e in loaded.ensembles]} if loaded.matrix is not None else {}
+        typer.echo(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages], **extra}))
     else:
         count = len(loaded.stages)
-        typer.echo(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)})")
+        matrix = f"; matrix of {len(members)} members, {len(loaded.ensembles)} ensembles" if loaded.matrix is not None else ""
+        typer.echo(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)}{matrix})")
 
 
-def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
-    """Load and compile a spec with the process registry."""
-    from stagedsl.plan.compile import compile_plan
+def _member_names(loaded) -> list[str]:
+    from stagedsl.spec.matrix import member_names
+
+    return member_names(loaded)
+
+
+def _load(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
     from stagedsl.spec.loader import load_spec
 
-    registry = _registry()
-    loaded = load_spec(spec, profile=profile, overrides=overrides or (), registry=registry)
-    return loaded, compile_plan(loaded, registry)
+    return load_spec(spec, profile=profile, overrides=overrides or (), registry=_registry())
+
+
+def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]], *, loaded=None):
+    """Load (unless `loaded` is given) and compile a spec with the process registry."""
+    from stagedsl.plan.compile import compile_plan
+
+    loaded = loaded if loaded is not None else _load(spec, profile, overrides)
+    return loaded, compile_plan(loaded, _registry())
 
 
 def effective_spec_text(loaded) -> str:
@@ -94,11 +107,16 @@ def plan(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file."),
     chart: bool = typer.Option(True, "--chart/--no-chart", help="Show the LR curve in the terminal."),
 ) -> None:
-    """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates."""
+    """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates (every member of a matrix)."""
     from stagedsl.plan.render import render_plan
     from stagedsl.plan.schedule import ascii_chart, plan_lr_curve
 
-    _, compiled = compile_spec(spec, profile, set_)
+    loaded = _load(spec, profile, set_)
+    if loaded.matrix is not None:
+        from stagedsl.cli.matrix_commands import plan_matrix_spec
+
+        return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot)
+    _, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     if json_:
         typer.echo(compiled.to_json())
         _warnings(compiled)
@@ -145,11 +163,23 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").'),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (default the spec's `matrix.jobs`)."),
+    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable)."),
 ) -> None:
-    """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has [export]."""
+    """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has [export].
+    A matrix spec trains every member, then builds its ensembles."""
     from stagedsl.engine.runner import run_plan
 
-    loaded, compiled = compile_spec(spec, profile, set_)
+    loaded = _load(spec, profile, set_)
+    if loaded.matrix is not None:
+        from stagedsl.cli.matrix_commands import run_matrix_spec
+
+        return run_matrix_spec(loaded, out=out, jobs=jobs, members=member, device=device, overwrite=overwrite,
+                               from_stage=from_stage, spec_text=effective_spec_text(loaded))
+    from stagedsl.cli.matrix_commands import refuse_matrix_options
+
+    refuse_matrix_options(jobs=jobs, member=member)
+    loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     _warnings(compiled)
     run_dir = Path(out if out is not None else compiled.run.out)
     _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
@@ -198,10 +228,11 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write t
 
 
 def _add_optional_commands() -> None:
-    """Commands whose modules are owned by later rooms (export, resume, report)."""
+    """Commands whose modules are owned by later rooms (export, resume, ensemble, eval, report)."""
     import importlib
 
-    for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands", "stagedsl.cli.report_commands"):
+    for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands", "stagedsl.cli.matrix_commands",
+                        "stagedsl.cli.eval_commands", "stagedsl.cli.report_commands"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -29,20 +29,33 @@ def export(
     format_: Optional[str] = typer.Option(None, "--format", "-f", help="Comma-separated formats: onnx,onnx-fp16,package (default: the spec's [export] formats, else all three)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Destination folder (default: RUN_DIR/export)."),
     json_: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ensemble: Optional[str] = typer.Option(None, "--ensemble", "-e", help="Export this ensemble of a matrix run as one ONNX graph, verified against PyTorch and the fitted ensemble."),
 ) -> None:
-    """Export a run's checkpoint to ONNX, FP16 ONNX and a model package, each verified against PyTorch."""
+    """Export a run's checkpoint to ONNX, FP16 ONNX and a model package, each verified against PyTorch (or a matrix run's ensemble)."""
     from stagedsl.export.runner import export_run
+    from stagedsl.matrix.layout import MatrixDir
+
+    if ensemble is not None or MatrixDir.holds_matrix(run_dir):
+        from stagedsl.cli.matrix_export import export_ensemble_command
+
+        return export_ensemble_command(run_dir, ensemble, out=out, json_=json_)
 
     formats = [f.strip() for f in format_.split(",") if f.strip()] if format_ else None
+    report = echo_report(lambda: export_run(run_dir, stage=stage, which=which, formats=formats, out=out), render_report, json_)
+    typer.echo(f"exported stage `{report.stage}` ({report.which}) in {report.seconds:.1f}s to {report.out}", err=True)
+
+
+def echo_report(export: Callable[[], Any], render: Callable[[Any], str], json_: bool) -> Any:
+    """Run `export` and print its report (JSON or `render`ed), also when it fails with one."""
     try:
-        report = export_run(run_dir, stage=stage, which=which, formats=formats, out=out)
+        report = export()
     except ExportError as exc:
         report = getattr(exc, "report", None)
         if report is not None:
-            typer.echo(report.to_json() if json_ else render_report(report))
+            typer.echo(report.to_json() if json_ else render(report))
         raise
-    typer.echo(report.to_json() if json_ else render_report(report))
-    typer.echo(f"exported stage `{report.stage}` ({report.which}) in {report.seconds:.1f}s to {report.out}", err=True)
+    typer.echo(report.to_json() if json_ else render(report))
+    return report
 
 
 def _figure(value: Optional[float]) -> str:

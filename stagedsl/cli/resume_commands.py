@@ -27,8 +27,17 @@ def resume(
     force: bool = typer.Option(False, "--force", help="Accept --set changes to finished stages, the model or the data "
                                                       "(recorded as forced)."),
     device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").'),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process."),
+    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: finish only the members matching this glob (repeatable)."),
 ) -> None:
-    """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes)."""
+    """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes).
+    A matrix run finishes its unfinished members and builds its ensembles again."""
+    from stagedsl.cli.matrix_commands import refuse_matrix_options, resume_matrix_dir
+    from stagedsl.matrix.layout import MatrixDir
+
+    if MatrixDir.holds_matrix(run_dir):
+        return resume_matrix_dir(run_dir, jobs=jobs, members=member, device=device, overrides=set_, force=force)
+    refuse_matrix_options(jobs=jobs, member=member)
     from stagedsl.engine.resume import resume_run
     from stagedsl.plan.model import Plan
     from stagedsl.registry import get_registry

@@ -132,12 +132,49 @@ def register_freeze_strategies(register):
 
 @hookspec
 def register_ensembles(register):
-    """Register ensemble builders (averaging, stacking with a meta-learner).
+    """Register ensembles: ways to combine the predictions of a matrix's members.
+
+    Receives: ``register(name, factory, pieces=None)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(**args) -> ensemble``, with the arguments of the spec's
+    ``[[ensemble]]`` table (its keys ``name``, ``use``, ``members`` and ``folds`` are
+    stagedsl's). ``pieces`` maps an argument to a kind of piece: the spec writes it as a
+    piece (``meta = { use = "lightgbm", num_leaves = 15 }``), checked like every piece, and
+    the factory receives ``make(task) -> object`` that builds a fresh one of it.
+    The ensemble object has:
+
+    - ``fit(outputs, target, task)``: ``outputs`` float64 ``[members, samples, width]``
+      (class probabilities for classification; the model's outputs, flattened per sample,
+      for regression), ``target`` ``[samples]`` int labels or ``[samples, width]`` floats,
+      ``task`` a `stagedsl.EnsembleTask` (kind, classes, seed). stagedsl cross-fits it over
+      k folds of the validation split (its out-of-fold predictions are its scores), then
+      fits it once more on the whole split;
+    - ``predict(outputs) -> [samples, width]``: combined probabilities or values;
+    - ``needs_fit`` (optional, default True): False when the fit learns nothing from the
+      data (``mean``, given weights): its scores then need no cross-fitting;
+    - ``weights`` (optional, after fit): ``[members]`` when the ensemble is a weighted
+      average of its members' outputs; such an ensemble exports as one ONNX graph;
+    - ``to_onnx(opset, width)`` (optional, after fit): an ``onnx.ModelProto`` from input
+      ``features`` ``[samples, members * width]`` (member-major) to the combined output;
+      `staged export --ensemble` composes it after the members' graph;
+    - ``describe() -> dict`` (optional, after fit): JSON-safe facts (weights, selection).
+
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_meta_learners(register):
+    """Register meta-learners: the models a stacking ensemble fits on its members' outputs.
 
     Receives: ``register(name, factory)``.
     Called: once per plugin when the registry loads.
-    Factory: ``factory(**args) -> object`` with ``fit(member_predictions, targets)`` and
-    ``predict(member_predictions)``.
+    Factory: ``factory(task, **args) -> estimator`` with scikit-learn's interface:
+    ``fit(features, target)`` and ``predict_proba(features)`` for classification,
+    ``predict(features)`` for regression. ``task`` (a `stagedsl.EnsembleTask`) is supplied
+    by stagedsl; the spec writes the other arguments
+    (``meta = { use = "lightgbm", num_leaves = 15 }``). A factory seeds the estimator from
+    ``task.seed`` so a refit gives the same model.
     Returns: nothing.
     """
 
@@ -176,6 +213,7 @@ KINDS: tuple[str, ...] = (
     "schedulers",
     "freeze_strategies",
     "ensembles",
+    "meta_learners",
     "exporters",
     "callbacks",
 )

@@ -38,6 +38,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "stagedsl_plugins.freeze",
     "stagedsl_plugins.callbacks",
     "stagedsl_plugins.mesh",
+    "stagedsl_plugins.ensembles",
+    "stagedsl_plugins.meta_learners",
+    "stagedsl_plugins.systems.compare",
 )
 """Modules of the built-in plugins, registered exactly like third-party ones."""
 
@@ -80,7 +83,8 @@ class Entry:
 
 SINGULAR = {
     "models": "model", "datasets": "dataset", "losses": "loss", "metrics": "metric", "optimizers": "optimizer",
-    "schedulers": "scheduler", "freeze_strategies": "freeze strategy", "ensembles": "ensemble", "exporters": "exporter",
+    "schedulers": "scheduler", "freeze_strategies": "freeze strategy", "ensembles": "ensemble", "meta_learners": "meta-learner",
+    "exporters": "exporter",
     "callbacks": "callback",
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from stagedsl.errors import Problem, UsageError
+from stagedsl.extras import import_optional
 
 WIDTH = 11.0  # inches; at DPI this is the page's figure width
 DPI = 110
@@ -24,16 +24,10 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 
 def pyplot(purpose: str, extra: str) -> Any:
-    """``matplotlib.pyplot`` on the Agg backend; a `UsageError` (E090) naming `extra` when missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UsageError([Problem(code="E090", message=f"{purpose} needs matplotlib: pip install 'stagedsl[{extra}]'",
-                                  hint=f"matplotlib comes with the `{extra}` extra (and with `dev`)")]) from None
-    return plt
+    """``matplotlib.pyplot`` on the Agg backend; a `PluginError` (E103) naming ``stagedsl[extra]`` when missing."""
+    matplotlib = import_optional("matplotlib", extra=extra, purpose=purpose)
+    matplotlib.use("Agg")
+    return import_optional("matplotlib.pyplot", extra=extra, purpose=purpose)
 
 
 def colors_for(names: Iterable[str]) -> dict[str, str]:

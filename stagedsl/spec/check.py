@@ -24,6 +24,7 @@ INJECTED = {
     "optimizers": ("param_groups", "lr"),
     "schedulers": ("optimizer", "total_steps"),
     "freeze_strategies": ("names",),
+    "meta_learners": ("task",),
 }
 """Factory parameters the engine supplies itself; a spec does not write them."""
 

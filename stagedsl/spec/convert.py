@@ -21,10 +21,12 @@ from stagedsl.spec.durations import DurationError, parse_duration
 from stagedsl.spec.locate import PathPart
 from stagedsl.spec.model import (
     DATA_LOADER_KEYS,
+    ENSEMBLE_KEYS,
     LOADER_FIELDS,
     CheckpointSpec,
     DataSection,
     EarlyStopSpec,
+    EnsembleSpec,
     EvalSpec,
     ExportSpec,
     GateSpec,
@@ -32,6 +34,7 @@ from stagedsl.spec.model import (
     InitSpec,
     LossSpec,
     LossTermSpec,
+    MatrixSpec,
     Piece,
     RunSection,
     Spec,
@@ -189,6 +192,15 @@ def _data(value: Any, _: Any) -> DataSection:
     return attrs.evolve(structured, args=args)
 
 
+def _ensemble(value: Any, _: Any) -> EnsembleSpec:
+    """`[[ensemble]]`: its own keys, and every other key an argument of the ensemble factory."""
+    if not isinstance(value, dict):
+        raise KeyProblem(f"expected a table, found {_shown(value)}")
+    own = {k: value[k] for k in ENSEMBLE_KEYS if k in value}
+    structured = _base_converter.structure(own, EnsembleSpec)
+    return attrs.evolve(structured, args={k: v for k, v in value.items() if k not in ENSEMBLE_KEYS})
+
+
 def _hint(word: str, choices: list[str]) -> Optional[str]:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
     return f'did you mean "{close[0]}"?' if close else None
@@ -239,14 +251,16 @@ def _make_converter() -> cattrs.Converter:
 _base_converter = _make_converter()
 converter = _make_converter()
 converter.register_structure_hook(DataSection, _data)
+converter.register_structure_hook(EnsembleSpec, _ensemble)
 converter.register_structure_hook(
     Spec,
     make_dict_structure_fn(
-        Spec, converter, _cattrs_forbid_extra_keys=True, stages=override(rename="stage"), **{name: override(omit=True) for name in LOADER_FIELDS}
+        Spec, converter, _cattrs_forbid_extra_keys=True, stages=override(rename="stage"), ensembles=override(rename="ensemble"),
+        **{name: override(omit=True) for name in LOADER_FIELDS}
     ),
 )
 
-_RENAMED = {Spec: {"stages": "stage"}}
+_RENAMED = {Spec: {"stages": "stage", "ensembles": "ensemble"}}
 _LAYER_KEYS = ("defaults", "profile", "extends")
 """Top-level keys the loader consumes before structuring (valid, so offered as did-you-means)."""
 _OMITTED = {Spec: set(LOADER_FIELDS)}
@@ -295,6 +309,6 @@ def structure_spec(data: dict) -> Spec:
 
 
 __all__ = [
-    "CheckpointSpec", "EarlyStopSpec", "EvalSpec", "ExportSpec", "GateSpec", "GroupSpec", "InitSpec", "KeyProblem",
-    "RunSection", "StageSpec", "converter", "flatten_errors", "key_names", "structure_loss", "structure_piece", "structure_spec",
+    "CheckpointSpec", "EarlyStopSpec", "EnsembleSpec", "EvalSpec", "ExportSpec", "GateSpec", "GroupSpec", "InitSpec", "KeyProblem",
+    "MatrixSpec", "RunSection", "StageSpec", "converter", "flatten_errors", "key_names", "structure_loss", "structure_piece", "structure_spec",
 ]

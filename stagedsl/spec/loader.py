@@ -164,6 +164,7 @@ def load_spec(
 
 def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: Optional[str],
             overrides: Iterable[str], registry: Optional[Registry]) -> Spec:
+    overrides = tuple(overrides)
     source_map = SourceMap(sources, profile=profile, stage_names=_stage_names(document))
     try:
         document = _apply_profile(document, profile)
@@ -178,8 +179,19 @@ def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: 
     except Exception as exc:  # cattrs raises exception groups; flatten them all
         rows = flatten_errors(exc)
         raise SpecError(_unique(_problem(source_map, *row) for row in rows)) from None
-    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=document, profile=profile)
-    rows = check_spec(spec, registry)
-    if rows:
-        raise SpecError(_unique(_problem(source_map, *row) for row in rows))
+    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=document, profile=profile, overrides=overrides)
+    problems = [_problem(source_map, *row) for row in check_spec(spec, registry)]
+    problems += _matrix_problems(spec, source_map, registry, problems)
+    if problems:
+        raise SpecError(_unique(problems))
     return spec
+
+
+def _matrix_problems(spec: Spec, source_map: SourceMap, registry: Optional[Registry], base: list[Problem]) -> list[Problem]:
+    """`[matrix]` / `[[ensemble]]` and every variant layered over the spec (`stagedsl.spec.matrix`)."""
+    from stagedsl.spec.matrix import check_matrix, variant_problems
+
+    problems = [_problem(source_map, *row) for row in check_matrix(spec, registry)]
+    if spec.matrix is not None and not problems:
+        problems += variant_problems(spec, registry, lambda *row: _problem(source_map, *row), base)
+    return problems

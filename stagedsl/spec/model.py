@@ -188,6 +188,36 @@ class ExportSpec:
     exporters: Optional[dict] = attrs.field(default=None, metadata=doc("Arguments of registered exporters named in `formats`, by name."))
 
 
+MEMBER_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
+"""What a variant, member or ensemble name may be: letters, digits, `_`, `-`, `.`, not
+starting with `.`, at most 64 characters (it names a folder of the run directory)."""
+
+
+@attrs.frozen
+class MatrixSpec:
+    """`[matrix]`: train every variant with every seed; each pair is a *member*, a complete run of its own."""
+
+    seeds: tuple[int, ...] = attrs.field(default=(), metadata=doc("`run.seed` of each member; default the spec's `run.seed` alone."))
+    variant: dict = attrs.field(factory=dict, metadata=doc("`[matrix.variant.<name>]`: partial specs layered over the file like a profile (stages by name); none: one variant, `base`."))
+    jobs: int = attrs.field(default=1, metadata=doc("Members trained at once, each in its own process; `staged run --jobs N` overrides it."))
+    threads: int = attrs.field(default=1, metadata=doc("CPU threads of each member when its `run.threads` is unset: the same whatever `jobs` is, so a member's numbers do not depend on how many run beside it."))
+
+
+@attrs.frozen
+class EnsembleSpec:
+    """`[[ensemble]]`: an ensemble of the matrix's members; other keys are the ensemble's arguments."""
+
+    name: str = attrs.field(metadata=doc("Name of the ensemble (`ensembles/<name>/`, `staged export --ensemble NAME`)."))
+    use: str = attrs.field(metadata=doc("Registered ensemble: mean, weighted, vote, greedy, stacking (see `staged plugins`)."))
+    args: dict = attrs.field(factory=dict, metadata=doc("Arguments of the ensemble factory, written inline."))
+    members: tuple[str, ...] = attrs.field(default=("*",), metadata=doc('Globs over member names (`"fusion-*"`, `"*-s42"`); default every member.'))
+    folds: int = attrs.field(default=5, metadata=doc("k of the seeded k-fold (stratified for classification) over the validation split: an ensemble that is fitted is scored on out-of-fold predictions."))
+
+
+ENSEMBLE_KEYS = ("name", "use", "members", "folds")
+"""Keys of `[[ensemble]]` that are not arguments of the ensemble's factory."""
+
+
 @attrs.frozen
 class Spec:
     """A whole training plan as written: run, model, data, stages and export."""
@@ -198,11 +228,14 @@ class Spec:
     run: RunSection = attrs.field(default=RunSection(), metadata=doc("`[run]`: run-wide settings."))
     callbacks: tuple[Piece, ...] = attrs.field(default=(), metadata=doc("Callback pieces, called in order."))
     export: Optional[ExportSpec] = attrs.field(default=None, metadata=doc("`[export]`: exports at the end of `staged run`."))
+    matrix: Optional[MatrixSpec] = attrs.field(default=None, metadata=doc("`[matrix]`: variants x seeds, each a member run of its own."))
+    ensembles: tuple[EnsembleSpec, ...] = attrs.field(default=(), metadata=doc("`[[ensemble]]`: ensembles of the matrix's members."))
     file: Optional[str] = attrs.field(default=None, metadata=doc("The file the spec was read from (set by the loader)."))
     sources: tuple = attrs.field(default=(), eq=False, repr=False, metadata=doc("(file, text) of the files read, for error positions (set by the loader)."))
     document: Optional[dict] = attrs.field(default=None, eq=False, repr=False, metadata=doc("The merged TOML document (set by the loader)."))
     profile: Optional[str] = attrs.field(default=None, eq=False, metadata=doc("The profile applied (set by the loader)."))
+    overrides: tuple[str, ...] = attrs.field(default=(), eq=False, metadata=doc("The --set overrides applied (set by the loader); a matrix member applies them again over its variant."))
 
 
-LOADER_FIELDS = ("file", "sources", "document", "profile")
+LOADER_FIELDS = ("file", "sources", "document", "profile", "overrides")
 """Fields of `Spec` the loader sets; they are not keys of the language."""

@@ -16,8 +16,10 @@ from stagedsl.spec.model import (
     LOADER_FIELDS,
     DATA_LOADER_KEYS,
     DataSection,
+    EnsembleSpec,
     ExportSpec,
     LossSpec,
+    MatrixSpec,
     Piece,
     RunSection,
     Spec,
@@ -109,6 +111,12 @@ def spec_schema() -> dict:
     top["properties"]["stage"] = {"type": "array", "minItems": 1, "items": stage, "description": "`[[stage]]`: the ordered stages."}
     top["properties"]["run"] = _class_schema(RunSection)
     top["properties"]["export"] = _class_schema(ExportSpec)
+    matrix = _class_schema(MatrixSpec)
+    matrix["properties"]["variant"] = {**matrix["properties"]["variant"], "type": "object", "additionalProperties": {"type": "object"}}
+    top["properties"]["matrix"] = matrix
+    ensemble = _class_schema(EnsembleSpec, open_args=True)
+    ensemble["description"] = EnsembleSpec.__doc__.strip()
+    top["properties"]["ensemble"] = {"type": "array", "items": ensemble, "description": "`[[ensemble]]`: ensembles of the matrix's members."}
     top["properties"]["defaults"] = defaults
     top["properties"]["extends"] = {"type": "string", "description": "Another spec file this one is layered on (deep merge; path relative to this file)."}
     top["properties"]["profile"] = {

@@ -36,3 +36,12 @@ def test_the_plot_draws_every_group_in_its_colour(registry, tmp_path, capsys):
     red = (np.abs(plot_area - np.array([0xd6, 0x27, 0x28])) <= 25).all(axis=2)
     columns = np.nonzero(red.any(axis=0))[0]
     assert columns.min() > rgb.shape[1] * 0.5  # the backbone group trains in the last stage only (from step 208 of 368)
+
+
+def test_plot_without_matplotlib_names_the_extra(registry, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    assert run_cli(["plan", str(OCEC), "--plot", str(tmp_path / "lr.png"), "--no-chart"]) == 2
+    err = capsys.readouterr().err
+    assert "error[E103]" in err and "pip install 'stagedsl[plot]'" in err and not (tmp_path / "lr.png").exists()

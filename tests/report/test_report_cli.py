@@ -25,7 +25,8 @@ def test_without_matplotlib_the_error_names_the_extra(gated_run, tmp_path, monke
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
     assert run_cli(["report", str(gated_run), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert "error[E090]" in err and "pip install 'stagedsl[report]'" in err and "Traceback" not in err
+    assert "error[E103]" in err and "staged report needs `matplotlib`" in err and "Traceback" not in err
+    assert "pip install 'stagedsl[report]'" in err
 
 
 def test_open_hands_the_page_to_the_browser(gated_run, tmp_path, monkeypatch, capsys):
