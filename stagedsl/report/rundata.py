@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import attrs
 
+from stagedsl.errors import Problem, UsageError
 from stagedsl.export.source import read_plan, read_summary
 from stagedsl.plan.model import Plan, StagePlan
 
@@ -69,6 +70,11 @@ class RunData:
 def read_run(run_dir: Path | str) -> RunData:
     """Read `run_dir`; a `UsageError` (E501) when it is not a run directory."""
     run_dir = Path(run_dir)
+    if (run_dir / "matrix.json").is_file() and not (run_dir / "plan.json").is_file():
+        members = sorted(p.name for p in (run_dir / "members").glob("*") if (p / "plan.json").is_file())
+        raise UsageError([Problem(code="E501", message=f"`{run_dir}` is a matrix run: its members are the run directories",
+                                  hint=f"report a member: staged report {run_dir / 'members' / (members[0] if members else '<member>')}"
+                                  + (f" (members: {', '.join(members)})" if members else ""))])
     plan = read_plan(run_dir)
     summary, why = read_summary(run_dir)
     notes = [why.split(";")[0]] if why else []

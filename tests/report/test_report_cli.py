@@ -16,6 +16,17 @@ def test_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_a_matrix_run_points_at_its_members(tmp_path, gated_run, capsys):
+    import shutil
+
+    (tmp_path / "matrix.json").write_text("{}")
+    shutil.copytree(gated_run, tmp_path / "members" / "a-s0")
+    assert run_cli(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a matrix run" in err and f"staged report {tmp_path / 'members' / 'a-s0'}" in err
+    assert run_cli(["report", str(tmp_path / "members" / "a-s0")]) == 0  # a member is an ordinary run
+
+
 def test_three_run_dirs_exit_2(tmp_path, capsys):
     assert run_cli(["report", str(tmp_path), str(tmp_path), str(tmp_path)]) == 2
     assert "unexpected extra argument" in capsys.readouterr().err
