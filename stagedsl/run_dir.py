@@ -13,6 +13,7 @@ is built here, so the layout is written down once::
       stages/<stage>/    best.safetensors, last.safetensors, start.safetensors,
                          state/step_<n>[_retry<a>]/ (trainer checkpoints)
       export/            what `staged export` writes
+      report/            what `staged report` writes
 
 `RunDir.owned()` lists exactly these, which is what ``staged run --overwrite`` deletes.
 `RunDir.child(...)` resolves any other path below the run directory and refuses one that
@@ -37,10 +38,11 @@ SUMMARY_FILE = "summary.json"
 TB_DIR = "tb"
 STAGES_DIR = "stages"
 EXPORT_DIR = "export"
+REPORT_DIR = "report"
 TRAINER_STATES_DIR = "state"
 WEIGHTS_SUFFIX = ".safetensors"
 
-OWNED = (PLAN_FILE, PLANS_DIR, SPEC_FILE, METRICS_FILE, SUMMARY_FILE, TB_DIR, STAGES_DIR, EXPORT_DIR)
+OWNED = (PLAN_FILE, PLANS_DIR, SPEC_FILE, METRICS_FILE, SUMMARY_FILE, TB_DIR, STAGES_DIR, EXPORT_DIR, REPORT_DIR)
 """Every top-level entry a run writes into its directory."""
 
 
@@ -94,6 +96,11 @@ class RunDir:
     def export(self) -> Path:
         """``export/``: the default destination of `staged export`."""
         return self.root / EXPORT_DIR
+
+    @property
+    def report(self) -> Path:
+        """``report/``: the default destination of `staged report`."""
+        return self.root / REPORT_DIR
 
     # -- checkpoints of a stage ----------------------------------------------------------
     def stage(self, name: str) -> Path:

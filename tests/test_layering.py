@@ -14,13 +14,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-ROOMS = ("base", "registry", "spec", "public", "plan", "engine", "export", "matrix_dir", "eval", "ensemble", "matrix", "api",
-         "cli")
+ROOMS = ("base", "registry", "spec", "public", "plan", "engine", "export", "matrix_dir", "eval", "report", "ensemble", "matrix",
+         "api", "cli")
 """Bottom to top. `base` is what every room may use (errors, data, run_dir, extras); `public` is
 the `stagedsl` package itself (its eager imports; the rest it loads lazily by name). Above the
 engine sit the rooms that compose runs or read them: `matrix_dir` (`stagedsl.matrix.layout`,
 the matrix folder's layout: what the matrix writes and eval and the ensembles read, as run_dir
-is between the engine and the export), eval, ensemble, matrix."""
+is between the engine and the export), eval, report, ensemble, matrix."""
 
 
 def module_name(path: Path) -> str:

@@ -216,11 +216,11 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write t
 
 
 def _add_optional_commands() -> None:
-    """Commands whose modules are owned by later rooms (export, resume, ensemble, eval)."""
+    """Commands whose modules are owned by later rooms (export, resume, ensemble, eval, report)."""
     import importlib
 
     for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands", "stagedsl.cli.matrix_commands",
-                        "stagedsl.cli.eval_commands"):
+                        "stagedsl.cli.eval_commands", "stagedsl.cli.report_commands"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
