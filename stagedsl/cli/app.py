@@ -123,20 +123,13 @@ def plan(
     _warnings(compiled)
 
 
-def _prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str]) -> None:
-    """Refuse to mix a new run into an old one's files unless asked to; with `overwrite`, remove
-    exactly what the old run wrote (`RunDir.owned`)."""
-    from stagedsl.run_dir import RunDir
+def check_out(out: Optional[Path]) -> None:
+    """Refuse an ``--out`` inside /proc, /sys or /dev (E014), as the spec check refuses such a ``run.out``."""
+    from stagedsl.spec.names import system_path_problem
 
-    layout = RunDir(run_dir)
-    if from_stage is not None or not layout.holds_run():
-        return
-    if not overwrite:
-        raise UsageError(
-            [Problem("E091", f"{run_dir} already holds a run", path="--out",
-                     hint=f"continue it with `staged resume {run_dir}`, start over with --overwrite, or pick another --out")]
-        )
-    layout.clear()
+    problem = system_path_problem(out) if out is not None else None
+    if problem:
+        raise UsageError([Problem("E014", f"--out {problem}", path="--out", hint="pick a folder for the run, e.g. --out runs/NAME")])
 
 
 @app.command()
@@ -156,6 +149,7 @@ def run(
     from stagedsl.api import effective_spec_text
     from stagedsl.engine.runner import run_plan
 
+    check_out(out)
     loaded = _load(spec, profile, set_)
     if loaded.matrix is not None:
         from stagedsl.cli.matrix_commands import run_matrix_spec
@@ -165,16 +159,20 @@ def run(
     from stagedsl.cli.matrix_commands import refuse_matrix_options
 
     refuse_matrix_options(jobs=jobs, member=member)
+    from stagedsl.run_dir import RunDir
+
     loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     _warnings(compiled)
-    run_dir = Path(out if out is not None else compiled.run.out)
-    _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
-    result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
-    if compiled.export is not None:
-        from stagedsl.export.runner import export_run
+    layout = RunDir(out if out is not None else compiled.run.out)
+    with layout.lock("run"):  # one owner from the first file deleted to the last one exported
+        if from_stage is None:
+            layout.prepare_new_run(overwrite=overwrite, say=lambda message: typer.echo(message, err=True))
+        result = run_plan(compiled, out=layout.root, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
+        if compiled.export is not None:
+            from stagedsl.export.runner import export_run
 
-        report = export_run(result.run_dir)
-        typer.echo(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
+            report = export_run(result.run_dir)
+            typer.echo(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
     typer.echo(str(result.run_dir))
 
 
@@ -242,9 +240,21 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
     except StagedError as exc:
         typer.echo(render_problems(exc.problems), err=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
+    except OSError as exc:  # a full disk, a read-only file system, ... wherever it was met: an error, not a traceback
+        from stagedsl.errors import os_failure
+
+        command = next((a for a in (argv or sys.argv[1:]) if not a.startswith("-")), "staged")
+        error = os_failure(exc, f"`staged {command}`")
+        typer.echo(render_problems(error.problems), err=True)
+        return error.exit_code
+    except RecursionError:
+        typer.echo(render_problems([Problem("E016", "the input nests too deeply to be read",
+                                            hint="flatten it: tables, arrays and gate conditions nest at most 32 deep")]), err=True)
+        return 2
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None)
+        typer.echo(f"stopped at once by {'a second signal ' + str(signum) if signum else 'an interrupt'}", err=True)
+        return 128 + signum if signum else 130
     return 0
 
 
@@ -253,4 +263,4 @@ def main() -> None:
     sys.exit(run_cli())
 
 
-__all__ = ["app", "compile_spec", "main", "run_cli"]
+__all__ = ["app", "check_out", "compile_spec", "main", "run_cli"]

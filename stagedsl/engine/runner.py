@@ -33,8 +33,9 @@ from stagedsl.engine.placement import Placement
 from stagedsl.engine.progress import Progress
 from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.engine.seeding import seed_everything
-from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
-from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
+from stagedsl.engine.failures import describe_failure, where
+from stagedsl.engine.signals import RunInterrupted, StoppedAtOnce, handle_stop_signals
+from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError, os_failure
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
 from stagedsl.run_dir import RunDir
@@ -96,9 +97,25 @@ def execute(
     """Run `plan` in `run_dir` from stage index `start`, or from the checkpoint `resume` (see `run_plan`).
 
     `restart`: the record of a resume that found no checkpoint and starts the run over.
+    The run directory's lock (`stagedsl.run_lock`) is held throughout: another process
+    writing it is refused (E441). An OS failure (a full disk, a read-only file system)
+    is E445, with the last good checkpoint intact and named.
     """
-    placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory)
     layout = RunDir(run_dir)
+    command = "resume" if resume is not None or restart is not None else "run"
+    try:
+        with layout.lock(command):
+            return _execute(plan, registry=registry, layout=layout, start=start, device=device, callbacks=callbacks,
+                            spec_text=spec_text, resume=resume, handle_signals=handle_signals, restart=restart)
+    except OSError as exc:  # taking the lock, opening the run's files
+        raise os_failure(exc, f"`staged {command}` in {layout.root}") from None
+
+
+def _execute(plan: Plan, *, registry: Registry, layout: RunDir, start: int, device: Optional[str],
+             callbacks: Iterable[Callback], spec_text: Optional[str], resume: Optional[ResumePoint], handle_signals: bool,
+             restart: Optional[dict]) -> RunResult:
+    run_dir = layout.root
+    placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory)
     if resume is not None:
         outputs = RunOutputs(layout, enabled=placement.is_writer, append=True, metrics_bytes=resume.metrics_bytes,
                              purge_step=resume.state.global_step)
@@ -148,21 +165,25 @@ def execute(
         return result
     except GateStopped:
         raise
-    except (KeyboardInterrupt, RunInterrupted):
+    except (KeyboardInterrupt, RunInterrupted) as exc:
         _fail(state, outputs, started, "interrupted")
+        if isinstance(exc, StoppedAtOnce):
+            raise exc.error(where(state), state.last_resume_point, str(run_dir)) from None
         raise
     except StagedError:
         _fail(state, outputs, started, "failed")
         raise
     except Exception as exc:
         _fail(state, outputs, started, "failed")
-        where = f"stage `{state.stage_name}` at step {state.stage_step}" if state.stage_name else "setting up the run"
-        raise RunError(f"{where} failed: {type(exc).__name__}: {exc}", code="E400") from exc
+        raise describe_failure(exc, state, ctx) from exc
     finally:
         if ctx is not None:  # the last checkpoint lands before anything returns; its error only if nothing else failed
             ctx.writer.close(raise_errors=state.status in ("completed", "stopped_by_gate"))
         state.live = None  # break the state <-> context cycle: the model and data go with the last reference
-        outputs.close()
+        try:
+            outputs.close()
+        except OSError:  # a full disk refusing the last flush: the run's error (or E445) is already on its way
+            pass
         progress.close()
 
 
@@ -318,8 +339,11 @@ def _previous_weights(ctx: RunContext, start: int) -> Optional[dict]:
 
 
 # -- summary -----------------------------------------------------------------------------
-def _summary(state: RunState, started: float) -> dict[str, Any]:
+def _summary(state: RunState, started: float, run_dir: Optional[RunDir] = None) -> dict[str, Any]:
     state.wall_time_s = round(time.perf_counter() - started, 4)
+    if run_dir is not None:  # a checkpoint deleted since it was written (by a resume, or by hand) is not listed
+        for record in state.stages.values():
+            record.checkpoints = {which: path for which, path in record.checkpoints.items() if (run_dir.root / path).exists()}
     return {
         "run": state.run_name,
         "status": state.status,
@@ -340,16 +364,17 @@ def _summary(state: RunState, started: float) -> dict[str, Any]:
 
 
 def _write_summary(ctx: RunContext, started: float) -> dict[str, Any]:
-    summary = _summary(ctx.state, started)
+    summary = _summary(ctx.state, started, ctx.run_dir)
     ctx.outputs.write_summary(summary)
     return summary
 
 
 def _fail(state: RunState, outputs: RunOutputs, started: float, status: str) -> None:
+    """Record how the run ended in ``summary.json``, if the disk still takes it (the old summary stays otherwise)."""
     state.status = status
     if state.stage_name and state.stages.get(state.stage_name) and state.stages[state.stage_name].status == "running":
         state.stages[state.stage_name].status = status
     try:
-        outputs.write_summary(_summary(state, started))
-    except OSError:
+        outputs.write_summary(_summary(state, started, outputs.run_dir))
+    except Exception:  # noqa: BLE001 - the failure being reported matters more than this record of it
         pass

@@ -4,7 +4,9 @@
 SIGTERM set `STOP.requested`; the step loop looks at it after every step, the driver
 then saves a trainer checkpoint and raises `RunInterrupted` (exit code 128 + the signal,
 130 for SIGINT, 143 for SIGTERM), whose hint is the `staged resume` command. A second
-signal stops at once (KeyboardInterrupt), as a second Ctrl-C does elsewhere.
+signal stops at once (`StoppedAtOnce`, a KeyboardInterrupt, as a second Ctrl-C is
+elsewhere); the engine reports it as E440 too, with the same exit code and the last
+checkpoint that was written before it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import signal
 import sys
 import threading
 from typing import Iterator, Optional
+
+import attrs
 
 from stagedsl.errors import Problem, StagedError
 
@@ -61,9 +65,29 @@ class RunInterrupted(StagedError):
         self.checkpoint = checkpoint
 
 
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second SIGINT / SIGTERM: the run stops where it is, without saving."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    def error(self, where: str, checkpoint: Optional[str], run_dir: str) -> "RunInterrupted":
+        """The E440 error saying where it stopped and which checkpoint a resume continues from."""
+        name = StopRequest()
+        name.request(self.signum)
+        error = RunInterrupted(signal_name=f"a second {name.name}", signum=self.signum, where=where, checkpoint=None,
+                               run_dir=run_dir)
+        kept = f"the last checkpoint `{checkpoint}` is intact" if checkpoint else "no checkpoint had been written yet"
+        error.problems[0] = attrs.evolve(error.problems[0], message=f"stopped at once by a second {name.name} at {where} "
+                                         f"(nothing more was saved); {kept}")
+        error.checkpoint = checkpoint
+        return error
+
+
 def _handler(signum: int, frame: object) -> None:
     if STOP.requested:  # a second signal: stop now
-        raise KeyboardInterrupt
+        raise StoppedAtOnce(signum)
     STOP.request(signum)
     try:
         sys.stderr.write(f"\n{STOP.name}: finishing the current step and saving a checkpoint "

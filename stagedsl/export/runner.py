@@ -73,10 +73,19 @@ def export_run(
     `stage`, `which` ("best" | "last"), `formats` and `options` override the plan's
     ``[export]`` section (keys: `stagedsl.plan.model.ExportPlan`); `which` defaults to "best". Files go
     to `out` (default ``RUN_DIR/export``). Raises `ExportError` when a format fails,
-    `CheckpointError` / `UsageError` when there is nothing sound to export.
+    `CheckpointError` / `UsageError` when there is nothing sound to export. The run
+    directory's lock is held meanwhile (E441 while another process writes the run).
     """
-    started = time.perf_counter()
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():  # no lock to take: reading it says what is wrong
+        return _export_run(run_dir, stage, which, formats, out, options, registry)
+    with RunDir(run_dir).lock("export", required=False):  # a read-only run can still be exported elsewhere
+        return _export_run(run_dir, stage, which, formats, out, options, registry)
+
+
+def _export_run(run_dir: Path, stage: Optional[str], which: Optional[str], formats: Optional[Sequence[str] | str],
+                out: Optional[Path | str], options: Optional[Mapping[str, Any]], registry: Optional[Any]) -> ExportReport:
+    started = time.perf_counter()
     if registry is None:
         from stagedsl.registry import get_registry
 

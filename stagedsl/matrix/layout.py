@@ -12,21 +12,20 @@
       jobs/<member>.json        what a member's process runs (its plan, spec text, device); <member>.result.json its outcome
       logs/<member>.log         the output of a member trained in its own process
 
-Every path is built here from names checked against `MEMBER_NAME` and must resolve
-inside the run directory; anything else is refused.
+Every path is built here from names checked by `stagedsl.spec.names` and goes through
+`stagedsl.run_dir.contained`: it must resolve inside the run directory; anything else is refused.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any, Optional
 
 from stagedsl.errors import Problem, UsageError
-from stagedsl.run_dir import RunDir
-from stagedsl.spec.model import MEMBER_NAME
+from stagedsl.run_dir import RunDir, contained
+from stagedsl.spec.names import NAME_RULE, valid_name
 
 INDEX_FILE = "matrix.json"
 SUMMARY_FILE = "summary.json"
@@ -39,7 +38,6 @@ LOGS_DIR = "logs"
 ARTIFACTS = (INDEX_FILE, SUMMARY_FILE, SPEC_FILE, MEMBERS_DIR, PREDICTIONS_DIR, ENSEMBLES_DIR, JOBS_DIR, LOGS_DIR)
 """Everything a matrix run writes at its top level; `clear` removes exactly these."""
 INDEX_FORMAT = 1
-_NAME = re.compile(MEMBER_NAME)
 
 
 class MatrixDir:
@@ -58,17 +56,12 @@ class MatrixDir:
         return self._within(self.root.joinpath(*parts))
 
     def _within(self, path: Path) -> Path:
-        root = self.root.resolve()
-        resolved = path.resolve()
-        if resolved != root and root not in resolved.parents:
-            raise UsageError([Problem(code="E701", message=f"`{path}` lies outside the run directory `{self.root}`")])
-        return path
+        return contained(self.root, path, code="E701")
 
     @staticmethod
     def _name(name: str, what: str) -> str:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise UsageError([Problem(code="E701", message=f"`{name}` is not a valid {what} name",
-                                      hint="letters, digits, `_`, `-` and `.`, not starting with `.`, at most 64 characters")])
+        if not valid_name(name):
+            raise UsageError([Problem(code="E701", message=f"`{name}` is not a valid {what} name", hint=NAME_RULE)])
         return name
 
     @property
@@ -144,10 +137,10 @@ class MatrixDir:
     def clear(self) -> None:
         """Remove every artifact of an earlier matrix run (and nothing else)."""
         for name in ARTIFACTS:
-            target = self._inside(name)
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
+            target = self.root / name  # a link is removed, never followed
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(self._within(target))
+            elif target.exists() or target.is_symlink():
                 target.unlink()
 
 

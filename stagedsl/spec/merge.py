@@ -93,6 +93,9 @@ def parse_override(text: str) -> tuple[list[PathPart], Any]:
         value = tomllib.loads(f"value = {raw.strip()}")["value"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    except RecursionError:
+        raise KeyProblem(f"--set {key}: the value nests too deeply to be read", path=tuple(parts), code="E016",
+                         hint="a value of the language nests a few levels at most") from None
     return parts, value
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional, Union
 import attrs
 
 from stagedsl.spec.durations import Duration
+from stagedsl.spec.names import NAME_PATTERN
 
 DEVICES_HELP = '"auto", "cpu", "cuda" or "cuda:N"'
 Precision = Literal["32", "16-mixed", "bf16-mixed"]
@@ -54,6 +55,7 @@ class RunSection:
     compile: bool = attrs.field(default=False, metadata=doc("Wrap the model in `torch.compile`."))
     channels_last: bool = attrs.field(default=False, metadata=doc("Use the channels-last memory format for 4D inputs."))
     threads: Optional[int] = attrs.field(default=None, metadata=doc("CPU threads torch may use (torch.set_num_threads); default torch's own choice. 1 is often fastest for small models on a busy machine."))
+    max_parameters: int = attrs.field(default=2**31, metadata=doc("Parameter budget: `staged plan` refuses a model with more parameters than this (counted while it is built on the meta device, so a `depth = 1000000` fails at once, not after minutes); raise it for a model that is meant to be that big."))
 
 
 @attrs.frozen
@@ -213,9 +215,9 @@ class ExportSpec:
     exporters: dict = attrs.field(factory=dict, metadata=doc("Arguments of registered exporters named in `formats`, by name."))
 
 
-MEMBER_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
-"""What a variant, member or ensemble name may be: letters, digits, `_`, `-`, `.`, not
-starting with `.`, at most 64 characters (it names a folder of the run directory)."""
+MEMBER_NAME = NAME_PATTERN
+"""What a variant, member or ensemble name may be (`stagedsl.spec.names.NAME_PATTERN`: it names a
+folder of the run directory)."""
 
 
 @attrs.frozen

@@ -206,6 +206,7 @@ def test_a_resumed_stage_with_new_settings_keeps_the_optimizer_state_and_follows
     new = make_plan(make_stage("a", steps=24, lr=1e-3, checkpoint=CheckpointPlan(every=4), log_every=1, scheduler=cosine),
                     out=tmp_path)
     (tmp_path / "plan.json").write_text(new.to_json())  # as a killed `resume --set` would have left it
+    (tmp_path / "plans" / f"{new.hash}.json").write_text(new.to_json())
     seen = []
 
     class Spy(Callback):
