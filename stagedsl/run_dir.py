@@ -52,6 +52,8 @@ LOCK_FILE = ".lock"
 
 OWNED = (PLAN_FILE, PLANS_DIR, SPEC_FILE, METRICS_FILE, SUMMARY_FILE, TB_DIR, STAGES_DIR, EXPORT_DIR, REPORT_DIR, LOCK_FILE)
 """Every top-level entry a run writes into its directory."""
+RUN_MARKERS = (PLAN_FILE, PLANS_DIR, METRICS_FILE, SUMMARY_FILE, STAGES_DIR)
+"""What only a run writes: a folder holding none of these holds no run, whatever else it holds."""
 
 
 def contained(root: Union[str, Path], path: Union[str, Path], *, code: str = "E417") -> Path:
@@ -166,7 +168,10 @@ class RunDir:
         return self.summary.exists()
 
     def present(self) -> list[Path]:
-        """The top-level entries of the run that exist here (the lock file aside)."""
+        """The top-level entries of a run that exist here (the lock file aside); none when no run has written
+        here (a folder holding only a ``spec.toml`` of the user's or an ``export/`` holds no run)."""
+        if not any((self.root / name).exists() for name in RUN_MARKERS):
+            return []
         return [p for p in self.owned() if p.name != LOCK_FILE and (p.exists() or p.is_symlink())]
 
     def clear(self) -> list[Path]:
@@ -209,12 +214,15 @@ class RunDir:
         with hold(self.root, command, required=required):
             yield
 
-    def prepare_new_run(self, *, overwrite: bool, say: Optional[Callable[[str], None]] = None) -> list[Path]:
+    def prepare_new_run(self, *, overwrite: bool, say: Optional[Callable[[str], None]] = None,
+                        check_only: bool = False) -> list[Path]:
         """Make the folder ready for a new run, or refuse: a folder that is not empty (the lock aside) holds
         a finished or stopped run (E091), a run killed before its summary (E442) or other files (E443).
 
         With `overwrite` the run's own entries are deleted (`say` is told which first) and
-        nothing else; return what was deleted. Call it with the lock held.
+        nothing else; return what was deleted. Call it with the lock held; `check_only`
+        refuses without deleting anything (before the lock is taken, so that a refused run
+        leaves not even a lock file behind).
         """
         root = self.root
         if root.exists() and not root.is_dir():
@@ -240,6 +248,8 @@ class RunDir:
             raise UsageError([Problem("E443", f"{root} is not empty and holds no run ({shown})", path="--out",
                                       hint="pick a new or empty --out; --overwrite runs here anyway, beside these files, "
                                            "and deletes none of them")])
+        if check_only:
+            return []
         if present and say is not None:
             say(f"--overwrite: deleting {', '.join(_shown_entry(p) for p in present)} in {root}")
         return self.clear()

@@ -164,6 +164,8 @@ def run(
     loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     _warnings(compiled)
     layout = RunDir(out if out is not None else compiled.run.out)
+    if from_stage is None:
+        layout.prepare_new_run(overwrite=overwrite, check_only=True)  # a refused run leaves nothing behind, not even a lock
     with layout.lock("run"):  # one owner from the first file deleted to the last one exported
         if from_stage is None:
             layout.prepare_new_run(overwrite=overwrite, say=lambda message: typer.echo(message, err=True))

@@ -78,6 +78,7 @@ def run_matrix(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
     matrix = compile_matrix(spec, registry, out=run_dir, spec_text=spec_text)
     chosen = select([m.name for m in matrix.members], members)
     matrix_dir = MatrixDir(run_dir)
+    _claim(matrix_dir, overwrite, say, check_only=True)  # a refused run leaves nothing behind, not even a lock
     with RunDir(run_dir).lock("run"):  # members lock their own folders
         _claim(matrix_dir, overwrite, say)
         matrix_dir.write_json(matrix_dir.index_file, matrix.index())
@@ -91,7 +92,7 @@ def run_matrix(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
                                   say=say)
 
 
-def _claim(matrix_dir: MatrixDir, overwrite: bool, say: Say) -> None:
+def _claim(matrix_dir: MatrixDir, overwrite: bool, say: Say, *, check_only: bool = False) -> None:
     """A matrix run goes into a new or empty folder; one holding a run (E091) or other files (E443) only with `overwrite`,
     which deletes the earlier matrix run's files (saying which) and nothing else."""
     root = matrix_dir.root
@@ -104,6 +105,8 @@ def _claim(matrix_dir: MatrixDir, overwrite: bool, say: Say) -> None:
                                       hint=f"continue it with `staged resume {root}`, start over with --overwrite, or pick another --out")])
         raise UsageError([Problem("E443", f"{root} is not empty and holds no run ({', '.join(entries[:5])})", path="--out",
                                   hint="pick a new or empty --out; --overwrite runs here anyway, beside these files, and deletes none of them")])
+    if check_only:
+        return
     going = [name for name in ARTIFACTS if (root / name).exists()]
     if going:
         say(f"--overwrite: deleting {', '.join(going)} in {root}")

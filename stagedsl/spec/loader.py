@@ -75,9 +75,11 @@ def _parse(text: str, file: str) -> dict:
         raise SpecError([_syntax_problem(exc, file)]) from None
     except RecursionError:
         raise SpecError([_too_deep(file)]) from None
-    problem = document_bounds(document)
+    problem, parts = _bounds(document)
     if problem is not None:
-        raise SpecError([attrs.evolve(problem, file=file)])
+        positions = scan_positions(text)
+        found = next((positions[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in positions), (None, None))
+        raise SpecError([attrs.evolve(problem, file=file, line=found[0], column=found[1])])
     return document
 
 
@@ -91,12 +93,17 @@ def document_bounds(document: object) -> Optional[Problem]:
 
     Walked without recursion, so any depth is measured safely.
     """
+    return _bounds(document)[0]
+
+
+def _bounds(document: object) -> tuple[Optional[Problem], tuple]:
+    """`document_bounds`, and the key path where it went too deep."""
     count = 0
     stack = [(document, 0, ())]
     while stack:
         node, depth, path = stack.pop()
         if depth > MAX_NESTING:
-            return _too_deep(None, format_path(list(path[:MAX_NESTING])))
+            return _too_deep(None, format_path(list(path[:3])) + " ..."), path
         if isinstance(node, dict):
             count += len(node)
             stack.extend((value, depth + 1, path + (key,)) for key, value in node.items())
@@ -105,8 +112,8 @@ def document_bounds(document: object) -> Optional[Problem]:
             stack.extend((value, depth + 1, path + (i,)) for i, value in enumerate(node))
         if count > MAX_KEYS:
             return Problem("E016", f"the spec holds more than {MAX_KEYS:,} keys and array items",
-                           hint="a spec describes a plan; data belongs in files its dataset reads")
-    return None
+                           hint="a spec describes a plan; data belongs in files its dataset reads"), ()
+    return None, ()
 
 
 def _extends_error(message: str, file: str, text: str, hint: Optional[str] = None) -> SpecError:
