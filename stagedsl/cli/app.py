@@ -129,7 +129,8 @@ def check_out(out: Optional[Path]) -> None:
 
     problem = system_path_problem(out) if out is not None else None
     if problem:
-        raise UsageError([Problem("E014", f"--out {problem}", path="--out", hint="pick a folder for the run, e.g. --out runs/NAME")])
+        raise UsageError([Problem("E014", f"--out: {problem}: no run belongs there", path="--out",
+                                  hint="pick a folder for the run, e.g. --out runs/NAME")])
 
 
 @app.command()

@@ -78,7 +78,7 @@ def _check_run(spec: Spec) -> list[Row]:
     if run.out is not None:
         problem = system_path_problem(run.out)
         if problem:
-            rows.append((("run", "out"), f"`run.out`: {problem}", 'give the run a folder of its own, e.g. out = "runs/NAME"', "E014"))
+            rows.append((("run", "out"), f"`run.out`: {problem}: no run belongs there", 'give the run a folder of its own, e.g. out = "runs/NAME"', "E014"))
     problem = seed_problem(run.seed)
     if problem:
         rows.append((("run", "seed"), problem, None, "E012"))

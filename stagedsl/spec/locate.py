@@ -6,6 +6,7 @@ once, recording the line and column of every key, table header and array element
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Optional, Union
 
@@ -40,13 +41,13 @@ class _Scanner:
         self.pos = 0
         self.positions: dict[tuple, Position] = {}
         self.array_tables: dict[tuple, int] = {}
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]  # once: `where` stays O(log n)
 
     # -- low level -------------------------------------------------------------------
     def where(self, pos: Optional[int] = None) -> Position:
         pos = self.pos if pos is None else pos
-        line = self.text.count("\n", 0, pos) + 1
-        column = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
-        return line, column
+        line = bisect.bisect_right(self.line_starts, pos)
+        return line, pos - self.line_starts[line - 1] + 1
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -219,7 +220,14 @@ class SourceMap:
         self.sources = sources
         self.profile = profile
         self.stage_names = tuple(stage_names)
-        self._positions = [scan_positions(text) for _, text in sources]
+        self._scanned: Optional[list[dict[tuple, Position]]] = None
+
+    @property
+    def _positions(self) -> list[dict[tuple, Position]]:
+        """Every file's key positions, scanned once, when the first problem is to be located."""
+        if self._scanned is None:
+            self._scanned = [scan_positions(text) for _, text in self.sources]
+        return self._scanned
 
     def _candidates(self, parts: tuple) -> list[tuple]:
         staged = len(parts) >= 2 and parts[0] == "stage" and isinstance(parts[1], int)

@@ -99,7 +99,7 @@ def system_path_problem(path: object) -> Optional[str]:
         return f"the path cannot be resolved: {exc}"
     for system in SYSTEM_DIRS:
         if resolved == Path(system) or Path(system) in resolved.parents:
-            return f"`{text}` lies inside {system}, a system folder where no run belongs"
+            return f"`{text}` lies inside {system}, a folder of the system's"
     return None
 
 

@@ -251,7 +251,7 @@ CASES = [
     Case("extends-a-folder", edit("[run]", 'extends = "sub"\n\n[run]'), "E008", "extends", "extends", "name the .toml file inside it",
          files={"sub/keep.toml": ""}, message="names a folder, not a file"),
     Case("extends-proc-environ", edit("[run]", 'extends = "/proc/self/environ"\n\n[run]'), "E008", "extends", "extends",
-         message="system folder"),
+         message="a folder of the system's"),
     Case("extends-not-toml", edit("[run]", 'extends = "notes.txt"\n\n[run]'), "E008", "extends", "extends", "nothing of it is shown",
          files={"notes.txt": "SECRET=1\n"}, message="not a .toml file"),
     Case("model-over-parameter-budget", edit("seed = 0", "seed = 0\nmax_parameters = 100"), "E017", "model", "[model]",
