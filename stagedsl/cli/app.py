@@ -141,7 +141,7 @@ def run(
     set_: Optional[List[str]] = SetOpt,
     device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").'),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Run in a folder that is not empty: delete what an earlier run wrote there (saying what) and nothing else."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (default the spec's `matrix.jobs`)."),
     member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable)."),
 ) -> None:

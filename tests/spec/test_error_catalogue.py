@@ -254,6 +254,8 @@ CASES = [
          message="a folder of the system's"),
     Case("extends-not-toml", edit("[run]", 'extends = "notes.txt"\n\n[run]'), "E008", "extends", "extends", "nothing of it is shown",
          files={"notes.txt": "SECRET=1\n"}, message="not a .toml file"),
+    Case("model-depth-a-million", edit("depth = 1", "depth = 1000000"), "E017", "model", "[model]", "check its size arguments",
+         command=PLAN, message="more than 100,000 parameter tensors"),  # refused while built, not after minutes of swapping
     Case("model-over-parameter-budget", edit("seed = 0", "seed = 0\nmax_parameters = 100"), "E017", "model", "[model]",
          "raise [run] max_parameters", command=PLAN, message="more than 100 parameters"),
     # -- what only the planner sees (model parameters, dataset sizes) ------------------------------
