@@ -9,8 +9,9 @@ so a lock file left behind by a dead process blocks nobody: it is only a file, a
 next owner locks it and writes its own pid into it.
 
 The lock is re-entrant within a process (the CLI holds it around the engine, which takes
-it again). Where the file system cannot lock (some network file systems), a warning says
-so and the command goes on unlocked.
+it again), and only the writing process of a distributed run takes it (rank 0: the others
+write nothing into the run directory). Where the file system cannot lock (some network
+file systems), a warning says so and the command goes on unlocked.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def hold(directory: Path | str, command: str, *, required: bool = True) -> Itera
     `required` (a command that may only read here), which then goes on unlocked.
     """
     directory = Path(directory)
+    if os.environ.get("RANK", "0").strip() not in ("", "0"):  # torchrun's other ranks: rank 0 owns the run
+        yield
+        return
     key = os.path.realpath(directory)
     with _GUARD:
         if key in _HELD:
