@@ -1,5 +1,7 @@
 """Selectors resolve to parameter names; one that matches nothing gets a did-you-mean."""
 
+from pathlib import Path
+
 import pytest
 
 from stagedsl.errors import PlanError
@@ -22,38 +24,23 @@ def test_a_glob_that_stops_short_of_the_subtree_suggests_the_subtree(builtin_reg
     assert info.value.problems[0].hint == 'did you mean "backbone.**"?'
 
 
-PDE = """
-[model]
-use = "pde_transformer"
-channels = 2
-size = 8
-patch = 4
-dim = 8
-depth = 1
-heads = 2
+PDE_SPEC = Path(__file__).resolve().parents[2] / "specs" / "pde.toml"
+FREEZE = 'freeze = ["transformer.**"]'  # stage[0] of specs/pde.toml
 
-[data]
-use = "pde_synthetic"
-n_train = 16
-n_val = 8
-batch_size = 4
 
-[[stage]]
-name = "warmup"
-steps = 4
-lr = 1e-3
-loss = "mse"
-{selection}
-"""
+def pde(old: str = FREEZE, new: str = FREEZE) -> str:
+    text = PDE_SPEC.read_text()
+    assert text.count(old) == 1
+    return text.replace(old, new)
 
 
 def _warnings(text, registry, code="W005"):
-    return [w for w in compile_text(text, registry, file="spec.toml").warnings if w["code"] == code]
+    return [w for w in compile_text(text, registry, file="spec.toml", profile="tiny").warnings if w["code"] == code]
 
 
 def test_a_selection_that_leaves_part_of_a_module_it_names_is_a_warning(builtin_registry):
-    text = PDE.format(selection='freeze = ["transformer.*"]')
-    plan = compile_text(text, builtin_registry, file="spec.toml")
+    text = pde(new='freeze = ["transformer.*"]')
+    plan = compile_text(text, builtin_registry, file="spec.toml", profile="tiny")
     under = [name for name in plan.parameters if name.startswith("transformer.")]
     assert len(under) > 2
     [warning] = _warnings(text, builtin_registry)
@@ -73,19 +60,19 @@ def test_a_selection_that_leaves_part_of_a_module_it_names_is_a_warning(builtin_
     'freeze = ["re:transformer\\\\.[^.]*"]',  # another strategy's syntax
 ])
 def test_selections_that_mean_what_they_select_are_not_warned_about(selection, builtin_registry):
-    assert _warnings(PDE.format(selection=selection), builtin_registry) == []
+    assert _warnings(pde(new=selection), builtin_registry) == []
 
 
 def test_the_warning_covers_train_and_groups_too(builtin_registry):
-    text = PDE.format(selection='train = ["transformer.*", "decoder_2d.**"]\ngroups = [{ name = "t", params = ["transformer.*"] }]')
-    assert [w["path"] for w in _warnings(text, builtin_registry)] == ["stage[0].train[0]", "stage[0].groups[0].params[0]"]
+    text = pde('train = ["transformer.**"]', 'train = ["transformer.*", "decoder_2d.**"]\ngroups = [{ name = "t", params = ["transformer.*"] }]')
+    assert [w["path"] for w in _warnings(text, builtin_registry)] == ["stage[1].train[0]", "stage[1].groups[0].params[0]"]
 
 
 def test_the_plan_command_shows_the_warning_and_succeeds(tmp_path, builtin_registry, capsys):
     from stagedsl.cli.app import run_cli
 
     spec = tmp_path / "spec.toml"
-    spec.write_text(PDE.format(selection='freeze = ["transformer.*"]'))
-    assert run_cli(["plan", str(spec), "--dry-run"]) == 0
+    spec.write_text(pde(new='freeze = ["transformer.*"]'))
+    assert run_cli(["plan", str(spec), "--profile", "tiny", "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "warning[W005]: `transformer.*` selects 1 of the" in err and '= help: did you mean "transformer.**"?' in err
