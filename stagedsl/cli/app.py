@@ -13,10 +13,12 @@ from typing import List, Optional
 
 import typer
 
-from stagedsl.cli.diagnostics import render_problems
-from stagedsl.errors import Problem, StagedError, UsageError
+from stagedsl.cli.command import StagedTyper
+from stagedsl.cli.diagnostics import problems_json, render_problems
+from stagedsl.cli.output import say
+from stagedsl.errors import GateStopped, Problem, StagedError, UsageError
 
-app = typer.Typer(
+app = StagedTyper(
     name="staged",
     help="Declarative staged training for PyTorch: validate, plan, run, resume and export a spec.",
     no_args_is_help=True,
@@ -24,9 +26,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
-SpecArg = typer.Argument(..., help="The spec file (TOML).", show_default=False)
-ProfileOpt = typer.Option(None, "--profile", "-p", help="A named profile of the spec to apply.")
-SetOpt = typer.Option(None, "--set", "-s", help="Override a key: --set stage.finetune.lr=1e-5 (repeatable).")
+SpecArg = typer.Argument(..., help="The spec file (TOML).", show_default=False, metavar="SPEC")
+ProfileOpt = typer.Option(None, "--profile", "-p", help="A named profile of the spec to apply.", metavar="NAME")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a key: --set stage.finetune.lr=1e-5 (repeatable).", metavar="KEY=VALUE")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
@@ -40,12 +42,36 @@ def _registry(strict: bool = False):
     return get_registry()
 
 
+def _version(value: bool) -> None:
+    if value:
+        from stagedsl import __version__
+
+        say(f"staged (stagedsl) {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     strict_plugins: bool = typer.Option(False, "--strict-plugins", help="Fail when a third-party plugin cannot be loaded."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
 ) -> None:
     if strict_plugins:
         _registry(strict=True)
+
+
+class _JsonProblems:
+    """With --json, a bad spec also prints ``{"ok": false, "errors": [...]}`` on stdout (the error still exits 2)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __enter__(self) -> "_JsonProblems":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if self.enabled and isinstance(error, StagedError):
+            say(json.dumps(problems_json(error.problems)))
+        return False
 
 
 @app.command()
@@ -53,12 +79,13 @@ def validate(spec: Path = SpecArg, profile: Optional[str] = ProfileOpt, set_: Op
     """Check a spec (syntax, keys, types, references, plugin names and arguments) without torch."""
     from stagedsl.spec.loader import load_spec
 
-    loaded = load_spec(spec, profile=profile, overrides=set_ or (), registry=_registry())
+    with _JsonProblems(json_):
+        loaded = load_spec(spec, profile=profile, overrides=set_ or (), registry=_registry())
     if json_:
-        typer.echo(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages]}))
+        say(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages]}))
     else:
         count = len(loaded.stages)
-        typer.echo(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)})")
+        say(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)})")
 
 
 def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
@@ -81,7 +108,7 @@ def effective_spec_text(loaded) -> str:
 
 def _warnings(plan) -> None:
     if plan.warnings:
-        typer.echo(render_problems([Problem(**w) for w in plan.warnings]), err=True)
+        say(render_problems([Problem(**w) for w in plan.warnings]), err=True)
 
 
 @app.command()
@@ -91,25 +118,26 @@ def plan(
     profile: Optional[str] = ProfileOpt,
     set_: Optional[List[str]] = SetOpt,
     json_: bool = JsonOpt,
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file.", metavar="PNG"),
     chart: bool = typer.Option(True, "--chart/--no-chart", help="Show the LR curve in the terminal."),
 ) -> None:
     """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates."""
     from stagedsl.plan.render import render_plan
     from stagedsl.plan.schedule import ascii_chart, plan_lr_curve
 
-    _, compiled = compile_spec(spec, profile, set_)
+    with _JsonProblems(json_):
+        _, compiled = compile_spec(spec, profile, set_)
     if json_:
-        typer.echo(compiled.to_json())
+        say(compiled.to_json())
         _warnings(compiled)
         return
     curve = plan_lr_curve(compiled, _registry()) if (chart or plot) else None
-    typer.echo(render_plan(compiled, ascii_chart(curve) if (chart and curve) else None), nl=False)
+    say(render_plan(compiled, ascii_chart(curve) if (chart and curve) else None), nl=False)
     if plot is not None:
         from stagedsl.cli.plot import plot_lr_curve
 
         plot_lr_curve(curve, plot, title=compiled.run.name)
-        typer.echo(f"LR curve drawn to {plot}", err=True)
+        say(f"LR curve drawn to {plot}", err=True)
     _warnings(compiled)
 
 
@@ -139,27 +167,64 @@ def _prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str
 @app.command()
 def run(
     spec: Path = SpecArg,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default from the spec)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default from the spec).", metavar="DIR"),
     profile: Optional[str] = ProfileOpt,
     set_: Optional[List[str]] = SetOpt,
-    device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").'),
-    from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory)."),
+    device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").', metavar="DEVICE"),
+    from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory).", metavar="STAGE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
+    json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
 ) -> None:
-    """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has [export]."""
+    """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has an [export] section.
+
+    Progress goes to stderr; at the end a table per stage (steps, time, best monitored
+    value, gate decision), the total time, the run directory and the TensorBoard command.
+    """
     from stagedsl.engine.runner import run_plan
 
     loaded, compiled = compile_spec(spec, profile, set_)
     _warnings(compiled)
     run_dir = Path(out if out is not None else compiled.run.out)
     _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
-    result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
+    with RunReport(compiled, json_=json_):
+        result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
     if compiled.export is not None:
-        from stagedsl.export.runner import export_run
+        export_at_end(result.run_dir)
+    show_result(result.summary, result.run_dir, compiled, json_=json_)
 
-        report = export_run(result.run_dir)
-        typer.echo(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
-    typer.echo(str(result.run_dir))
+
+def export_at_end(run_dir: Path) -> None:
+    """The export a spec's [export] section asks for, after `staged run` / `staged resume`."""
+    from stagedsl.export.runner import export_run
+
+    report = export_run(run_dir)
+    say(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
+
+
+def show_result(summary: dict, run_dir: Path, plan, *, json_: bool, headline: Optional[str] = None) -> None:
+    """The end of a run on stdout: the table (or JSON with --json)."""
+    from stagedsl.cli.summary import render_summary, summary_json
+
+    if json_:
+        say(json.dumps(summary_json(summary, run_dir), indent=2))
+    else:
+        say(render_summary(summary, run_dir, plan, headline=headline))
+
+
+class RunReport:
+    """Around a run: when a gate stops it (exit 3), the table is still shown before the error."""
+
+    def __init__(self, plan, *, json_: bool):
+        self.plan, self.json_ = plan, json_
+
+    def __enter__(self) -> "RunReport":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        result = getattr(error, "result", None) if isinstance(error, GateStopped) else None
+        if result is not None:
+            show_result(result.summary, result.run_dir, self.plan, json_=self.json_)
+        return False
 
 
 @app.command()
@@ -168,7 +233,7 @@ def plugins(json_: bool = JsonOpt) -> None:
     registry = _registry()
     entries = registry.entries()
     if json_:
-        typer.echo(json.dumps([
+        say(json.dumps([
             {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc}
             for e in entries
         ], indent=2))
@@ -177,24 +242,24 @@ def plugins(json_: bool = JsonOpt) -> None:
     for entry in entries:
         if entry.kind != kind:
             kind = entry.kind
-            typer.echo(f"{kind}:")
+            say(f"{kind}:")
         source = f"{entry.distribution or entry.plugin} {entry.version or ''}".strip()
-        typer.echo(f"  {entry.name:<20} {entry.doc}  [{source}]")
+        say(f"  {entry.name:<20} {entry.doc}  [{source}]")
     for problem in registry.skipped:
-        typer.echo(render_problems([problem]), err=True)
+        say(render_problems([problem]), err=True)
 
 
 @app.command()
-def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schema to this file instead of stdout.")) -> None:
+def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schema to this file instead of stdout.", metavar="FILE")) -> None:
     """Print the JSON Schema (draft 2020-12) of the spec language, for editor completion."""
     from stagedsl.spec.schema import spec_schema
 
     text = json.dumps(spec_schema(), indent=2)
     if out is None:
-        typer.echo(text)
+        say(text)
     else:
         out.write_text(text + "\n", encoding="utf-8")
-        typer.echo(f"schema written to {out}", err=True)
+        say(f"schema written to {out}", err=True)
 
 
 def _add_optional_commands() -> None:
@@ -221,10 +286,10 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
     except SystemExit as exc:  # usage errors were already printed by Typer
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except StagedError as exc:
-        typer.echo(render_problems(exc.problems), err=True)
+        say(render_problems(exc.problems), err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        say("interrupted", err=True)
         return 130
     return 0
 
@@ -234,4 +299,4 @@ def main() -> None:
     sys.exit(run_cli())
 
 
-__all__ = ["app", "compile_spec", "main", "run_cli"]
+__all__ = ["app", "compile_spec", "export_at_end", "main", "run_cli", "show_result"]

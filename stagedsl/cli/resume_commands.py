@@ -21,24 +21,36 @@ def add_commands(app: typer.Typer) -> None:
 
 def resume(
     run_dir: Path = typer.Argument(..., help="The run directory to continue (holds plan.json, spec.toml and stages/).",
-                                   show_default=False),
+                                   show_default=False, metavar="RUN_DIR"),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Change a key from the resume point on: "
-                                             "--set stage.finetune.lr=1e-5 (repeatable); only what has not run yet."),
+                                             "--set stage.finetune.lr=1e-5 (repeatable); only what has not run yet.",
+                                             metavar="KEY=VALUE"),
     force: bool = typer.Option(False, "--force", help="Accept --set changes to finished stages, the model or the data "
                                                       "(recorded as forced)."),
-    device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").'),
+    device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").',
+                                         metavar="DEVICE"),
+    json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
 ) -> None:
-    """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes)."""
+    """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes).
+
+    A run that already completed is not trained again: it says so and shows its table (exit 0).
+    """
+    from stagedsl.cli.app import RunReport, export_at_end, show_result
+    from stagedsl.cli.output import say
     from stagedsl.engine.resume import resume_run
     from stagedsl.plan.model import Plan
     from stagedsl.registry import get_registry
 
-    result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
-                        warn=lambda message: typer.echo(f"warning: {message}", err=True))
-    plan = Plan.from_json((Path(run_dir) / "plan.json").read_text())
+    run_dir = Path(run_dir)
+    plan = Plan.from_json((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").is_file() else None
+    with RunReport(plan, json_=json_):
+        result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
+                            warn=lambda message: say(f"warning: {message}", err=True))
+    plan = Plan.from_json((run_dir / "plan.json").read_text())  # a resume with --set may have changed it
+    if result.already_complete:
+        show_result(result.summary, result.run_dir, plan, json_=json_,
+                    headline=f"{run_dir} is already complete: nothing to resume, nothing trained")
+        return
     if plan.export is not None:
-        from stagedsl.export.runner import export_run
-
-        report = export_run(result.run_dir)
-        typer.echo(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
-    typer.echo(str(result.run_dir))
+        export_at_end(result.run_dir)
+    show_result(result.summary, result.run_dir, plan, json_=json_)

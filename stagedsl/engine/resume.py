@@ -25,10 +25,11 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from stagedsl.engine import checkpoints
 from stagedsl.engine.events import Callback
-from stagedsl.engine.outputs import PLAN_FILE, PLANS_DIR, SPEC_FILE
+from stagedsl.engine.outputs import PLAN_FILE, PLANS_DIR, SPEC_FILE, SUMMARY_FILE
 from stagedsl.engine.plan_diff import PlanDiff, compare
 from stagedsl.engine.restore import ResumePoint
 from stagedsl.engine.runner import RunResult, execute
+from stagedsl.engine.state import RunState
 from stagedsl.errors import CheckpointError, Problem, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, get_registry
@@ -51,12 +52,17 @@ def resume_run(
     changes that touch what has already run (recorded as forced); `device` overrides the
     plan's device. Raises `UsageError` (E415 not a run directory, E431 a refused
     change), `CheckpointError` (E413 a checkpoint carrying a pickle payload, E414 no
-    usable checkpoint), and whatever `run_plan` raises.
+    usable checkpoint), and whatever `run_plan` raises. A run that completed under its
+    plan is not trained again: without `overrides` its result comes back with
+    ``already_complete`` set.
     """
     run_dir = Path(run_dir)
     registry = registry if registry is not None else get_registry()
     warn = warn or _stderr_warning
     current = _read_plan(run_dir / PLAN_FILE, run_dir)
+    finished = None if overrides else _finished(run_dir, current)
+    if finished is not None:
+        return finished
     target, spec_text = current, None
     if overrides:
         target, spec_text = _recompile(run_dir, overrides, registry)
@@ -123,6 +129,20 @@ def _record(checkpoint: Optional[str], at: dict, diff: PlanDiff, overrides: Sequ
         "device": device,
         "plan_hash": {"before": base.hash, "after": target.hash},
     }
+
+
+def _finished(run_dir: Path, plan: Plan) -> Optional[RunResult]:
+    """A run whose summary says it completed under this plan: nothing to resume (`already_complete`)."""
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "completed" or summary.get("plan_hash") != plan.hash:
+        return None
+    state = RunState(run_name=str(summary.get("run", "")), plan_hash=plan.hash, status="completed",
+                     global_step=int(summary.get("global_steps") or 0), wall_time_s=float(summary.get("wall_time_s") or 0.0))
+    return RunResult(run_dir=run_dir, status="completed", stages=summary.get("stages") or {}, stopped_by_gate=None,
+                     summary=summary, state=state, already_complete=True)
 
 
 # -- plans -------------------------------------------------------------------------------

@@ -4,15 +4,19 @@
 caller's overrides (keyword arguments of `export_run`, CLI flags) and checks every
 key. Unknown keys and bad values are `UsageError`s with a did-you-mean.
 
-Tolerances. An output element passes when ``|onnx - torch| <= atol + rtol * |torch|``
-(NumPy's ``allclose`` rule, with the PyTorch fp32 eval-mode output as reference); a
-format passes when every element of every checked batch does and nothing is
-non-finite where PyTorch is finite.
+Tolerances. An fp32 ONNX output element passes when ``|onnx - torch| <= atol + rtol *
+|torch|`` (NumPy's ``allclose`` rule, with the PyTorch fp32 eval-mode output as
+reference); the format passes when every element of every checked batch does and
+nothing is non-finite where PyTorch is finite. fp16 is judged for what it is: its
+``fp16_atol`` is relative to the output's scale (``|fp16 - torch| <= fp16_atol *
+max|torch| + fp16_rtol * |torch|``), and a classifier passes on its classes
+(``fp16_min_agreement``) and its task metric (``fp16_metric_tol``), with the
+element-wise figures reported beside them (see `stagedsl.export.checks`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import attrs
 
@@ -51,9 +55,13 @@ class ExportOptions:
     rtol: float = 1e-4
     """Relative tolerance of the fp32 ONNX model against PyTorch."""
     fp16_atol: float = 1e-2
-    """Absolute tolerance of the fp16 ONNX model against PyTorch fp32."""
+    """Tolerance of the fp16 ONNX model against PyTorch fp32, relative to the output's scale (its largest magnitude)."""
     fp16_rtol: float = 1e-2
-    """Relative tolerance of the fp16 ONNX model against PyTorch fp32."""
+    """Relative (per-element) tolerance of the fp16 ONNX model against PyTorch fp32."""
+    fp16_min_agreement: float = 0.99
+    """Classifiers: the least share of held-out rows where fp16 picks PyTorch's class."""
+    fp16_metric_tol: float = 0.01
+    """Classifiers: the largest change of each task metric from PyTorch to fp16."""
     keep_io_types: bool = True
     """The fp16 model keeps float32 inputs and outputs (casts inside the graph)."""
     dynamic_batch: bool = True
@@ -106,6 +114,46 @@ class ExportOptions:
         return attrs.asdict(self, recurse=True)
 
 
+def override_options(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["export.fp16_atol=0.05", "export.prune.amount=0.3"]`` -> ``{"fp16_atol": 0.05, "prune": {"amount": 0.3}}``.
+
+    Values are TOML, as for ``staged run --set``; a key outside ``export.`` is a `UsageError`.
+    """
+    from stagedsl.spec.convert import KeyProblem
+    from stagedsl.spec.merge import parse_override, set_path
+
+    document: dict[str, Any] = {}
+    problems = []
+    for text in overrides:
+        try:
+            parts, value = parse_override(text)
+            if parts[0] != "export" or len(parts) < 2:
+                raise KeyProblem(f"--set {text.split('=', 1)[0]}: an export takes only export.* keys",
+                                 hint="e.g. --set export.fp16_atol=0.05; to change training, use `staged resume --set` or a new run")
+            document = set_path(document, parts, value)
+        except KeyProblem as exc:
+            problems.append(Problem(code="E530", message=str(exc), path="--set", hint=exc.hint))
+    if problems:
+        raise UsageError(problems)
+    return document.get("export", {})
+
+
+def profile_options(spec_file: Optional[str], profile: str, registry: Any = None) -> dict[str, Any]:
+    """The ``[export]`` section of the run's spec file under `profile` (keys of `ExportOptions`)."""
+    from pathlib import Path
+
+    if not spec_file or not Path(spec_file).is_file():
+        raise UsageError([Problem(code="E530", message=f"--profile {profile}: the run's spec file `{spec_file}` is not here",
+                                  path="--profile", hint="run the export from the folder the run was started in, or use --set export.<key>=...")])
+    from stagedsl.spec.loader import load_spec
+
+    loaded = load_spec(spec_file, profile=profile, registry=registry)
+    if loaded.export is None:
+        return {}
+    section = attrs.asdict(loaded.export)
+    return {key: value for key, value in section.items() if value is not None}
+
+
 def _problem(message: str, key: str, hint: Optional[str] = None) -> Problem:
     return Problem(code="E530", message=message, path=f"export.{key}", hint=hint)
 
@@ -146,6 +194,12 @@ def _positive_int(low: int):
 def _tolerance(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError("expected a number >= 0")
+    return float(value)
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError("expected a fraction in [0, 1]")
     return float(value)
 
 
@@ -194,6 +248,8 @@ _CHECKS = {
     "rtol": _tolerance,
     "fp16_atol": _tolerance,
     "fp16_rtol": _tolerance,
+    "fp16_min_agreement": _fraction,
+    "fp16_metric_tol": _tolerance,
     "keep_io_types": _bool,
     "dynamic_batch": _bool,
     "check_batches": _positive_int(1),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import attrs
 import cattrs
@@ -163,7 +163,7 @@ class RunPlan:
     out: str
     compile: bool = False
     channels_last: bool = False
-    threads: Optional[int] = None
+    threads: Union[int, str, None] = None  # "auto" (`engine.threads.choose_threads` decides), a count, or None: torch's default
 
 
 @attrs.frozen
@@ -220,3 +220,4 @@ class Plan:
 
 
 _converter = cattrs.Converter()
+_converter.register_structure_hook(Union[int, str, None], lambda value, _: value)  # RunPlan.threads, as written

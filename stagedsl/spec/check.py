@@ -55,7 +55,7 @@ def _check_run(spec: Spec) -> list[Row]:
         rows.append((("run", "device"), f"unknown device {run.device!r}", 'use "auto", "cpu", "cuda" or "cuda:N"', "E011"))
     if run.precision not in PRECISIONS:
         rows.append((("run", "precision"), f"unknown precision {run.precision!r}", did_you_mean(run.precision, PRECISIONS) or f"one of {', '.join(PRECISIONS)}", "E011"))
-    if run.threads is not None and run.threads < 1:
+    if isinstance(run.threads, int) and run.threads < 1:
         rows.append((("run", "threads"), f"`threads` must be at least 1, found {run.threads}", None, "E012"))
     data = spec.data
     for key in ("batch_size", "eval_batch_size"):

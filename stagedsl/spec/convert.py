@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import attrs
 import cattrs
@@ -76,6 +76,12 @@ def _strict_str(value: Any, _: Any) -> str:
     if not isinstance(value, str):
         raise KeyProblem(f"expected a string, found {_shown(value)}")
     return value
+
+
+def _threads(value: Any, _: Any) -> Union[int, str]:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise KeyProblem(f'expected a number of threads or "auto", found {_shown(value)}')
 
 
 def _strict_bool(value: Any, _: Any) -> bool:
@@ -230,6 +236,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(dict, _table)
     conv.register_structure_hook(Union[str, int], _duration)
     conv.register_structure_hook(Optional[Union[str, int]], lambda v, t: None if v is None else _duration(v, t))
+    conv.register_structure_hook(Union[int, Literal["auto"]], _threads)
     conv.register_structure_hook(Piece, structure_piece)
     conv.register_structure_hook(Union[str, Piece], _selector)
     conv.register_structure_hook(LossSpec, structure_loss)

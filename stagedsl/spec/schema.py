@@ -65,6 +65,8 @@ def _type_schema(tp: Any) -> dict:
         if set(options) == {str, int}:  # Optional[Union[str, int]]: an optional duration
             return dict(DURATION)
         return _type_schema(options[0]) if len(options) == 1 else {"anyOf": [_type_schema(a) for a in options]}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
     if origin is tuple:
         return {"type": "array", "items": _type_schema(args[0])}
     if attrs.has(tp):
