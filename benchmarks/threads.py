@@ -18,7 +18,7 @@ others may, which is why the load average is printed beside every figure.
 Usage::
 
     python benchmarks/threads.py speed [--repeats 3]
-    python benchmarks/threads.py wall [--repeats 1] [--timeout 900]
+    python benchmarks/threads.py wall [--repeats 1] [--timeout 900] [--profile seed]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ SPEED_CASES = {
              "--set", "stage.unfreeze.epochs=1", "--set", "stage.heads.gate.on_fail=\"warn\""],
 }
 THREADS = ("1", "2", '"auto"')
+CONDITIONS = (False, True)  # quiet, one busy process
 
 
 class Competitor:
@@ -72,8 +73,11 @@ def run_case(args: list[str], threads: str, busy: bool, timeout: float) -> dict:
         try:
             subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=timeout,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return {"wall_s": time.perf_counter() - started, "load": load, "finished": False, "steps_per_s": None}
+        except subprocess.TimeoutExpired:  # stopped at the cap: the steps it reached, from its metrics.jsonl
+            wall = time.perf_counter() - started
+            steps = _steps_reached(Path(out) / "metrics.jsonl")
+            return {"wall_s": wall, "load": load, "finished": False, "steps_per_s": steps / wall if steps else None,
+                    "steps": steps}
         wall = time.perf_counter() - started
         summary = json.loads((Path(out) / "summary.json").read_text())
         stages = summary["stages"].values()
@@ -82,10 +86,21 @@ def run_case(args: list[str], threads: str, busy: bool, timeout: float) -> dict:
         return {"wall_s": wall, "load": load, "finished": True, "steps_per_s": steps / seconds if seconds else None}
 
 
+def _steps_reached(path: Path) -> int:
+    steps = 0
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                steps = max(steps, int(json.loads(line).get("step") or 0))
+            except ValueError:
+                continue
+    return steps
+
+
 def _cases(names: list[str], repeats: int):
     """(repeat, name, busy, threads) in alternating order: busy/quiet and the thread order flip each repeat."""
     for repeat in range(repeats):
-        conditions = (False, True) if repeat % 2 == 0 else (True, False)
+        conditions = CONDITIONS if repeat % 2 == 0 else tuple(reversed(CONDITIONS))
         for busy in conditions:
             for name in names:
                 order = THREADS if repeat % 2 == 0 else tuple(reversed(THREADS))
@@ -118,18 +133,18 @@ def speed(repeats: int, timeout: float) -> None:
                 print(f"| {name} | {'one busy process' if busy else 'quiet'} | {_label(threads)} | {rate:.1f} | {load:.2f} | {ratio} |")
 
 
-def wall(repeats: int, timeout: float) -> None:
+def wall(repeats: int, timeout: float, profile: str | None) -> None:
     results: dict[tuple, list[dict]] = {}
-    args = ["specs/pde.toml"]
+    args = ["specs/pde.toml", *(["--profile", profile] if profile else [])]
     for repeat, _, busy, threads in _cases(["pde"], repeats):
         result = run_case(args, threads, busy, timeout)
         results.setdefault((busy, threads), []).append(result)
-        state = "" if result["finished"] else f" (stopped at the {timeout:.0f}s cap)"
+        state = "" if result["finished"] else f" (stopped at the {timeout:.0f}s cap, at step {result['steps']})"
         print(f"repeat {repeat} {'busy ' if busy else 'quiet'} threads={_label(threads):4} wall {result['wall_s']:7.1f}s{state}  "
               f"{result['steps_per_s'] or 0:7.1f} steps/s  load {result['load']:.2f}", flush=True)
-    print("\n| `staged run specs/pde.toml` | threads | wall time (median) | steps/s | load at start |")
+    print(f"\n| `staged run {' '.join(args)}` | threads | wall time (median) | steps/s | load at start |")
     print("|---|---|---|---|---|")
-    for busy in (False, True):
+    for busy in CONDITIONS:
         for threads in THREADS:
             rows = results[(busy, threads)]
             wall_s = statistics.median(r["wall_s"] for r in rows)
@@ -145,12 +160,20 @@ def main() -> None:
     parser.add_argument("what", choices=("speed", "wall"))
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds before one case is stopped")
+    parser.add_argument("--threads", default=None, help='wall: only these settings, e.g. "1,auto"')
+    parser.add_argument("--busy-only", action="store_true", help="wall: only the cases with a competing process")
+    parser.add_argument("--profile", default=None, help="wall: a profile of specs/pde.toml (default: none, the README's command)")
     options = parser.parse_args()
     print(f"{os.cpu_count()} cores, {len(os.sched_getaffinity(0))} usable; python {sys.version.split()[0]}", flush=True)
+    global THREADS, CONDITIONS
+    if options.threads:
+        THREADS = tuple(t if t.isdigit() else f'"{t}"' for t in options.threads.split(","))
+    if options.busy_only:
+        CONDITIONS = (True,)
     if options.what == "speed":
         speed(options.repeats or 3, options.timeout)
     else:
-        wall(options.repeats or 1, options.timeout)
+        wall(options.repeats or 1, options.timeout, options.profile)
 
 
 if __name__ == "__main__":

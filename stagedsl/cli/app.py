@@ -188,9 +188,9 @@ def run(
     _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
     with RunReport(compiled, json_=json_):
         result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
+    show_result(result.summary, result.run_dir, compiled, json_=json_)  # before the export: a failed export keeps the table
     if compiled.export is not None:
         export_at_end(result.run_dir)
-    show_result(result.summary, result.run_dir, compiled, json_=json_)
 
 
 def export_at_end(run_dir: Path) -> None:
@@ -206,7 +206,10 @@ def show_result(summary: dict, run_dir: Path, plan, *, json_: bool, headline: Op
     from stagedsl.cli.summary import render_summary, summary_json
 
     if json_:
-        say(json.dumps(summary_json(summary, run_dir), indent=2))
+        data = summary_json(summary, run_dir)
+        if headline:
+            data["note"] = headline
+        say(json.dumps(data, indent=2))
     else:
         say(render_summary(summary, run_dir, plan, headline=headline))
 

@@ -51,6 +51,6 @@ def resume(
         show_result(result.summary, result.run_dir, plan, json_=json_,
                     headline=f"{run_dir} is already complete: nothing to resume, nothing trained")
         return
+    show_result(result.summary, result.run_dir, plan, json_=json_)
     if plan.export is not None:
         export_at_end(result.run_dir)
-    show_result(result.summary, result.run_dir, plan, json_=json_)

@@ -8,7 +8,9 @@ JSON files keep full precision.
     warmup_encdec  completed   2000   25s  val/loss 0.003944 (mse)   -
     transformer    completed   4000   48s  val/loss 0.0006712 (mse)  -
     finetune       completed   2000   24s  val/loss 0.07521 (nrmse)  -
-    note: val/loss is each stage's own loss (mse in warmup_encdec, transformer; nrmse in finetune) ...
+    note: val/loss is each stage's own loss, so compare it within a stage only:
+          mse in warmup_encdec, transformer; nrmse in finetune
+    (a stage with a gate: ``passed`` / ``failed -> stop`` in the table, and a line with what the gate saw)
     completed in 1:37 (8000 steps)
     run directory: runs/pde
     TensorBoard:   tensorboard --logdir runs/pde/tb
@@ -41,14 +43,26 @@ def loss_label(stage: StagePlan) -> str:
 
 
 def _gate(record: dict) -> str:
+    """The table's gate cell: ``passed``, ``failed -> stop``, ``failed -> goto `x```."""
     decision = record.get("gate")
     if not decision:
         return "-"
-    values = ", ".join(f"{name} = {figure(value) if value is not None else 'missing'}" for name, value in decision["values"].items())
-    text = f"{'passed' if decision['passed'] else 'failed'}: {values} (needs {decision['condition']})"
-    if decision["action"] not in ("continue",):
+    text = "passed" if decision["passed"] else "failed"
+    if decision["action"] != "continue":
         text += f" -> {decision['action']}" + (f" `{decision['goto']}`" if decision.get("goto") else "")
     return text
+
+
+def _gate_lines(summary: dict) -> list[str]:
+    """Under the table, what each final gate decision saw: ``gate of heads: val/f1 = 0.6455, needs val/f1 >= 0.8``."""
+    lines = []
+    for name, record in summary.get("stages", {}).items():
+        decision = record.get("gate")
+        if decision:
+            values = ", ".join(f"{key} = {figure(value) if value is not None else 'missing'}"
+                               for key, value in decision["values"].items())
+            lines.append(f"gate of {name}: {values}, needs {decision['condition']}")
+    return lines
 
 
 def _best(record: dict, stage: Optional[StagePlan]) -> str:
@@ -89,13 +103,14 @@ def _loss_note(summary: dict, plan: Optional[Plan]) -> Optional[str]:
     if len(by_loss) < 2:
         return None
     parts = "; ".join(f"{loss} in {', '.join(names)}" for loss, names in by_loss.items())
-    return f"note: {LOSS_MONITOR} is each stage's own loss ({parts}): compare it within a stage, not across stages"
+    return f"note: {LOSS_MONITOR} is each stage's own loss, so compare it within a stage only:\n      {parts}"
 
 
 def render_summary(summary: dict, run_dir: Path | str, plan: Optional[Plan] = None, *, headline: Optional[str] = None) -> str:
     """The end-of-run report as plain text (no trailing newline)."""
     lines = [headline] if headline else []
     lines += _table(_rows(summary, plan))
+    lines += _gate_lines(summary)
     note = _loss_note(summary, plan)
     if note:
         lines.append(note)
