@@ -11,7 +11,6 @@ planner can see (parameter names, steps per epoch) through ``staged plan --json`
 from __future__ import annotations
 
 import json
-
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
