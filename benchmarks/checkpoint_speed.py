@@ -5,7 +5,7 @@ For each spec (its defaults, on the CPU):
 1. **Save time and share.** A full run in which every trainer checkpoint is timed twice:
    the time training waits (`AttemptDriver.save_state`: a snapshot of the weights and of
    every state, the non-finite check, packing; plus waiting for the previous write if it
-   is still going), and the background write (`checkpoints.finish_state`: three files
+   is still going), and the background write (`trainer_checkpoints.finish_state`: three files
    written, fsynced and checksummed, manifest, rename, rotation). The baseline is each
    stage's own wall time in the same run (``summary.json``); share = blocking seconds /
    stage seconds (target <= 2 %). The cadence is the spec's: no ``checkpoint.every``, so
@@ -40,10 +40,10 @@ from pathlib import Path
 
 os.environ.setdefault("STAGEDSL_DISABLE_PLUGIN_AUTOLOAD", "1")
 
-from stagedsl.engine import checkpoints as checkpoints_module  # noqa: E402
+from stagedsl.api import resume_run  # noqa: E402
 from stagedsl.engine import driver as driver_module  # noqa: E402
+from stagedsl.engine.checkpointing import trainer_checkpoints as checkpoints_module  # noqa: E402
 from stagedsl.engine.events import Callback  # noqa: E402
-from stagedsl.engine.resume import resume_run  # noqa: E402
 from stagedsl.engine.runner import run_plan  # noqa: E402
 from stagedsl.plan.compile import compile_plan  # noqa: E402
 from stagedsl.registry import get_registry  # noqa: E402

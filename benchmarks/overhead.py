@@ -44,7 +44,16 @@ from torch import nn  # noqa: E402
 from stagedsl import Callback, DataSplits, Registry, TensorSplit, hookimpl  # noqa: E402
 from stagedsl.engine.runner import run_plan  # noqa: E402
 from stagedsl.plan.model import (  # noqa: E402
-    CheckpointPlan, DataPlan, EvalPlan, LossPlan, LossTerm, PieceRef, Plan, RunPlan, StagePlan,
+    CheckpointPlan,
+    DataPlan,
+    EvalPlan,
+    GroupPlan,
+    LossPlan,
+    LossTerm,
+    PieceRef,
+    Plan,
+    RunPlan,
+    StagePlan,
 )
 
 BATCH = 64
@@ -201,8 +210,11 @@ class Interleave(Callback):
 
 def engine_plan(widths: list[int], dataset: str, n: int, steps: int, log_every: int, out: str, *, device: str = "cpu",
                 precision: str = "32", batch: int = BATCH) -> Plan:
+    parameters = {name: int(p.numel()) for name, p in mlp(widths).named_parameters()}  # what compile_plan resolves
+    names = tuple(parameters)
     stage = StagePlan(
-        index=0, name="train", steps=steps, epochs=None, lr=LR, trainable=(), frozen=(), frozen_norm="eval", groups=(),
+        index=0, name="train", steps=steps, epochs=None, lr=LR, trainable=names, frozen=(), frozen_norm="eval",
+        groups=(GroupPlan("default", names, LR),),
         optimizer=PieceRef("adamw", {}), scheduler=PieceRef("constant", {}), scheduler_monitor=None,
         loss=LossPlan("sum", (LossTerm("mse"),)), metrics=(), eval=EvalPlan(every=None), log_every=log_every,
         checkpoint=CheckpointPlan(),
@@ -213,6 +225,7 @@ def engine_plan(widths: list[int], dataset: str, n: int, steps: int, log_every: 
         data=DataPlan(name=dataset, args={"n": n, "features": widths[0], "outputs": widths[-1]}, batch_size=batch,
                       eval_batch_size=256, workers=0, shuffle=True, drop_last=True),
         stages=(stage,),
+        parameters=parameters,
     )
 
 

@@ -1,20 +1,19 @@
-"""Built-in freeze strategies: select parameter names, ``factory(names, **args) -> list[str]``.
+"""Freeze strategies: select parameter names, ``factory(names, **args) -> list[str]``.
 
 `names` is every parameter name of the model in registration order; the result keeps
 that order. Pure Python: no torch.
 """
 
-import difflib
+import functools
 import math
 import re
 
-from stagedsl import hookimpl
-from stagedsl_plugins.name_globs import compile_glob
+from stagedsl import did_you_mean, hookimpl
 
 
 def glob(names: list[str], pattern: str) -> list[str]:
     """Names matching a dotted glob: * within a segment, ** across segments, ? and [abc]."""
-    compiled = compile_glob(pattern)
+    compiled = _compile_glob(pattern)
     return [name for name in names if compiled.fullmatch(name)]
 
 
@@ -37,16 +36,90 @@ def fraction(names: list[str], module: str, fraction: float, end: str = "last") 
     under = [name for name in names if name.startswith(prefix)]
     if not under:
         modules = sorted({name.split(".")[0] for name in names})
-        close = difflib.get_close_matches(module, modules, n=1)
-        hint = f'; did you mean "{close[0]}"?' if close else f"; top-level modules: {modules}"
+        hint = did_you_mean(module, modules, cutoff=0.6)
+        hint = f"; {hint}" if hint else f"; top-level modules: {modules}"
         raise ValueError(f"no parameters under module {module!r}{hint}")
     count = math.ceil(fraction * len(under) - 1e-9)
     return under[-count:] if end == "last" else under[:count]
 
 
+# -- globs over dotted names ------------------------------------------------------------
+# Glob patterns over dotted parameter names, compiled to regular expressions.
+#
+# A pattern matches a *whole* name, segment by segment (segments are separated by dots):
+#
+# - ``*`` matches within one segment (never a dot): ``head.*`` matches ``head.weight``,
+#   not ``head.0.weight``;
+# - ``**`` standing alone as a segment matches zero or more whole segments:
+#   ``transformer.**`` matches everything under ``transformer``, ``**.bias`` every bias,
+#   ``encoder.**.weight`` every weight under ``encoder`` at any depth;
+# - ``?`` matches one character (not a dot); ``[abc]``, ``[a-z]`` and ``[!abc]`` match one
+#   character of (or not of) a class;
+# - everything else matches itself.
+
+_SEGMENT = r"[^.]+"
+
+
+class GlobError(ValueError):
+    """A pattern that cannot be compiled."""
+
+
+def _segment_regex(segment: str, pattern: str) -> str:
+    if "**" in segment:
+        raise GlobError(f"in {pattern!r}: `**` must be a whole segment between dots (as in `encoder.**`), found {segment!r}")
+    out, i = [], 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "*":
+            out.append(r"[^.]*")
+        elif char == "?":
+            out.append(r"[^.]")
+        elif char == "[":
+            end = segment.find("]", i + 2 if segment[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if end < 0:
+                out.append(re.escape(char))
+            else:
+                body = segment[i + 1 : end]
+                negate = body.startswith("!")
+                body = body[1:] if negate else body
+                body = body.replace("\\", "\\\\").replace("^", "\\^")
+                out.append(f"[^.{body}]" if negate else f"[{body}]")
+                i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile_glob(pattern: str) -> re.Pattern:
+    """The regular expression (for ``fullmatch``) of a parameter-name glob; a `GlobError` if malformed."""
+    if not pattern:
+        raise GlobError("an empty pattern matches nothing")
+    segments = pattern.split(".")
+    if any(not s for s in segments):
+        raise GlobError(f"in {pattern!r}: empty segment (a leading, trailing or doubled dot)")
+    collapsed = [s for i, s in enumerate(segments) if not (s == "**" and i and segments[i - 1] == "**")]
+    out, need_dot = [], False
+    for index, segment in enumerate(collapsed):
+        last = index == len(collapsed) - 1
+        if segment == "**":
+            if index == 0:
+                out.append(f"{_SEGMENT}(?:\\.{_SEGMENT})*" if last else f"(?:{_SEGMENT}\\.)*")
+            else:
+                out.append(f"(?:\\.{_SEGMENT})*" if last else f"\\.(?:{_SEGMENT}\\.)*")
+            need_dot = False
+        else:
+            if need_dot:
+                out.append(r"\.")
+            out.append(_segment_regex(segment, pattern))
+            need_dot = True
+    return re.compile("".join(out))
+
+
 @hookimpl
 def register_freeze_strategies(register):
-    """Register the built-in freeze strategies."""
-    register("glob", glob)
-    register("regex", regex)
+    """Register the freeze strategies: a bare selector string is a glob, one starting with "re:" a regex."""
+    register("glob", glob, default=True)
+    register("regex", regex, prefix="re:")
     register("fraction", fraction)

@@ -1,7 +1,13 @@
-"""Built-in losses. Each factory returns a module called ``loss(prediction, target) -> scalar``."""
+"""Generic losses. Each factory returns a module called ``loss(prediction, target) -> scalar``.
+
+The modules themselves (``_loss_modules``) are imported only when a factory is called.
+`per_channel_std` is how `nrmse` derives ``sigma = "auto"`` from the training split.
+The seed systems' own losses live in `stagedsl_plugins.systems`.
+"""
+
+from typing import Any
 
 from stagedsl import hookimpl
-from stagedsl_plugins.channel_stats import per_channel_std
 
 
 def mse():
@@ -43,37 +49,25 @@ def cross_entropy(label_smoothing: float = 0.0, weight: list[float] | None = Non
 
 def bce_with_logits(pos_weight: float | list[float] | None = None):
     """Binary cross-entropy on logits; target cast to the logits' shape and dtype."""
-    from stagedsl_plugins.loss_functions import BCEWithLogits
+    from stagedsl_plugins._loss_modules import BCEWithLogits
 
     return BCEWithLogits(None if pos_weight is None else [pos_weight] if isinstance(pos_weight, (int, float)) else pos_weight)
 
 
-def focal(gamma: float = 2.0, alpha: float | list[float] | None = 0.25):
-    """Multi-class focal loss on logits; alpha a scale, per-class weights or None (gamma=0, alpha=None is CE)."""
-    from stagedsl_plugins.loss_functions import FocalLoss
+def focal(gamma: float = 2.0, alpha: float | list[float] | None = 0.25, label_smoothing: float = 0.0):
+    """Multi-class focal loss on logits; alpha a scale, per-class weights or None; optional label smoothing (gamma=0, alpha=None is CE)."""
+    from stagedsl_plugins._loss_modules import FocalLoss
 
-    return FocalLoss(gamma, alpha)
-
-
-def cosface(margin: float = 0.35, scale: float = 16.0, label_smoothing: float = 0.0):
-    """CosFace: CE after subtracting scale*margin from the target's scale*cos logit (scale must match the model's)."""
-    from stagedsl_plugins.loss_functions import CosFaceLoss
-
-    return CosFaceLoss(margin, scale, label_smoothing)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), found {label_smoothing}")
+    return FocalLoss(gamma, alpha, label_smoothing)
 
 
 def relative_l1(eps: float = 1e-8):
     """Mean of |prediction - target| / (|target| + eps)."""
-    from stagedsl_plugins.loss_functions import RelativeL1
+    from stagedsl_plugins._loss_modules import RelativeL1
 
     return RelativeL1(eps)
-
-
-def masked_mae(null_value: float = 0.0):
-    """Mean absolute error ignoring entries whose target equals null_value (METR-LA's missing 0)."""
-    from stagedsl_plugins.loss_functions import MaskedMAE
-
-    return MaskedMAE(null_value)
 
 
 def nrmse(sigma: list[float] | str = "auto", eps: float = 1e-8):
@@ -83,14 +77,62 @@ def nrmse(sigma: list[float] | str = "auto", eps: float = 1e-8):
             f'nrmse got sigma={sigma!r}: "auto" is replaced by the engine with the training targets\' '
             "per-channel std before the loss is built; pass a list of floats when calling the factory directly"
         )
-    from stagedsl_plugins.loss_functions import NRMSE
+    from stagedsl_plugins._loss_modules import NRMSE
 
     return NRMSE(sigma, eps)
 
 
+# -- derived arguments ("auto") --------------------------------------------------------
+def _targets(dataset: Any):
+    """The whole target tensor of an in-memory split (or a `Subset` of one), else None."""
+    target = getattr(dataset, "target", None)
+    if target is not None and hasattr(target, "dim"):
+        return target
+    inner, indices = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
+    if inner is not None and indices is not None:
+        whole = _targets(inner)
+        if whole is not None:
+            import torch
+
+            return whole[torch.as_tensor(list(indices), dtype=torch.long)]
+    return None
+
+
+def per_channel_std(train_dataset: Any) -> list[float]:
+    """Population standard deviation of the training *targets* per channel (dim 1 of a batch).
+
+    Uses ``train_dataset.target`` at once when the split holds its targets in memory
+    (`TensorSplit`, or a `Subset` of one); otherwise makes one pass over the samples
+    ``(input, target)``, where the channel is dim 0 of each sample's target. Sums are
+    accumulated in float64. A target with no channel dimension counts as one channel.
+    """
+    import torch
+
+    target = _targets(train_dataset)
+    if target is not None:
+        values = target.double()
+        if values.dim() < 2:
+            return [float(values.std(correction=0))]
+        dims = [d for d in range(values.dim()) if d != 1]
+        return values.std(dim=dims, correction=0).tolist()
+
+    total = squares = count = None
+    for _, sample_target in train_dataset:
+        values = torch.as_tensor(sample_target).double()
+        values = values.reshape(1, -1) if values.dim() == 0 else values.reshape(values.shape[0], -1)
+        if total is None:
+            total, squares, count = values.sum(1), (values * values).sum(1), values.shape[1]
+        else:
+            total, squares, count = total + values.sum(1), squares + (values * values).sum(1), count + values.shape[1]
+    if total is None:
+        raise ValueError("cannot compute per-channel statistics of an empty training split")
+    mean = total / count
+    return torch.sqrt((squares / count - mean * mean).clamp_min(0.0)).tolist()
+
+
 @hookimpl
 def register_losses(register):
-    """Register the built-in losses."""
+    """Register the generic losses; nrmse derives sigma = "auto" from the training targets."""
     register("mse", mse)
     register("l1", l1)
     register("huber", huber)
@@ -98,7 +140,5 @@ def register_losses(register):
     register("cross_entropy", cross_entropy)
     register("bce_with_logits", bce_with_logits)
     register("focal", focal)
-    register("cosface", cosface)
     register("relative_l1", relative_l1)
-    register("masked_mae", masked_mae)
     register("nrmse", nrmse, auto={"sigma": per_channel_std})

@@ -1,4 +1,4 @@
-"""Built-in metrics: torchmetrics `Metric`s whose ``update(output, target)`` takes the model's raw output.
+"""Generic metrics: torchmetrics `Metric`s whose ``update(output, target)`` takes the model's raw output.
 
 Classification metrics accept logits ``[B, C]`` (argmax) or one logit per sample
 (``> 0``). With ``num_classes == 2`` they are *binary* metrics of the positive class 1
@@ -12,7 +12,7 @@ AVERAGES = ("micro", "macro", "weighted")
 
 
 def _classification(binary_name: str, multiclass_name: str, num_classes: int, average: str):
-    from stagedsl_plugins import metric_classes
+    from stagedsl_plugins import _metric_classes as metric_classes
 
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, found {num_classes}")
@@ -45,7 +45,7 @@ def recall(num_classes: int = 2, average: str = "macro"):
 
 def auroc(num_classes: int = 2, average: str = "macro"):
     """Area under the ROC curve from logits (softmax probabilities; of class 1 when num_classes is 2)."""
-    from stagedsl_plugins import metric_classes
+    from stagedsl_plugins import _metric_classes as metric_classes
 
     if num_classes == 2:
         return metric_classes.BinaryAUROCFromLogits()
@@ -75,24 +75,17 @@ def rmse():
     return MeanSquaredError(squared=False)
 
 
-def masked_mae(null_value: float = 0.0):
-    """Mean absolute error over entries whose target is not null_value (METR-LA's missing 0)."""
-    from stagedsl_plugins.metric_classes import MaskedMeanAbsoluteError
-
-    return MaskedMeanAbsoluteError(null_value)
-
-
 def nrmse(sigma: list[float] | None = None, eps: float = 1e-8):
     """Mean over channels of RMSE_c / s_c; s_c = sigma[c], or the std of the channel's targets seen."""
-    from stagedsl_plugins.metric_classes import ChannelNRMSE
+    from stagedsl_plugins._metric_classes import ChannelNRMSE
 
     return ChannelNRMSE(sigma, eps)
 
 
 @hookimpl
 def register_metrics(register):
-    """Register the built-in metrics with whether larger or smaller is better."""
+    """Register the generic metrics with whether larger or smaller is better."""
     for name, factory in (("accuracy", accuracy), ("f1", f1), ("precision", precision), ("recall", recall), ("auroc", auroc)):
         register(name, factory, mode="max")
-    for name, factory in (("mae", mae), ("mse", mse), ("rmse", rmse), ("masked_mae", masked_mae), ("nrmse", nrmse)):
+    for name, factory in (("mae", mae), ("mse", mse), ("rmse", rmse), ("nrmse", nrmse)):
         register(name, factory, mode="min")

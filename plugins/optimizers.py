@@ -2,8 +2,9 @@
 
 `param_groups` are ``{"params", "lr", "weight_decay", "name"}`` dicts (plain tensors or
 an iterable of them are accepted too). A group's own ``lr`` and ``weight_decay`` win
-when they are not None; otherwise the factory's apply. The ``name`` key stays in the
-group, so logs and schedulers can tell groups apart.
+when they are not None; otherwise the factory's apply. Keys the optimizer does not
+know, such as the plan's group ``name``, stay in the group, so logs and schedulers can
+tell groups apart.
 """
 
 from stagedsl import hookimpl
@@ -15,10 +16,9 @@ def groups_with_defaults(param_groups, lr: float, weight_decay: float) -> list:
     if groups and not isinstance(groups[0], dict):
         groups = [{"params": groups}]
     filled = []
-    for index, group in enumerate(groups):
+    for group in groups:
         group = dict(group)
         group["params"] = list(group["params"])
-        group.setdefault("name", f"group{index}")
         if group.get("lr") is None:
             group["lr"] = lr
         if group.get("weight_decay") is None:
@@ -90,8 +90,8 @@ def rmsprop(
 
 @hookimpl
 def register_optimizers(register):
-    """Register the built-in optimizers."""
-    register("adamw", adamw)
+    """Register the optimizers; adamw is the one a stage gets when it names none."""
+    register("adamw", adamw, default=True)
     register("adam", adam)
     register("sgd", sgd)
     register("rmsprop", rmsprop)

@@ -21,6 +21,7 @@ from stagedsl.errors import (
     SpecError,
     StagedError,
     UsageError,
+    did_you_mean,
 )
 from stagedsl.registry import Entry, Registry, get_registry, hookimpl, set_registry
 from stagedsl.spec.durations import Duration, Steps, parse_duration
@@ -33,13 +34,19 @@ _LAZY = {
     "compile_plan": "stagedsl.plan.compile",
     "Plan": "stagedsl.plan.model",
     "run_plan": "stagedsl.engine.runner",
-    "resume_run": "stagedsl.engine.resume",
+    "resume_run": "stagedsl.api",
     "Callback": "stagedsl.engine.events",
     "Event": "stagedsl.engine.events",
-    "RunState": "stagedsl.engine.state",
+    "RunState": "stagedsl.engine.run_state",
     "load_package": "stagedsl.export.package",
     "export_run": "stagedsl.export.runner",
     "evaluate_gate": "stagedsl.spec.gates",
+    "EnsembleTask": "stagedsl.ensemble.task",
+    "import_optional": "stagedsl.extras",
+    "run_matrix": "stagedsl.matrix.runner",
+    "resume_matrix": "stagedsl.matrix.runner",
+    "build_ensembles": "stagedsl.ensemble.build",
+    "evaluate_run": "stagedsl.eval.runs",
 }
 
 
@@ -55,5 +62,5 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CheckpointError", "DataSplits", "Duration", "Entry", "ExportError", "GateStopped", "PlanError",
     "PluginError", "Problem", "Registry", "RunError", "SpecError", "StagedError", "Steps", "TensorSplit",
-    "UsageError", "get_registry", "hookimpl", "parse_duration", "set_registry", *sorted(_LAZY),
+    "UsageError", "did_you_mean", "get_registry", "hookimpl", "parse_duration", "set_registry", *sorted(_LAZY),
 ]

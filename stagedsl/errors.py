@@ -7,6 +7,7 @@ and rendered once, by the CLI (`stagedsl.cli.render`).
 
 from __future__ import annotations
 
+import difflib
 from typing import Iterable, Optional
 
 import attrs
@@ -36,6 +37,23 @@ class Problem:
         at = f" at `{self.path}`" if self.path else ""
         hint = f" ({self.hint})" if self.hint else ""
         return f"{self.severity}[{self.code}]: {self.message}{at}{where}{hint}"
+
+
+def closest(word: object, choices: Iterable[str], *, cutoff: float = 0.5) -> Optional[str]:
+    """The choice most like `word` (difflib's ratio at least `cutoff`), or None."""
+    if not isinstance(word, str):
+        return None
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def did_you_mean(word: object, choices: Iterable[str], *, cutoff: float = 0.5) -> Optional[str]:
+    """The hint ``did you mean "<closest choice>"?``, or None when nothing is close.
+
+    The one did-you-mean of stagedsl: every hint that offers a near name comes from here.
+    """
+    match = closest(word, choices, cutoff=cutoff)
+    return f'did you mean "{match}"?' if match is not None else None
 
 
 class StagedError(Exception):

@@ -81,29 +81,34 @@ def validate(spec: Path = SpecArg, profile: Optional[str] = ProfileOpt, set_: Op
 
     with _JsonProblems(json_):
         loaded = load_spec(spec, profile=profile, overrides=set_ or (), registry=_registry())
+        members = _member_names(loaded)
     if json_:
-        say(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages]}))
+        extra = {"members": members, "ensembles": [e.name for e in loaded.ensembles]} if loaded.matrix is not None else {}
+        say(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages], **extra}))
     else:
         count = len(loaded.stages)
-        say(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)})")
+        matrix = f"; matrix of {len(members)} members, {len(loaded.ensembles)} ensembles" if loaded.matrix is not None else ""
+        say(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)}{matrix})")
 
 
-def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
-    """Load and compile a spec with the process registry."""
-    from stagedsl.plan.compile import compile_plan
+def _member_names(loaded) -> list[str]:
+    from stagedsl.spec.matrix import member_names
+
+    return member_names(loaded)
+
+
+def _load(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
     from stagedsl.spec.loader import load_spec
 
-    registry = _registry()
-    loaded = load_spec(spec, profile=profile, overrides=overrides or (), registry=registry)
-    return loaded, compile_plan(loaded, registry)
+    return load_spec(spec, profile=profile, overrides=overrides or (), registry=_registry())
 
 
-def effective_spec_text(loaded) -> str:
-    """The spec as it runs: extends, the profile and --set applied, as TOML text."""
-    import tomli_w
+def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]], *, loaded=None):
+    """Load (unless `loaded` is given) and compile a spec with the process registry (as `stagedsl.api.load_and_compile`)."""
+    from stagedsl.plan.compile import compile_plan
 
-    header = f"# effective spec of {loaded.file}: extends, profile and --set applied\n"
-    return header + tomli_w.dumps(loaded.document or {})
+    loaded = loaded if loaded is not None else _load(spec, profile, overrides)
+    return loaded, compile_plan(loaded, _registry())
 
 
 def _warnings(plan) -> None:
@@ -121,12 +126,17 @@ def plan(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file.", metavar="PNG"),
     chart: bool = typer.Option(True, "--chart/--no-chart", help="Show the LR curve in the terminal."),
 ) -> None:
-    """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates."""
+    """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates (every member of a matrix)."""
     from stagedsl.plan.render import render_plan
     from stagedsl.plan.schedule import ascii_chart, plan_lr_curve
 
     with _JsonProblems(json_):
-        _, compiled = compile_spec(spec, profile, set_)
+        loaded = _load(spec, profile, set_)
+        if loaded.matrix is not None:
+            from stagedsl.cli.matrix_commands import plan_matrix_spec
+
+            return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot)
+        _, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     if json_:
         say(compiled.to_json())
         _warnings(compiled)
@@ -141,27 +151,20 @@ def plan(
     _warnings(compiled)
 
 
-RUN_ARTIFACTS = ("plan.json", "spec.toml", "metrics.jsonl", "summary.json", "tb", "stages", "export")
-"""What a run writes into its directory; `--overwrite` removes exactly these."""
-
-
 def _prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str]) -> None:
-    """Refuse to mix a new run into an old one's files unless asked to."""
-    import shutil
+    """Refuse to mix a new run into an old one's files unless asked to; with `overwrite`, remove
+    exactly what the old run wrote (`RunDir.owned`)."""
+    from stagedsl.run_dir import RunDir
 
-    if from_stage is not None or not (run_dir / "summary.json").exists():
+    layout = RunDir(run_dir)
+    if from_stage is not None or not layout.holds_run():
         return
     if not overwrite:
         raise UsageError(
             [Problem("E091", f"{run_dir} already holds a run", path="--out",
                      hint=f"continue it with `staged resume {run_dir}`, start over with --overwrite, or pick another --out")]
         )
-    for name in RUN_ARTIFACTS:
-        target = run_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    layout.clear()
 
 
 @app.command()
@@ -173,16 +176,29 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").', metavar="DEVICE"),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory).", metavar="STAGE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (default the spec's `matrix.jobs`).", metavar="N"),
+    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable).", metavar="GLOB"),
     json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
 ) -> None:
     """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has an [export] section.
 
     Progress goes to stderr; at the end a table per stage (steps, time, best monitored
     value, gate decision), the total time, the run directory and the TensorBoard command.
+    A matrix spec trains every member, then builds its ensembles.
     """
+    from stagedsl.api import effective_spec_text
     from stagedsl.engine.runner import run_plan
 
-    loaded, compiled = compile_spec(spec, profile, set_)
+    loaded = _load(spec, profile, set_)
+    if loaded.matrix is not None:
+        from stagedsl.cli.matrix_commands import run_matrix_spec
+
+        return run_matrix_spec(loaded, out=out, jobs=jobs, members=member, device=device, overwrite=overwrite,
+                               from_stage=from_stage, spec_text=effective_spec_text(loaded))
+    from stagedsl.cli.matrix_commands import refuse_matrix_options
+
+    refuse_matrix_options(jobs=jobs, member=member)
+    loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     _warnings(compiled)
     run_dir = Path(out if out is not None else compiled.run.out)
     _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
@@ -232,12 +248,13 @@ class RunReport:
 
 @app.command()
 def plugins(json_: bool = JsonOpt) -> None:
-    """List every registered piece by kind, with its plugin, distribution, version and summary."""
+    """List every registered piece by kind, with its plugin, distribution, version and summary; the default of a kind is marked."""
     registry = _registry()
     entries = registry.entries()
     if json_:
         say(json.dumps([
-            {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc}
+            {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc,
+             "default": bool(e.meta.get("default"))}
             for e in entries
         ], indent=2))
         return
@@ -247,7 +264,8 @@ def plugins(json_: bool = JsonOpt) -> None:
             kind = entry.kind
             say(f"{kind}:")
         source = f"{entry.distribution or entry.plugin} {entry.version or ''}".strip()
-        say(f"  {entry.name:<20} {entry.doc}  [{source}]")
+        default = " (the default)" if entry.meta.get("default") else ""
+        say(f"  {entry.name:<20} {entry.doc}{default}  [{source}]")
     for problem in registry.skipped:
         say(render_problems([problem]), err=True)
 
@@ -266,10 +284,11 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write t
 
 
 def _add_optional_commands() -> None:
-    """Commands whose modules are owned by later rooms (export, resume)."""
+    """Commands whose modules are owned by later rooms (export, resume, ensemble, eval, report)."""
     import importlib
 
-    for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands"):
+    for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands", "stagedsl.cli.matrix_commands",
+                        "stagedsl.cli.eval_commands", "stagedsl.cli.report_commands"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

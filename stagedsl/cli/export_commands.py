@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
+from stagedsl.cli.output import say
 from stagedsl.errors import ExportError, Problem, UsageError
 
 
@@ -32,25 +33,38 @@ def export(
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Take the [export] section of the run's spec file under this profile.", metavar="NAME"),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Change an export setting: --set export.fp16_atol=0.05 (repeatable); nothing is retrained.", metavar="KEY=VALUE"),
     json_: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ensemble: Optional[str] = typer.Option(None, "--ensemble", "-e", help="Export this ensemble of a matrix run as one ONNX graph, verified against PyTorch and the fitted ensemble.", metavar="NAME"),
 ) -> None:
-    """Export a run's checkpoint to ONNX, FP16 ONNX and a model package, each verified against PyTorch.
+    """Export a run's checkpoint to ONNX, FP16 ONNX and a model package, each verified against PyTorch (or a matrix run's ensemble).
 
     A finished run can be exported again with other settings (--set export.key=value,
     --profile) without retraining; the report says which check failed and by how much.
     """
-    from stagedsl.cli.output import say
     from stagedsl.export.runner import export_run
+    from stagedsl.matrix.layout import MatrixDir
+
+    if ensemble is not None or MatrixDir.holds_matrix(run_dir):
+        from stagedsl.cli.matrix_export import export_ensemble_command
+
+        return export_ensemble_command(run_dir, ensemble, out=out, json_=json_)
 
     formats = [f.strip() for f in format_.split(",") if f.strip()] if format_ else None
+    report = echo_report(lambda: export_run(run_dir, stage=stage, which=which, formats=formats, out=out, profile=profile,
+                                            overrides=set_ or ()), render_report, json_)
+    say(f"exported stage `{report.stage}` ({report.which}) in {report.seconds:.1f}s to {report.out}", err=True)
+
+
+def echo_report(export: Callable[[], Any], render: Callable[[Any], str], json_: bool) -> Any:
+    """Run `export` and print its report (JSON or `render`ed), also when it fails with one."""
     try:
-        report = export_run(run_dir, stage=stage, which=which, formats=formats, out=out, profile=profile, overrides=set_ or ())
+        report = export()
     except ExportError as exc:
         report = getattr(exc, "report", None)
         if report is not None:
-            say(report.to_json() if json_ else render_report(report))
+            say(report.to_json() if json_ else render(report))
         raise
-    say(report.to_json() if json_ else render_report(report))
-    say(f"exported stage `{report.stage}` ({report.which}) in {report.seconds:.1f}s to {report.out}", err=True)
+    say(report.to_json() if json_ else render(report))
+    return report
 
 
 def _figure(value: Optional[float]) -> str:
@@ -151,7 +165,6 @@ def predict(
     np.savez(out, **dict(zip(names, outputs)))
     written = {"out": str(out), "backend": "onnx-fp16" if fp16 else "onnx" if onnx else "torch", "inputs": keys,
                "outputs": {name: list(array.shape) for name, array in zip(names, outputs)}}
-    from stagedsl.cli.output import say
 
     if json_:
         say(json.dumps(written))

@@ -1,32 +1,33 @@
-"""`staged plan --plot FILE.png`: draw the plan's LR curve with matplotlib (optional dependency)."""
+"""`staged plan --plot FILE.png`: draw the plan's LR curve of every parameter group (matplotlib, optional)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from stagedsl.errors import UsageError
+from stagedsl.report import draw
 
 
 def plot_lr_curve(curve: list[dict], path: Path, *, title: str = "") -> None:
-    """Draw every group's LR per step, with stage boundaries, into a PNG file."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'stagedsl[plot]'", code="E090") from None
-    figure, axes = plt.subplots(figsize=(9, 3.5))
+    """Draw every group's LR per step on a log axis — one colour per group across stages — with the stages marked."""
+    plt = draw.pyplot("--plot", "plot")
+    colors = draw.colors_for(group for stage in curve for group in stage["curves"])
+    figure, axes = plt.subplots(figsize=(draw.WIDTH * 0.9, 3.8))
+    bands, labelled = [], set()
     for stage in curve:
+        length = max((len(values) for values in stage["curves"].values()), default=0)
+        bands.append((stage["stage"], stage["start"], stage["start"] + length))
         for group, values in stage["curves"].items():
             steps = range(stage["start"], stage["start"] + len(values))
-            axes.plot(steps, values, label=f"{stage['stage']}/{group}")
-        axes.axvline(stage["start"], color="grey", linewidth=0.6, linestyle=":")
-    axes.set_yscale("log")
-    axes.set_xlabel("step")
-    axes.set_ylabel("learning rate")
-    axes.set_title(f"LR schedule — {title}")
-    axes.legend(fontsize="small", loc="best")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+            axes.plot(steps, values, color=colors[group], linewidth=1.8,
+                      label=None if group in labelled else f"group {group}")
+            labelled.add(group)
+            if values:
+                draw.value_note(axes, stage["start"], values[0], colors[group])
+    positive = all(v > 0 for stage in curve for values in stage["curves"].values() for v in values)
+    if positive:
+        axes.set_yscale("log")
+    draw.headroom(axes, 0.2, log=positive)
+    draw.stage_bands(axes, bands)
+    draw.label_axes(axes, f"LR schedule of every parameter group — {title}", "learning rate", log=positive)
+    draw.legend_below(figure, *axes.get_legend_handles_labels())
+    draw.save(figure, Path(path))

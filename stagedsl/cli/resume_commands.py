@@ -1,4 +1,4 @@
-"""`staged resume`: a thin face over `stagedsl.engine.resume.resume_run`.
+"""`staged resume`: a thin face over `stagedsl.api.resume_run`.
 
 Imported when the CLI starts, so nothing heavy (torch) is imported at module level.
 Errors are raised as stagedsl errors for the app to render: exit code 0 done, 1 failure
@@ -29,24 +29,36 @@ def resume(
                                                       "(recorded as forced)."),
     device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").',
                                          metavar="DEVICE"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process.",
+                                       metavar="N"),
+    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: finish only the members matching this glob (repeatable).",
+                                               metavar="GLOB"),
     json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
 ) -> None:
     """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes).
 
-    A run that already completed is not trained again: it says so and shows its table (exit 0).
+    A run that already completed is not trained again: it says so and shows its table
+    (exit 0). A matrix run finishes its unfinished members and builds its ensembles again.
     """
+    from stagedsl.cli.matrix_commands import refuse_matrix_options, resume_matrix_dir
+    from stagedsl.matrix.layout import MatrixDir
+
+    if MatrixDir.holds_matrix(run_dir):
+        return resume_matrix_dir(run_dir, jobs=jobs, members=member, device=device, overrides=set_, force=force)
+    refuse_matrix_options(jobs=jobs, member=member)
+    from stagedsl.api import resume_run
     from stagedsl.cli.app import RunReport, export_at_end, show_result
     from stagedsl.cli.output import say
-    from stagedsl.engine.resume import resume_run
-    from stagedsl.plan.model import Plan
+    from stagedsl.engine.resuming import read_run_plan
     from stagedsl.registry import get_registry
+    from stagedsl.run_dir import RunDir
 
-    run_dir = Path(run_dir)
-    plan = Plan.from_json((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").is_file() else None
+    layout = RunDir(run_dir)
+    plan = read_run_plan(layout) if layout.plan.is_file() else None
     with RunReport(plan, json_=json_):
         result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
                             warn=lambda message: say(f"warning: {message}", err=True))
-    plan = Plan.from_json((run_dir / "plan.json").read_text())  # a resume with --set may have changed it
+    plan = read_run_plan(layout)  # a resume with --set may have changed it
     if result.already_complete:
         show_result(result.summary, result.run_dir, plan, json_=json_,
                     headline=f"{run_dir} is already complete: nothing to resume, nothing trained")

@@ -1,9 +1,9 @@
 """One stage of a run: its attempts (a gate may retry it), or its continuation from a checkpoint.
 
-`run_stage` builds an attempt (`stage.build_stage`), drives it (`driver.AttemptDriver`),
+`run_stage` builds an attempt (`stage_setup.build_stage`), drives it (`driver.AttemptDriver`),
 saves its last weights, decides its end gate and records it all. Resumed from a
 checkpoint, the attempt is rebuilt from the plan and the checkpoint loaded into it
-(`restore.apply`); a checkpoint taken at an attempt's end replays only what follows it
+(`apply_resume_point`); a checkpoint taken at an attempt's end replays only what follows it
 (last weights, end gate, records), which is idempotent.
 """
 
@@ -11,14 +11,25 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from stagedsl.engine import checkpoints, restore as restoring
+import torch
+
+from stagedsl.engine.checkpointing import trainer_payload
+from stagedsl.engine.checkpointing.resume_point import (
+    START,
+    ResumePoint,
+    restore_best,
+    restore_optimizer,
+    restore_scaler,
+    restore_scheduler,
+)
+from stagedsl.engine.checkpointing.weights import BEST, LAST, read_weights, save_weights
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.driver import EARLY_STOPPED, GATE, AttemptDriver, record_gate, save_stage_weights, saved_outcome
 from stagedsl.engine.events import Event
 from stagedsl.engine.gates import GOTO, RETRY, STOP, GateDecision, decide
-from stagedsl.engine.restore import ResumePoint
-from stagedsl.engine.stage import build_stage
-from stagedsl.engine.state import StageRecord
+from stagedsl.engine.run_state import StageRecord
+from stagedsl.engine.stage_setup import StageObjects, build_stage
+from stagedsl.errors import CheckpointError, Problem
 from stagedsl.plan.model import StagePlan
 
 
@@ -30,11 +41,11 @@ def run_stage(ctx: RunContext, stage: StagePlan, restore: Optional[dict], resume
     gate = stage.gate
     retries = gate is not None and gate.on_fail == RETRY and stage.init is None
     if resume is not None:
-        restore = restoring.start_weights(ctx, stage.name) if retries else None
+        restore = start_weights(ctx, stage.name) if retries else None
     elif retries:
         if restore is None:
             restore = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}  # what a retry starts from
-        restoring.save_start_weights(ctx, stage.name, restore)
+        save_start_weights(ctx, stage.name, restore)
     attempt = state.attempt if resume is not None else 0
     while True:
         loop_resume = None
@@ -48,7 +59,7 @@ def run_stage(ctx: RunContext, stage: StagePlan, restore: Optional[dict], resume
             state.stage_index = stage.index
             record.status = "running"
             objs = build_stage(ctx, stage, attempt, resuming=True)
-            loop_resume = restoring.apply(ctx, objs, resume)
+            loop_resume = apply_resume_point(ctx, objs, resume)
         state.live.stage = objs
         record.monitor, record.mode = stage.eval.monitor, stage.eval.mode
         if resume is None:
@@ -120,9 +131,9 @@ def _stage_finished(ctx: RunContext, stage: StagePlan, objs: Any, outcome: Any) 
     """Save the last weights (and best, when nothing measured the monitor) and fill the record."""
     state = ctx.state
     record = state.record(stage.name)
-    save_stage_weights(ctx, stage.name, checkpoints.LAST)
+    save_stage_weights(ctx, stage.name, LAST)
     if state.best_value is None:  # nothing measured the monitor: the last weights are the best known
-        save_stage_weights(ctx, stage.name, checkpoints.BEST)
+        save_stage_weights(ctx, stage.name, BEST)
     record.steps = state.stage_step
     record.epochs = state.epoch + 1 if state.stage_step else 0
     record.wall_time_s = round(outcome.wall_time_s, 4)
@@ -131,3 +142,40 @@ def _stage_finished(ctx: RunContext, stage: StagePlan, objs: Any, outcome: Any) 
     record.skipped_steps = state.nonfinite_steps
     record.early_stopped = outcome.reason == EARLY_STOPPED
     record.last_values = dict(state.values)
+
+
+# -- resume points and retry starts ------------------------------------------------------
+def apply_resume_point(ctx: RunContext, objs: StageObjects, point: ResumePoint) -> dict[str, Any]:
+    """Load `point` into the run's model and the stage's objects; return the step loop's part of it."""
+    try:
+        ctx.model.load_state_dict(point.model)
+    except RuntimeError as exc:
+        raise CheckpointError([Problem(code="E411", message=f"checkpoint `{point.path}` does not fit the model: {exc}",
+                                       hint="the model changed since the checkpoint; resume with the run's own model")]) from None
+    how = restore_optimizer(objs.optimizer, ctx.model, point.trainer, same_settings=point.same_settings,
+                            same_optimizer=point.same_optimizer)
+    restore_scheduler(objs.scheduler, point.trainer, exact=how == "exact", monitored=objs.monitored,
+                      stage_step=ctx.state.stage_step)
+    restore_scaler(objs.scaler, point.trainer)
+    restore_best(ctx.run_dir, objs.plan.name, point.path)
+    if how != "exact":
+        ctx.progress.notice(f"stage {objs.plan.name}: optimizer "
+                            + ("state kept, settings from the changed plan" if how == "state" else "started afresh (another optimizer)"))
+    trainer_payload.set_rng_state(point.trainer.get("rng") or {})
+    window, folded = trainer_payload.loss_window(point.trainer, ctx.placement.device)
+    data = point.trainer.get("data") or {}
+    if point.on_loaded is not None:
+        point.on_loaded()
+    return {"epoch_start": data.get("epoch_start"), "window": window, "window_folded": folded}
+
+
+def save_start_weights(ctx: RunContext, stage: str, weights: dict[str, torch.Tensor]) -> None:
+    """Keep the weights a stage with a retry gate starts from (a resumed retry needs them)."""
+    if ctx.placement.is_writer:
+        save_weights({k: v.detach().cpu().contiguous() for k, v in weights.items()}, ctx.run_dir.weights(stage, START))
+
+
+def start_weights(ctx: RunContext, stage: str) -> Optional[dict[str, torch.Tensor]]:
+    """The weights `save_start_weights` kept, or None."""
+    path = ctx.run_dir.weights(stage, START)
+    return read_weights(path) if path.exists() else None

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import attrs
 from torch import nn
 
+from stagedsl.engine.checkpointing.background_writer import CheckpointWriter
 from stagedsl.engine.events import CallbackList, Event
 from stagedsl.engine.loaders import Loaders
 from stagedsl.engine.objective import AutoArgs
 from stagedsl.engine.outputs import RunOutputs
 from stagedsl.engine.placement import Placement
 from stagedsl.engine.progress import Progress
-from stagedsl.engine.state import RunState
-from stagedsl.engine.writer import CheckpointWriter
+from stagedsl.engine.run_state import RunState
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry
+from stagedsl.run_dir import RunDir
 
 
 @attrs.define(eq=False)
@@ -26,7 +26,7 @@ class RunContext:
 
     plan: Plan
     registry: Registry
-    run_dir: Path
+    run_dir: RunDir  # where every file of the run goes
     placement: Placement
     model: nn.Module  # the plain module: its state_dict names are the checkpoints'
     forward: Callable[..., Any]  # what the step loop calls (maybe compiled)

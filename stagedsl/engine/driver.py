@@ -21,14 +21,16 @@ from typing import Optional
 
 import attrs
 
-from stagedsl.engine import checkpoints, trainer_state
+from stagedsl.engine.checkpointing import trainer_checkpoints, trainer_payload
+from stagedsl.engine.checkpointing.weights import BEST, cpu_state_dict, non_finite, save_weights
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.events import Event
 from stagedsl.engine.freeze import set_train_mode
 from stagedsl.engine.gates import CONTINUE, WARN, GateDecision, decide
+from stagedsl.engine.gates import STOP as STOP_RUN
 from stagedsl.engine.loop import StepLoop, last_good
 from stagedsl.engine.signals import STOP, RunInterrupted
-from stagedsl.engine.stage import StageObjects
+from stagedsl.engine.stage_setup import StageObjects
 from stagedsl.errors import RunError
 
 COMPLETED, EARLY_STOPPED, GATE = "completed", "early_stopped", "gate"
@@ -66,7 +68,8 @@ def record_gate(ctx: RunContext, decision: GateDecision) -> None:
     record.gate = data
     ctx.outputs.log({"event": "gate", **data})
     ctx.outputs.text("gates", decision.describe(), ctx.state.global_step)
-    (ctx.progress.notice if decision.passed else ctx.progress.warn)(decision.describe())
+    if decision.action != STOP_RUN:  # a stop is said once, by the error that ends the run (E420)
+        (ctx.progress.notice if decision.passed else ctx.progress.warn)(decision.describe())
     ctx.fire(Event.GATE_DECIDED)
 
 
@@ -74,9 +77,9 @@ def save_stage_weights(ctx: RunContext, stage: str, which: str) -> None:
     """Write ``stages/<stage>/<which>.safetensors`` (rank 0 only) and tell the callbacks."""
     if not ctx.placement.is_writer:
         return
-    path = checkpoints.weights_path(ctx.run_dir, stage, which)
-    checkpoints.save_weights(ctx.model, path, metadata={"stage": stage, "step": str(ctx.state.stage_step)})
-    ctx.state.record(stage).checkpoints[which] = str(path.relative_to(ctx.run_dir))
+    path = ctx.run_dir.weights(stage, which)
+    save_weights(ctx.model, path, metadata={"stage": stage, "step": str(ctx.state.stage_step)})
+    ctx.state.record(stage).checkpoints[which] = ctx.run_dir.relative(path)
     ctx.state.last_checkpoint = str(path)
     ctx.fire(Event.CHECKPOINT_SAVED)
 
@@ -153,7 +156,7 @@ class AttemptDriver:
         self.ctx.writer.wait()
         where = f"stage `{self.stage.name}` step {state.stage_step} (global step {state.global_step})"
         raise RunInterrupted(signal_name=STOP.name, signum=STOP.signum, where=where, checkpoint=state.last_resume_point,
-                             run_dir=str(self.ctx.run_dir))
+                             run_dir=str(self.ctx.run_dir.root))
 
     # -- boundaries ----------------------------------------------------------------
     def log_train(self) -> None:
@@ -192,7 +195,7 @@ class AttemptDriver:
         monitor = self._value(stage.eval.monitor, "eval.monitor")
         if _improved(monitor, state.best_value, stage.eval.mode):
             state.best_value, state.best_step = monitor, state.stage_step
-            self.save_weights(checkpoints.BEST)
+            self.save_weights(BEST)
         if objs.monitored:
             name = stage.scheduler_monitor or stage.eval.monitor
             value = self._value(name, "scheduler_monitor")
@@ -258,29 +261,29 @@ class AttemptDriver:
         ctx.writer.wait()  # the previous write is done (or its failure raised) before the next is captured
         if stage.on_nonfinite != "skip" and not self.loop.window_finite():
             self._nonfinite_loss("non-finite")
-        tensors = checkpoints.cpu_state_dict(ctx.model, copy=True)  # a snapshot: training goes on while it is written
-        bad = checkpoints.non_finite(tensors)
+        tensors = cpu_state_dict(ctx.model, copy=True)  # a snapshot: training goes on while it is written
+        bad = non_finite(tensors)
         if bad is not None:
             raise RunError(f"stage `{stage.name}`: the weights became non-finite (`{bad}`) by step {state.stage_step}; "
                            f"{last_good(state)}; lower the learning rate or clip gradients", code="E401")
         state.attempt_elapsed_s = time.perf_counter() - self._started
         state.checkpoint_seq += 1
-        path = checkpoints.state_path(ctx.run_dir, stage.name, state.stage_step, state.attempt)
-        state.last_resume_point = str(path.relative_to(ctx.run_dir))
+        path = ctx.run_dir.trainer_state(stage.name, state.stage_step, state.attempt)
+        state.last_resume_point = ctx.run_dir.relative(path)
         window, folded = self.loop.window_state()
-        trainer = trainer_state.capture(model=ctx.model, optimizer=objs.optimizer, scheduler=objs.scheduler,
+        trainer = trainer_payload.capture(model=ctx.model, optimizer=objs.optimizer, scheduler=objs.scheduler,
                                         scaler=objs.scaler, generator=ctx.loaders.generator,
                                         epoch_start=self.loop.epoch_start, window=window, window_folded=folded,
                                         auto_values=ctx.auto.values)
-        best = checkpoints.weights_path(ctx.run_dir, stage.name, checkpoints.BEST)
-        pending = checkpoints.prepare_state(path, state=state, model=tensors, trainer=trainer,
+        best = ctx.run_dir.weights(stage.name, BEST)
+        pending = trainer_checkpoints.prepare_state(path, state=state, model=tensors, trainer=trainer,
                                             best=best if best.exists() else None,
                                             manifest={"metrics_bytes": ctx.outputs.metrics_size()})
         keep_last = stage.checkpoint.keep_last
 
         def write() -> None:
-            checkpoints.finish_state(pending)
-            checkpoints.rotate_states(path.parent, keep_last)
+            trainer_checkpoints.finish_state(pending)
+            trainer_checkpoints.rotate_states(path.parent, keep_last)
 
         ctx.writer.submit(str(path), write)
         state.last_checkpoint = str(path)

@@ -21,17 +21,12 @@ from stagedsl.plan.model import PieceRef
 from stagedsl.registry import Registry
 
 
-def build_metrics(refs: tuple[PieceRef, ...], registry: Registry, device: torch.device) -> list[tuple[str, Any]]:
-    """``(name, metric)`` pairs for the stage's metrics, on the device."""
+def build_metrics(refs: tuple[PieceRef, ...], registry: Registry, device: torch.device, *, at: str = "metrics") -> list[tuple[str, Any]]:
+    """``(name, metric)`` pairs for the stage's metrics, on the device (`at`: their key path, for errors)."""
     metrics = []
     names = [ref.name for ref in refs]
     for index, ref in enumerate(refs):
-        try:
-            metric = registry.get("metrics", ref.name).factory(**ref.args)
-        except Exception as exc:
-            if isinstance(exc, RunError):
-                raise
-            raise RunError(f"building metric `{ref.name}` failed: {type(exc).__name__}: {exc}", code="E407") from exc
+        metric = registry.build("metrics", ref.name, ref.args, at=f"{at}[{index}]")
         if isinstance(metric, nn.Module):
             metric = metric.to(device)
         name = ref.name if names.count(ref.name) == 1 else f"{ref.name}#{index}"

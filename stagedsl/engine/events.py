@@ -3,7 +3,8 @@
 Per-step events are not pluggy calls: the engine gathers the run's callbacks once
 (`plan.callbacks` through the registry, then those passed to `run_plan`), keeps them in
 an ordered list and calls them with a plain loop. Events fire at stage boundaries, at
-evaluations and at the log cadence, never on every step.
+evaluations and at the log cadence, never on every step (`STEP_END` is the end of a log
+window, despite its name).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Iterable
 from stagedsl.errors import RunError, StagedError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from stagedsl.engine.state import RunState
+    from stagedsl.engine.run_state import RunState
 
 
 class Event(str, enum.Enum):
@@ -25,11 +26,13 @@ class Event(str, enum.Enum):
             build stage: seed, init load, freeze, optimizer, scheduler, loss, metrics
             # STAGE_START
             while stage_step < stage.steps:
+                if stage_step > 0: scheduler.step()       # this step's rate (a monitored one steps at evaluations)
                 for micro_batch in range(stage.accumulate):
                     loss = objective(model(x), y); backward(loss)
-                clip; optimizer.step(); zero_grad(set_to_none=True); scheduler.step()
+                clip; optimizer.step(); zero_grad(set_to_none=True)
                 if stage_step % stage.log_every == 0 or an evaluation is due:
-                    # STEP_END            (log cadence only: state.values["train/loss"] is fresh)
+                    read the mean loss since the last log (one host sync) -> state.values["train/loss"]
+                    # STEP_END            (at the log cadence only, never after every step)
                 if stage_step % stage.eval.every == 0 or stage_step == stage.steps:
                     evaluate -> state.values["val/..."]
                     # EVAL_END
@@ -61,6 +64,8 @@ class Event(str, enum.Enum):
     RUN_START = "run_start"
     STAGE_START = "stage_start"
     STEP_END = "step_end"
+    """After the step that closes a log window (every ``stage.log_every`` steps, and before
+    each evaluation): per-step events would cost a host sync each, so there are none."""
     EVAL_END = "eval_end"
     CHECKPOINT_SAVED = "checkpoint_saved"
     GATE_DECIDED = "gate_decided"

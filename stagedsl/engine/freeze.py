@@ -1,6 +1,7 @@
 """Freezing: which parameters train in a stage, and frozen norm layers held in eval mode.
 
-`apply_freeze` sets ``requires_grad`` from the stage's concrete parameter names.
+`apply_freeze` sets ``requires_grad`` from the stage's concrete parameter names (the
+plan's `trainable`, decided once by the compiler).
 `frozen_norms` finds the normalisation layers that must not change while frozen: a norm
 module whose parameters are all frozen, or a parameter-less norm inside a fully frozen
 parent. `set_train_mode` is the engine's only way to put the model in training mode: it
@@ -10,12 +11,10 @@ statistics of frozen parts stay put. A stage with ``frozen_norm = "train"`` opts
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import torch
 from torch import nn
 
-from stagedsl.errors import RunError
 from stagedsl.plan.model import StagePlan
 
 NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
@@ -32,37 +31,14 @@ NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
 """Module types treated as normalisation layers."""
 
 
-def apply_freeze(model: nn.Module, stage: StagePlan) -> tuple[list[str], list[str]]:
-    """Set ``requires_grad`` for the stage; return (trainable, frozen) parameter names.
+def apply_freeze(model: nn.Module, stage: StagePlan) -> None:
+    """Set ``requires_grad``: the parameters `stage.trainable` names train, every other one is frozen.
 
-    `stage.trainable` lists exactly the parameters that train. A plan with only
-    `stage.frozen` trains everything else; a plan with neither trains everything.
+    The plan decided the set (and that it fits this model); nothing is checked again here.
     """
-    names = [name for name, _ in model.named_parameters()]
-    known = set(names)
-    trainable_set, frozen_set = set(stage.trainable), set(stage.frozen)
-    unknown = sorted((trainable_set | frozen_set) - known)
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise RunError(
-            f"stage `{stage.name}` names parameters the model does not have: {shown}; was the plan compiled for another model?",
-            code="E402",
-        )
-    both = sorted(trainable_set & frozen_set)
-    if both:
-        raise RunError(f"stage `{stage.name}` both trains and freezes: {', '.join(both[:5])}", code="E402")
-    if trainable_set:
-        trains = trainable_set.__contains__
-    elif frozen_set:
-        trains = lambda name: name not in frozen_set  # noqa: E731
-    else:
-        trains = lambda name: True  # noqa: E731
-    trainable, frozen = [], []
+    trains = set(stage.trainable)
     for name, param in model.named_parameters():
-        flag = trains(name)
-        param.requires_grad_(flag)
-        (trainable if flag else frozen).append(name)
-    return trainable, frozen
+        param.requires_grad_(name in trains)
 
 
 def _all_frozen(module: nn.Module) -> bool:
@@ -98,20 +74,3 @@ def set_train_mode(model: nn.Module, held: Sequence[nn.Module]) -> None:
     model.train()
     for module in held:
         module.eval()
-
-
-def check_optimizer_params(optimizer: torch.optim.Optimizer, stage_name: str) -> None:
-    """Fail if a frozen parameter reached the optimizer."""
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            if not param.requires_grad:
-                raise RunError(
-                    f"stage `{stage_name}`: a frozen parameter reached the optimizer (group `{group.get('name', '?')}`)",
-                    code="E402",
-                )
-
-
-def parameters_by_name(model: nn.Module, names: Iterable[str]) -> list[nn.Parameter]:
-    """The parameters called `names`, in that order."""
-    table = dict(model.named_parameters())
-    return [table[name] for name in names]

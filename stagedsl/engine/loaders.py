@@ -69,7 +69,7 @@ class TensorBatches:
             return
         order = self.order()
         if order.device != self.device:
-            order = order.to(self.device)
+            order = order.to(self.device, non_blocking=True)  # no host sync at an epoch's start
         stop = min(stop, len(order))
         inputs, target = split.inputs, split.target
         if isinstance(inputs, tuple):

@@ -33,7 +33,7 @@ import torch
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.loaders import TensorBatches
 from stagedsl.engine.signals import STOP
-from stagedsl.engine.stage import StageObjects
+from stagedsl.engine.stage_setup import StageObjects
 from stagedsl.errors import RunError
 
 

@@ -3,7 +3,7 @@
 ``kind = "sum"``: Σ weight·term(prediction, target). ``kind = "blend"``:
 (1 − alpha)·terms[0] + alpha·terms[1] (term weights are not applied in a blend).
 A loss argument written ``"auto"`` is computed once per run by the loss entry's
-``meta["auto"][arg](train_dataset)``, cached, and recorded (as JSON) in
+``meta.auto[arg](train_dataset)``, cached, and recorded (as JSON) in
 ``RunState.auto_loss_args`` and the stage's summary.
 
 The objective is called ``objective(prediction, target, inputs)`` with the batch's model
@@ -56,7 +56,7 @@ class AutoArgs:
         """The term's arguments with every ``"auto"`` replaced; and the resolved ones (JSON form)."""
         args = dict(term.args)
         resolved: dict[str, Any] = {}
-        derive_table = registry.get("losses", term.name).meta.get("auto") or {}
+        derive_table = registry.get("losses", term.name).meta.auto
         for arg, value in term.args.items():
             if not (isinstance(value, str) and value == AUTO):
                 continue
@@ -92,20 +92,15 @@ def _with_inputs(loss: Callable) -> Callable[[Any, Any, Any], torch.Tensor]:
     return call
 
 
-def _build_term(registry: Registry, term: LossTerm, args: dict[str, Any], device: torch.device) -> Callable:
-    try:
-        loss = registry.get("losses", term.name).factory(**args)
-    except Exception as exc:
-        if isinstance(exc, RunError):
-            raise
-        raise RunError(f"building loss `{term.name}` failed: {type(exc).__name__}: {exc}", code="E406") from exc
+def _build_term(registry: Registry, term: LossTerm, args: dict[str, Any], device: torch.device, at: str) -> Callable:
+    loss = registry.build("losses", term.name, args, at=at)
     if isinstance(loss, torch.nn.Module):
         loss = loss.to(device)
     return loss
 
 
 def build_objective(
-    loss: LossPlan, registry: Registry, train_dataset: Any, auto: AutoArgs, device: torch.device
+    loss: LossPlan, registry: Registry, train_dataset: Any, auto: AutoArgs, device: torch.device, *, at: str = "loss"
 ) -> tuple[Objective, dict[str, dict[str, Any]]]:
     """The stage's objective, and the auto arguments it used (term key -> {arg: value})."""
     if not loss.terms:
@@ -117,7 +112,8 @@ def build_objective(
         if resolved:
             key = term.name if sum(t.name == term.name for t in loss.terms) == 1 else f"{term.name}#{index}"
             used[key] = resolved
-        terms.append(_with_inputs(_build_term(registry, term, args, device)))
+        where = at if len(loss.terms) == 1 and loss.kind == "sum" else f"{at}.{loss.kind}[{index}]"
+        terms.append(_with_inputs(_build_term(registry, term, args, device, where)))
 
     if loss.kind == "blend":
         if len(terms) != 2 or loss.alpha is None:

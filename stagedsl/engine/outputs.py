@@ -1,20 +1,11 @@
 """The run directory's text outputs: plan, spec, metrics.jsonl, TensorBoard, summary.
 
-Layout (weights and trainer state are `stagedsl.engine.checkpoints`' business)::
-
-    <run dir>/
-      plan.json          the Plan that runs (Plan.to_json(), with its hash); a resume with --set rewrites it
-      plans/<hash>.json  every plan the run has followed (a checkpoint names its plan by hash)
-      spec.toml          the effective spec text, when the caller passes it
-      metrics.jsonl      one JSON object per log event (train, eval, gate, stage)
-      summary.json       per-stage results, status, plan hash; rewritten at each stage end
-      tb/                TensorBoard events: train/loss, lr/<group>, val/*, stage and gate text
-      stages/<stage>/    best.safetensors, last.safetensors, state/step_<n>/
-
-Only the writing process (rank 0) writes; elsewhere every method is a no-op. Text files
-are replaced atomically and durably (temp file, fsync, rename). A resumed run cuts
-``metrics.jsonl`` back to its size at the checkpoint it continues from (the steps after
-it are redone and logged again) and has TensorBoard purge the events past that step.
+Where each goes is `stagedsl.run_dir.RunDir`'s business (weights and trainer state are
+`stagedsl.engine.checkpointing`'s). Only the writing process (rank 0) writes; elsewhere
+every method is a no-op. Text files are replaced atomically and durably (temp file,
+fsync, rename). A resumed run cuts ``metrics.jsonl`` back to its size at the checkpoint
+it continues from (the steps after it are redone and logged again) and has TensorBoard
+purge the events past that step.
 """
 
 from __future__ import annotations
@@ -25,14 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from stagedsl.engine.safe_io import atomic_write_text as _durable_text
-
-PLAN_FILE = "plan.json"
-PLANS_DIR = "plans"
-SPEC_FILE = "spec.toml"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-TB_DIR = "tb"
+from stagedsl.engine.checkpointing.safe_io import atomic_write_text as _durable_text
+from stagedsl.run_dir import RunDir
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -54,17 +39,17 @@ def _clean(value: Any) -> Any:
 class RunOutputs:
     """Writes the run directory's text outputs (see the module docstring)."""
 
-    def __init__(self, run_dir: Path, *, enabled: bool = True, append: bool = False, metrics_bytes: Optional[int] = None,
+    def __init__(self, run_dir: RunDir, *, enabled: bool = True, append: bool = False, metrics_bytes: Optional[int] = None,
                  purge_step: Optional[int] = None):
         """`metrics_bytes`: cut ``metrics.jsonl`` to this size first (a resume); `purge_step`: TensorBoard's."""
-        self.run_dir = Path(run_dir)
+        self.run_dir = run_dir
         self.enabled = enabled
         self._metrics = None
         self._tb = None
         self._purge_step = purge_step
         if enabled:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            path = self.run_dir / METRICS_FILE
+            run_dir.root.mkdir(parents=True, exist_ok=True)
+            path = run_dir.metrics
             if metrics_bytes is not None and path.exists() and path.stat().st_size > metrics_bytes:
                 with open(path, "r+b") as handle:
                     handle.truncate(metrics_bytes)
@@ -74,27 +59,27 @@ class RunOutputs:
     def write_plan(self, plan_json: str) -> None:
         """Write ``plan.json``."""
         if self.enabled:
-            atomic_write_text(self.run_dir / PLAN_FILE, plan_json + "\n")
+            atomic_write_text(self.run_dir.plan, plan_json + "\n")
 
     def write_plan_version(self, plan_hash: str, plan_json: str) -> None:
         """Write ``plans/<hash>.json`` (once per plan the run follows)."""
-        path = self.run_dir / PLANS_DIR / f"{plan_hash}.json"
+        path = self.run_dir.plan_version(plan_hash)
         if self.enabled and not path.exists():
             atomic_write_text(path, plan_json + "\n")
 
     def write_spec(self, spec_text: Optional[str]) -> None:
         """Write ``spec.toml`` when the effective spec text is given."""
         if self.enabled and spec_text is not None:
-            atomic_write_text(self.run_dir / SPEC_FILE, spec_text)
+            atomic_write_text(self.run_dir.spec, spec_text)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write ``summary.json`` atomically."""
         if self.enabled:
-            atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(_clean(summary), indent=2, default=str) + "\n")
+            atomic_write_text(self.run_dir.summary, json.dumps(_clean(summary), indent=2, default=str) + "\n")
 
     def read_summary(self) -> Optional[dict[str, Any]]:
         """The existing ``summary.json``, if any (a run continued with from_stage)."""
-        path = self.run_dir / SUMMARY_FILE
+        path = self.run_dir.summary
         if not path.exists():
             return None
         try:
@@ -122,7 +107,7 @@ class RunOutputs:
         if self._tb is None and self.enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / TB_DIR), purge_step=self._purge_step)
+            self._tb = SummaryWriter(log_dir=str(self.run_dir.tensorboard), purge_step=self._purge_step)
         return self._tb
 
     def scalars(self, values: dict[str, float], step: int) -> None:

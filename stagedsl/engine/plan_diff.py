@@ -27,6 +27,8 @@ from typing import Any, Optional
 
 import attrs
 
+from stagedsl.plan.diff import differences as _differences
+from stagedsl.plan.diff import shown as _show
 from stagedsl.plan.model import Plan
 
 IGNORED = {"warnings", "spec_file", "format", "run.out", "data.sizes", "data.batches_per_epoch"}
@@ -65,42 +67,6 @@ class PlanDiff:
     @property
     def refused(self) -> list[Change]:
         return [c for c in self.changes if c.refused is not None]
-
-
-def _show(value: Any) -> Any:
-    if isinstance(value, (list, tuple)) and len(value) > 6:
-        return f"[{len(value)} items]"
-    if isinstance(value, dict) and len(value) > 6:
-        return f"{{{len(value)} entries}}"
-    return value
-
-
-def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
-    """Dotted keys of nested dicts; lists of uniquely named tables keyed by name; other lists whole."""
-    if isinstance(value, dict) and value and prefix.rsplit(".", 1)[-1] not in ("parameters",):
-        for key, item in value.items():
-            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
-        return out
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) and "name" in v for v in value):
-        names = [v["name"] for v in value]
-        if len(set(names)) == len(names):
-            for item in value:
-                _flatten({k: v for k, v in item.items() if k != "name"}, f"{prefix}.{item['name']}", out)
-            return out
-    out[prefix] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def _differences(old: Any, new: Any, prefix: str) -> list[tuple[str, Any, Any]]:
-    a, b = _flatten(old, prefix, {}), _flatten(new, prefix, {})
-    rows = []
-    for key in list(a) + [k for k in b if k not in a]:
-        if a.get(key, _MISSING) != b.get(key, _MISSING):
-            rows.append((key, a.get(key), b.get(key)))
-    return rows
-
-
-_MISSING = object()
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:

@@ -185,7 +185,8 @@ class Progress:
         if self._bar is not None:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
         from rich.table import Column
 
         console = Console(file=self.stream, width=self.width)

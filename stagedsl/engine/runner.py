@@ -4,7 +4,7 @@ The runner builds the run once (placement, model, data, loaders, outputs, callba
 then runs each stage (`attempts.run_stage`: build, drive, last weights, end gate) and
 follows the decision (`engine.gates`). It writes ``summary.json`` at every stage end and
 when the run stops, fails, is interrupted or ends. `execute` also continues a run from a
-trainer checkpoint (`resume.resume_run` prepares it): the checkpoint's `RunState` is
+trainer checkpoint (`resuming.resume_plan` prepares it): the checkpoint's `RunState` is
 carried over to the plan, and the stage it was taken in is rebuilt and loaded.
 SIGINT / SIGTERM are handled while it runs (`signals`).
 """
@@ -18,26 +18,27 @@ from typing import Any, Iterable, Optional
 import attrs
 import torch
 
-from stagedsl.engine import checkpoints
 from stagedsl.engine.attempts import run_stage
+from stagedsl.engine.checkpointing import trainer_checkpoints
+from stagedsl.engine.checkpointing.resume_point import ResumePoint
+from stagedsl.engine.checkpointing.trainer_payload import auto_values
+from stagedsl.engine.checkpointing.weights import LAST, read_weights
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.events import Callback, CallbackList, Event
 from stagedsl.engine.gates import GOTO, STOP, GateDecision
 from stagedsl.engine.loaders import build_loaders
 from stagedsl.engine.objective import AutoArgs
-from stagedsl.engine.trainer_state import auto_values
 from stagedsl.engine.outputs import RunOutputs
 from stagedsl.engine.placement import Placement
 from stagedsl.engine.progress import Progress
-from stagedsl.engine.restore import ResumePoint
+from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.engine.seeding import seed_everything
 from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
-from stagedsl.engine.stage import build_piece
 from stagedsl.engine.threads import AUTO, choose_threads
-from stagedsl.engine.state import RunState, StageRecord
 from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
+from stagedsl.run_dir import RunDir
 
 _TORCH_THREADS = torch.get_num_threads()  # torch's own default, before any run of this process changed it
 
@@ -101,12 +102,13 @@ def execute(
     `restart`: the record of a resume that found no checkpoint and starts the run over.
     """
     placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory)
+    layout = RunDir(run_dir)
     if resume is not None:
-        outputs = RunOutputs(run_dir, enabled=placement.is_writer, append=True, metrics_bytes=resume.metrics_bytes,
+        outputs = RunOutputs(layout, enabled=placement.is_writer, append=True, metrics_bytes=resume.metrics_bytes,
                              purge_step=resume.state.global_step)
         state = _resumed_state(resume, plan, placement)
     else:
-        outputs = RunOutputs(run_dir, enabled=placement.is_writer, append=start > 0)
+        outputs = RunOutputs(layout, enabled=placement.is_writer, append=start > 0)
         state = RunState(run_name=plan.run.name, plan_hash=plan.hash, seed=plan.run.seed, world_size=placement.world_size,
                          device=str(placement.device), precision=placement.precision, status="running")
         for stage in plan.stages:
@@ -126,10 +128,10 @@ def execute(
                 resume.on_loaded = lambda: _write_plan(outputs, plan, spec_text)
             if resume is None and placement.is_writer:
                 for stage in plan.stages[start:]:  # a run that starts a stage over drops its old resume points
-                    checkpoints.clear_states(run_dir, stage.name)
+                    trainer_checkpoints.clear_states(layout, stage.name)
             if resume is None and start > 0:
                 _adopt_previous(state, outputs.read_summary(), plan, start)
-            ctx = _build_run(plan, registry, run_dir, placement, outputs, progress, state, callbacks,
+            ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks,
                              preset=auto_values(resume.trainer) if resume is not None else None)
             ctx.fire(Event.RUN_START)
             restore = _previous_weights(ctx, start) if start > 0 and resume is None else None
@@ -236,14 +238,14 @@ def _stage_index(plan: Plan, name: Optional[str], *, after: int) -> int:
     return names.index(name)
 
 
-def _build_run(plan: Plan, registry: Registry, run_dir: Path, placement: Placement, outputs: RunOutputs,
+def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Placement, outputs: RunOutputs,
                progress: Progress, state: RunState, callbacks: Iterable[Callback], preset: Optional[dict] = None) -> RunContext:
-    gathered = [build_piece(registry, "callbacks", ref.name, **ref.args) for ref in plan.callbacks]
+    gathered = [registry.build("callbacks", ref.name, ref.args, at=f"callbacks[{i}]") for i, ref in enumerate(plan.callbacks)]
     callback_list = CallbackList([*gathered, *callbacks])
 
     _apply_threads(plan, placement, progress)
     seed_everything(plan.run.seed)
-    model = build_piece(registry, "models", plan.model.name, **plan.model.args)
+    model = registry.build("models", plan.model.name, plan.model.args, at="model")
     if not isinstance(model, torch.nn.Module):
         raise RunError(f"model `{plan.model.name}` did not return a torch.nn.Module", code="E408")
     if plan.parameters:
@@ -254,7 +256,7 @@ def _build_run(plan: Plan, registry: Registry, run_dir: Path, placement: Placeme
                            "compile the plan again", code="E402")
     model, forward = placement.prepare_model(model, compile=plan.run.compile, channels_last=plan.run.channels_last)
 
-    splits = build_piece(registry, "datasets", plan.data.name, **plan.data.args)
+    splits = registry.build("datasets", plan.data.name, plan.data.args, at="data")
     if getattr(splits, "train", None) is None:
         raise RunError(f"dataset `{plan.data.name}` returned no training split (expected stagedsl.DataSplits)", code="E405")
     loaders = build_loaders(splits, plan.data, placement)
@@ -290,7 +292,7 @@ class _Live:
 
     @property
     def run_dir(self) -> Path:
-        return self.ctx.run_dir
+        return self.ctx.run_dir.root
 
     @property
     def optimizer(self) -> Any:
@@ -323,9 +325,9 @@ def _previous_weights(ctx: RunContext, start: int) -> Optional[dict]:
     if stage.init is not None:
         return None
     previous = ctx.plan.stages[start - 1].name
-    path = checkpoints.weights_path(ctx.run_dir, previous, checkpoints.LAST)
+    path = ctx.run_dir.weights(previous, LAST)
     ctx.progress.notice(f"starting at stage {stage.name} from `{path}`")
-    return checkpoints.read_weights(path)
+    return read_weights(path)
 
 
 # -- summary -----------------------------------------------------------------------------

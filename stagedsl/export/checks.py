@@ -34,6 +34,8 @@ from typing import Any, Optional, Sequence
 
 import attrs
 
+from stagedsl.errors import StagedError
+
 
 @attrs.define
 class Parity:
@@ -189,9 +191,9 @@ class MetricSet:
         self.metrics: dict[str, Any] = {}
         for ref in refs:
             try:
-                self.metrics[ref.name] = registry.get("metrics", ref.name).factory(**ref.args)
-            except Exception as exc:
-                self.notices.append(f"metric `{ref.name}` could not be built ({type(exc).__name__}: {exc}); skipped")
+                self.metrics[ref.name] = registry.build("metrics", ref.name, ref.args, phase="export")
+            except StagedError as exc:
+                self.notices.append(f"{exc.problems[0].message}; skipped")
         self.fallback: dict[str, list[float]] = {}
 
     def update(self, prediction: Any, target: Any) -> None:

@@ -1,8 +1,14 @@
-"""The export settings: the spec's ``[export]`` section, resolved and checked.
+"""The export settings: the plan's ``[export]`` section with the caller's overrides, checked.
 
-`ExportOptions.resolve(plan.export, overrides)` merges the plan's section with the
-caller's overrides (keyword arguments of `export_run`, CLI flags) and checks every
-key. Unknown keys and bad values are `UsageError`s with a did-you-mean.
+`resolve_options(plan.export, overrides, ...)` merges the plan's `ExportPlan` with the
+caller's overrides (keyword arguments of `export_run`, CLI flags) and returns an
+`ExportPlan`. The overrides are judged by the very rules the spec's ``[export]`` is
+(`stagedsl.spec.convert` for keys and types, `stagedsl.spec.check.check_export` for
+values): every problem at once, as `UsageError`s (E530) with a did-you-mean.
+
+`override_options` reads ``--set export.key=value`` strings and `profile_options` the
+``[export]`` section of the run's spec file under a profile, so a finished run is
+exported again with other settings without retraining.
 
 Tolerances. An fp32 ONNX output element passes when ``|onnx - torch| <= atol + rtol *
 |torch|`` (NumPy's ``allclose`` rule, with the PyTorch fp32 eval-mode output as
@@ -16,11 +22,12 @@ element-wise figures reported beside them (see `stagedsl.export.checks`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import attrs
 
 from stagedsl.errors import Problem, UsageError
+from stagedsl.plan.model import ExportPlan, PrunePlan
 
 ONNX = "onnx"
 ONNX_FP16 = "onnx-fp16"
@@ -29,95 +36,43 @@ BUILTIN_FORMATS: tuple[str, ...] = (ONNX, ONNX_FP16, PACKAGE)
 """Formats stagedsl writes itself, in the order they are produced. Any other format
 name is looked up among the registered ``exporters``."""
 
-
-@attrs.frozen
-class PruneOptions:
-    """Post-export L1 unstructured pruning of Linear/Conv weights (seed 001 §7.1)."""
-
-    amount: float = 0.3
-    """Fraction of each weight tensor's entries zeroed (smallest magnitudes first)."""
+ExportOptions = ExportPlan
+"""The resolved export settings are the plan's typed ``[export]`` section."""
+PruneOptions = PrunePlan
 
 
-@attrs.frozen
-class ExportOptions:
-    """Every export setting, with its default. Keys of the spec's ``[export]`` section."""
+def resolve_options(*sections: Union[ExportPlan, Mapping[str, Any], None], registry: Any = None) -> ExportPlan:
+    """Merge sections (later wins, None values ignored), check every key and value, return an `ExportPlan`.
 
-    formats: tuple[str, ...] = BUILTIN_FORMATS
-    """What to write: "onnx", "onnx-fp16", "package", or a registered exporter's name."""
-    stage: Optional[str] = None
-    """The stage whose checkpoint is exported; default: the last stage with checkpoints."""
-    which: str = "best"
-    """Which checkpoint of the stage: "best" or "last"."""
-    opset: int = 18
-    """ONNX opset version."""
-    atol: float = 1e-4
-    """Absolute tolerance of the fp32 ONNX model against PyTorch."""
-    rtol: float = 1e-4
-    """Relative tolerance of the fp32 ONNX model against PyTorch."""
-    fp16_atol: float = 1e-2
-    """Tolerance of the fp16 ONNX model against PyTorch fp32, relative to the output's scale (its largest magnitude)."""
-    fp16_rtol: float = 1e-2
-    """Relative (per-element) tolerance of the fp16 ONNX model against PyTorch fp32."""
-    fp16_min_agreement: float = 0.99
-    """Classifiers: the least share of held-out rows where fp16 picks PyTorch's class."""
-    fp16_metric_tol: float = 0.01
-    """Classifiers: the largest change of each task metric from PyTorch to fp16."""
-    keep_io_types: bool = True
-    """The fp16 model keeps float32 inputs and outputs (casts inside the graph)."""
-    dynamic_batch: bool = True
-    """The ONNX batch axis is dynamic (named "batch")."""
-    check_batches: int = 4
-    """Held-out batches (validation split, else test, else train) compared against PyTorch."""
-    metric_samples: Optional[int] = None
-    """At most this many validation samples for the metric before/after fp16 (None: all)."""
-    prune: Optional[PruneOptions] = None
-    """``{amount = 0.3}``: also write an L1-pruned copy of the weights and report the metric change."""
-    exporters: dict = attrs.field(factory=dict)
-    """Arguments of registered exporters, by format name: ``{my_format = {arg = 1}}``."""
+    Besides the spec's spellings, a caller may write ``formats`` as ``"onnx,package"``,
+    ``prune`` as true / false / an amount, and a registered exporter's arguments as a
+    table named after its format. With a `registry`, every format must be known.
+    """
+    from stagedsl.spec.check import check_export
+    from stagedsl.spec.convert import converter, flatten_errors
+    from stagedsl.spec.model import ExportSpec
 
-    @classmethod
-    def keys(cls) -> list[str]:
-        """Every key the ``[export]`` section accepts."""
-        return [field.name for field in attrs.fields(cls)]
-
-    @classmethod
-    def resolve(cls, *sections: Optional[Mapping[str, Any]]) -> "ExportOptions":
-        """Merge sections (later wins, None values ignored) and check every key and value."""
-        merged: dict[str, Any] = {}
-        for section in sections:
-            for key, value in (section or {}).items():
-                if value is not None:
-                    merged[key] = value
-        problems: list[Problem] = []
-        known = set(cls.keys())
-        values: dict[str, Any] = {}
-        exporter_args: dict[str, Any] = dict(merged.pop("exporters", None) or {})
-        for key, value in merged.items():
-            if key not in known:
-                if isinstance(value, Mapping) and key in _named_formats(merged.get("formats", BUILTIN_FORMATS)):
-                    exporter_args[key] = dict(value)  # `[export.my_format]`: a registered exporter's arguments
-                    continue
-                from stagedsl.registry import did_you_mean
-
-                problems.append(_problem(f"unknown export option `{key}`", key, did_you_mean(key, known)))
-                continue
-            try:
-                values[key] = _CHECKS[key](value)
-            except (TypeError, ValueError) as exc:
-                problems.append(_problem(f"bad value {value!r} for export option `{key}`: {exc}", key))
-        if problems:
-            raise UsageError(problems)
-        return cls(exporters=exporter_args, **values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The options as plain JSON-ready data."""
-        return attrs.asdict(self, recurse=True)
+    merged = _merge(sections)
+    rows: list[tuple] = []
+    accepted: dict[str, Any] = {}
+    for key, value in merged.items():  # key by key, so every problem is found at once
+        try:
+            converter.structure({key: value}, ExportSpec)
+            accepted[key] = value
+        except Exception as exc:
+            rows += flatten_errors(exc, ("export",))
+    spec = converter.structure(accepted, ExportSpec)
+    rows += check_export(spec, None, registry)
+    problems = [Problem(code="E530", message=message, path=".".join(str(p) for p in path), hint=hint) for path, message, hint, _ in rows]
+    if problems:
+        raise UsageError(problems)
+    return ExportPlan.from_spec(spec)
 
 
 def override_options(overrides: Sequence[str]) -> dict[str, Any]:
     """``["export.fp16_atol=0.05", "export.prune.amount=0.3"]`` -> ``{"fp16_atol": 0.05, "prune": {"amount": 0.3}}``.
 
-    Values are TOML, as for ``staged run --set``; a key outside ``export.`` is a `UsageError`.
+    Values are TOML, as for ``staged run --set``; a key outside ``export.`` is a `UsageError` (E530).
     """
     from stagedsl.spec.convert import KeyProblem
     from stagedsl.spec.merge import parse_override, set_path
@@ -138,8 +93,8 @@ def override_options(overrides: Sequence[str]) -> dict[str, Any]:
     return document.get("export", {})
 
 
-def profile_options(spec_file: Optional[str], profile: str, registry: Any = None) -> dict[str, Any]:
-    """The ``[export]`` section of the run's spec file under `profile` (keys of `ExportOptions`)."""
+def profile_options(spec_file: Optional[str], profile: str, registry: Any = None) -> Optional[ExportPlan]:
+    """The ``[export]`` section of the run's spec file under `profile` (None when it has none)."""
     from pathlib import Path
 
     if not spec_file or not Path(spec_file).is_file():
@@ -148,111 +103,37 @@ def profile_options(spec_file: Optional[str], profile: str, registry: Any = None
     from stagedsl.spec.loader import load_spec
 
     loaded = load_spec(spec_file, profile=profile, registry=registry)
-    if loaded.export is None:
-        return {}
-    section = attrs.asdict(loaded.export)
-    return {key: value for key, value in section.items() if value is not None}
+    return ExportPlan.from_spec(loaded.export) if loaded.export is not None else None
 
 
-def _problem(message: str, key: str, hint: Optional[str] = None) -> Problem:
-    return Problem(code="E530", message=message, path=f"export.{key}", hint=hint)
+def _merge(sections: tuple) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for section in sections:
+        if isinstance(section, ExportPlan):
+            section = {k: v for k, v in attrs.asdict(section).items()}
+        for key, value in (section or {}).items():
+            if value is not None:
+                merged[key] = value
+    if isinstance(merged.get("formats"), str):
+        merged["formats"] = [part.strip() for part in merged["formats"].split(",") if part.strip()]
+    if isinstance(merged.get("formats"), tuple):
+        merged["formats"] = list(merged["formats"])
+    prune = merged.get("prune")
+    if prune is False:
+        del merged["prune"]
+    elif prune is True:
+        merged["prune"] = {}
+    elif isinstance(prune, (int, float)) and not isinstance(prune, bool):
+        merged["prune"] = {"amount": prune}
+    exporters = dict(merged.get("exporters") or {})
+    formats = merged.get("formats") or BUILTIN_FORMATS
+    for key in [k for k, v in merged.items() if isinstance(v, Mapping) and k not in attrs.fields_dict(ExportPlan)]:
+        if isinstance(formats, (list, tuple)) and key in formats:
+            exporters[key] = dict(merged.pop(key))  # `[export.my_format]`: a registered exporter's arguments
+    if exporters:
+        merged["exporters"] = exporters
+    return merged
 
 
-def _formats(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [part for part in value.split(",")]
-    names = tuple(str(part).strip() for part in value if str(part).strip())
-    if not names:
-        raise ValueError("no format given")
-    if len(set(names)) != len(names):
-        raise ValueError("a format is named twice")
-    return names
-
-
-def _named_formats(value: Any) -> tuple[str, ...]:
-    try:
-        return _formats(value)
-    except (TypeError, ValueError):
-        return ()
-
-
-def _which(value: Any) -> str:
-    if value not in ("best", "last"):
-        raise ValueError('expected "best" or "last"')
-    return value
-
-
-def _positive_int(low: int):
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"expected an integer >= {low}")
-        return value
-
-    return check
-
-
-def _tolerance(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError("expected a number >= 0")
-    return float(value)
-
-
-def _fraction(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError("expected a fraction in [0, 1]")
-    return float(value)
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("expected true or false")
-    return value
-
-
-def _stage(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a stage name")
-    return value
-
-
-def _optional_samples(value: Any) -> Optional[int]:
-    return None if value is None else _positive_int(1)(value)
-
-
-def _prune(value: Any) -> Optional[PruneOptions]:
-    if value is False:
-        return None
-    if value is True:
-        return PruneOptions()
-    if isinstance(value, PruneOptions):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = {"amount": value}
-    if not isinstance(value, Mapping):
-        raise ValueError("expected a table such as {amount = 0.3}")
-    unknown = set(value) - {"amount"}
-    if unknown:
-        raise ValueError(f"unknown key(s) {sorted(unknown)}; expected `amount`")
-    amount = value.get("amount", PruneOptions.amount)
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0.0 <= amount < 1.0:
-        raise ValueError("`amount` must be a fraction in [0, 1)")
-    return PruneOptions(amount=float(amount))
-
-
-_CHECKS = {
-    "formats": _formats,
-    "stage": _stage,
-    "which": _which,
-    "opset": _positive_int(7),
-    "atol": _tolerance,
-    "rtol": _tolerance,
-    "fp16_atol": _tolerance,
-    "fp16_rtol": _tolerance,
-    "fp16_min_agreement": _fraction,
-    "fp16_metric_tol": _tolerance,
-    "keep_io_types": _bool,
-    "dynamic_batch": _bool,
-    "check_batches": _positive_int(1),
-    "metric_samples": _optional_samples,
-    "prune": _prune,
-}
+__all__ = ["BUILTIN_FORMATS", "ExportOptions", "ONNX", "ONNX_FP16", "PACKAGE", "PruneOptions", "override_options",
+           "profile_options", "resolve_options"]

@@ -9,8 +9,6 @@ model smaller or faster by themselves; they pay off with sparse kernels or compr
 
 from __future__ import annotations
 
-from typing import Any
-
 PRUNABLE = ("Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
 """Module classes (from ``torch.nn``) whose ``weight`` is pruned."""
 
@@ -38,23 +36,3 @@ def prune_model(model: "torch.nn.Module", amount: float) -> dict[str, int]:  # n
             total += module.weight.numel()
     parameters = sum(p.numel() for p in model.parameters())
     return {"tensors": tensors, "pruned": pruned, "total": total, "parameters": parameters}
-
-
-def prune_exporter(amount: float = 0.3) -> Any:
-    """An exporter piece (the ``register_exporters`` contract): ``exporter(context)`` writes
-    ``model.pruned.safetensors`` with the context model's pruned copy into
-    ``context.out`` and returns its path. `export_run` already prunes through the
-    ``prune = {amount = ...}`` option; this lets a plugin offer it as a format too."""
-
-    def export(context: Any) -> list:
-        import copy
-
-        from safetensors.torch import save_model
-
-        model = copy.deepcopy(context.model)
-        prune_model(model, amount)
-        path = context.out / "model.pruned.safetensors"
-        save_model(model, str(path))
-        return [path]
-
-    return export

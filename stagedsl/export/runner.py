@@ -29,15 +29,14 @@ from typing import Any, Mapping, Optional, Sequence
 
 import attrs
 
-from stagedsl.errors import ExportError, Problem, StagedError, UsageError
+from stagedsl.errors import ExportError, Problem, StagedError
 from stagedsl.export import source as src
 from stagedsl.export.checks import Agreement, Parity, fp16_checks
 from stagedsl.export.metric_pass import run_metric_pass, torch_outputs
 from stagedsl.export.onnx_io import OnnxRunner, check_onnx, convert_fp16, export_onnx, io_names, probe_onnx
-from stagedsl.export.options import (BUILTIN_FORMATS, ONNX, ONNX_FP16, PACKAGE, ExportOptions, override_options,
-                                     profile_options)
-from stagedsl.export.report import (FAILED, PASSED, REPORT, SKIPPED, UNVERIFIED, ExportReport, FormatResult, PruneResult,
-                                    failure_hint)
+from stagedsl.export.options import BUILTIN_FORMATS, ONNX, ONNX_FP16, PACKAGE, ExportOptions, override_options, profile_options, resolve_options
+from stagedsl.export.report import FAILED, PASSED, REPORT, SKIPPED, UNVERIFIED, ExportReport, FormatResult, PruneResult, failure_hint
+from stagedsl.run_dir import RunDir
 
 log = logging.getLogger("stagedsl.export")
 
@@ -76,11 +75,11 @@ def export_run(
 
     The settings, later winning: the plan's ``[export]`` section; with `profile`, that
     section of the run's spec file under the profile; `overrides` (``"export.key=value"``
-    strings, as ``--set``); `options` (keys: `ExportOptions`); `stage`, `which` ("best" |
-    "last", default "best") and `formats`. So a finished run is re-exported with other
-    settings without retraining. Files go to `out` (default ``RUN_DIR/export``). Raises
-    `ExportError` when a format fails, `CheckpointError` / `UsageError` when there is
-    nothing sound to export.
+    strings, as ``--set``); `options` (keys: `stagedsl.plan.model.ExportPlan`); `stage`,
+    `which` ("best" | "last", default "best") and `formats`. So a finished run is exported
+    again with other settings without retraining. Files go to `out` (default
+    ``RUN_DIR/export``). Raises `ExportError` when a format fails, `CheckpointError` /
+    `UsageError` when there is nothing sound to export.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -90,10 +89,9 @@ def export_run(
         registry = get_registry()
     plan = src.read_plan(run_dir)
     layers = [plan.export, profile_options(plan.spec_file, profile, registry) if profile else None, override_options(overrides)]
-    opts = ExportOptions.resolve(*layers, options, {"stage": stage, "which": which, "formats": formats})
-    _check_formats(opts.formats, registry)
+    opts = resolve_options(*layers, options, {"stage": stage, "which": which, "formats": formats}, registry=registry)
     source = src.open_run(run_dir, stage=opts.stage, which=opts.which)
-    out = Path(out) if out is not None else run_dir / "export"
+    out = Path(out) if out is not None else RunDir(run_dir).export
     out.mkdir(parents=True, exist_ok=True)
     _clear_previous(out, opts)
 
@@ -146,16 +144,6 @@ def export_run(
         error.report = report
         raise error
     return report
-
-
-def _check_formats(formats: Sequence[str], registry: Any) -> None:
-    known = list(BUILTIN_FORMATS) + registry.names("exporters")
-    bad = [name for name in formats if name not in known]
-    if bad:
-        from stagedsl.registry import did_you_mean
-
-        raise UsageError([Problem(code="E530", message=f"unknown export format `{name}` (known: {', '.join(known)})",
-                                  path="export.formats", hint=did_you_mean(name, known)) for name in bad])
 
 
 def _clear_previous(out: Path, opts: ExportOptions) -> None:
@@ -388,7 +376,7 @@ class _Job:
         entry = registry.get("exporters", name)
         context = ExportContext(self.model, self.sample, tuple(self.input_names), tuple(self.output_names), self.out, plan, stage, self.opts)
         try:
-            paths = entry.factory(**self.opts.exporters.get(name, {}))(context)
+            paths = registry.build("exporters", name, self.opts.exporters.get(name, {}), at=f"export.exporters.{name}", phase="export")(context)
             result.files = [str(p) for p in paths or []]
             result.status = UNVERIFIED
             result.exporter = entry.plugin

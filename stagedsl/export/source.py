@@ -14,8 +14,10 @@ from typing import Any, Optional, Sequence
 
 import attrs
 
-from stagedsl.errors import CheckpointError, PluginError, Problem, UsageError
+from stagedsl.errors import CheckpointError, Problem, UsageError, did_you_mean
 from stagedsl.plan.model import PieceRef, Plan, StagePlan
+from stagedsl.run_dir import RunDir
+
 
 @attrs.frozen
 class RunSource:
@@ -57,14 +59,12 @@ class RunSource:
 
 def checkpoint_path(run_dir: Path, stage: str, which: str) -> Path:
     """Where the engine writes a stage's `which` ("best" | "last") checkpoint."""
-    from stagedsl.engine.checkpoints import weights_path
-
-    return weights_path(run_dir, stage, which)
+    return RunDir(run_dir).weights(stage, which)
 
 
 def read_plan(run_dir: Path) -> Plan:
     """The run's ``plan.json``; a `UsageError` when the folder is not a run directory."""
-    path = run_dir / "plan.json"
+    path = RunDir(run_dir).plan
     if not run_dir.is_dir():
         raise UsageError([Problem(code="E501", message=f"run directory `{run_dir}` does not exist")])
     if not path.is_file():
@@ -82,7 +82,7 @@ def read_plan(run_dir: Path) -> Plan:
 
 def read_summary(run_dir: Path) -> tuple[dict, Optional[str]]:
     """``summary.json`` (best effort): the data and, when it could not be read, why."""
-    path = run_dir / "summary.json"
+    path = RunDir(run_dir).summary
     if not path.is_file():
         return {}, None
     try:
@@ -103,8 +103,6 @@ def open_run(run_dir: Path | str, *, stage: Optional[str] = None, which: str = "
     names = [s.name for s in plan.stages]
     if stage is not None:
         if stage not in names:
-            from stagedsl.registry import did_you_mean
-
             raise UsageError(
                 [Problem(code="E508", message=f"the plan has no stage `{stage}` (stages: {', '.join(names)})",
                          hint=did_you_mean(stage, names))]
@@ -133,18 +131,8 @@ def _stages_with(run_dir: Path, plan: Plan, which: str) -> list[str]:
 
 
 def build_model(ref: PieceRef, registry: Any) -> "torch.nn.Module":  # noqa: F821
-    """Build the model piece on the CPU, in float32 and eval mode."""
-    entry = registry.get("models", ref.name)
-    try:
-        model = entry.factory(**ref.args)
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            [Problem(code="E503", message=f"model `{ref.name}` (plugin `{entry.plugin}`) failed to build: "
-                     f"{type(exc).__name__}: {exc}")]
-        ) from None
-    return model.float().eval()
+    """Build the model piece on the CPU, in float32 and eval mode (E503 when its factory fails)."""
+    return registry.build("models", ref.name, ref.args, at="model", phase="export").float().eval()
 
 
 def load_weights(model: "torch.nn.Module", path: Path | str) -> None:  # noqa: F821
@@ -203,17 +191,8 @@ def _few(names: Sequence[str], n: int = 5) -> str:
 
 
 def build_data(ref: Any, registry: Any) -> Any:
-    """Build the dataset piece (`plan.data`): a `stagedsl.DataSplits`."""
-    entry = registry.get("datasets", ref.name)
-    try:
-        return entry.factory(**ref.args)
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            [Problem(code="E506", message=f"dataset `{ref.name}` (plugin `{entry.plugin}`) failed to build: "
-                     f"{type(exc).__name__}: {exc}")]
-        ) from None
+    """Build the dataset piece (`plan.data`): a `stagedsl.DataSplits` (E506 when its factory fails)."""
+    return registry.build("datasets", ref.name, ref.args, at="data", phase="export")
 
 
 def held_out_split(splits: Any) -> tuple[str, Any]:

@@ -15,30 +15,31 @@ from typing import Any, Optional
 
 import attrs
 
-from stagedsl.errors import PlanError, Problem
+from stagedsl.errors import PlanError, Problem, StagedError
+from stagedsl.plan.groups import plan_groups
 from stagedsl.plan.lint import lint_plan
 from stagedsl.plan.model import (
     CheckpointPlan,
     DataPlan,
     EarlyStopPlan,
     EvalPlan,
+    ExportPlan,
     GatePlan,
-    GroupPlan,
     InitPlan,
     LossPlan,
     LossTerm,
-    Plan,
     PieceRef,
+    Plan,
     RunPlan,
     StagePlan,
 )
 from stagedsl.plan.selectors import select
 from stagedsl.registry import Registry, get_registry
 from stagedsl.spec.check import SCHEDULER_MONITOR_KEY
-from stagedsl.spec.durations import DurationError, Steps, parse_duration
+from stagedsl.spec.durations import Duration, DurationError, Steps, parse_duration
 from stagedsl.spec.gates import gate_metrics, parse_gate
-from stagedsl.spec.locate import SourceMap, format_path
-from stagedsl.spec.model import Spec, StageSpec
+from stagedsl.spec.locate import SourceMap, format_path, parse_path
+from stagedsl.spec.model import Piece, Spec, StageSpec
 
 
 class _Problems:
@@ -52,14 +53,18 @@ class _Problems:
         file, line, column = self.sources.locate(list(path)) if self.sources else (self.file, None, None)
         self.items.append(Problem(code, message, file=file, path=format_path(list(path)), line=line, column=column, hint=hint))
 
+    def extend(self, error: StagedError) -> None:
+        """Add an error's problems, each located at its key path in the spec's text."""
+        for problem in error.problems:
+            self.add(tuple(parse_path(problem.path or "")), problem.message, problem.hint, problem.code)
+
 
 def build_meta_model(spec: Spec, registry: Registry) -> Any:
-    """The spec's model, built on the meta device."""
+    """The spec's model, built on the meta device (a `PlanError` at ``model`` when its factory fails)."""
     import torch
 
-    factory = registry.get("models", spec.model.use).factory
     with torch.device("meta"), _skip_weight_init():
-        return factory(**spec.model.args)
+        return registry.build("models", spec.model.use, spec.model.args, at="model", phase="plan")
 
 
 @contextlib.contextmanager
@@ -89,15 +94,15 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None) -> Plan:
     problems = _Problems(spec)
     try:
         model = build_meta_model(spec, registry)
-    except Exception as exc:  # a factory rejecting its arguments is the user's to fix
-        problems.add(("model",), f"model `{spec.model.use}` could not be built: {type(exc).__name__}: {exc}", "check the model's arguments", "E025")
+    except PlanError as exc:  # a factory rejecting its arguments is the user's to fix
+        problems.extend(exc)
         raise PlanError(problems.items) from None
     parameters = {name: int(p.numel()) for name, p in model.named_parameters()}
     names = list(parameters)
-    data = _data_plan(spec, registry, problems)
+    data, sized = _data_plan(spec, registry, problems)
     stages = []
     for index, stage in enumerate(spec.stages):
-        planned = _stage_plan(spec, stage, index, names, parameters, data, registry, problems)
+        planned = _stage_plan(stage, index, names, parameters, data, sized, registry, problems)
         if planned is not None:
             stages.append(planned)
     if problems.items:
@@ -109,7 +114,7 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None) -> Plan:
         data=data,
         stages=tuple(stages),
         callbacks=tuple(PieceRef(c.use, dict(c.args)) for c in spec.callbacks),
-        export=_export_dict(spec),
+        export=ExportPlan.from_spec(spec.export) if spec.export is not None else None,
         parameters=parameters,
         spec_file=spec.file,
     )
@@ -120,23 +125,17 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None) -> Plan:
     return attrs.evolve(plan, warnings=tuple(located))
 
 
-def _export_dict(spec: Spec) -> Optional[dict]:
-    if spec.export is None:
-        return None
-    data = attrs.asdict(spec.export)
-    data["formats"] = list(data["formats"])
-    return data
-
-
-def _data_plan(spec: Spec, registry: Registry, problems: _Problems) -> DataPlan:
+def _data_plan(spec: Spec, registry: Registry, problems: _Problems) -> tuple[DataPlan, bool]:
+    """The data plan, and whether the dataset could say how big it is (False after E026)."""
     section = spec.data
     entry = registry.get("datasets", section.use)
     sizes: dict = {}
-    sizes_of = entry.meta.get("sizes")
-    if sizes_of is not None:
+    sized = True
+    if entry.meta.sizes is not None:
         try:
-            sizes = {k: int(v) for k, v in sizes_of(**section.args).items() if v is not None}
+            sizes = {k: int(v) for k, v in entry.meta.sizes(**section.args).items() if v is not None}
         except Exception as exc:
+            sized = False
             problems.add(("data",), f"dataset `{section.use}` could not report its size: {type(exc).__name__}: {exc}", "check the dataset's arguments (paths, array names)", "E026")
     batches = None
     if "train" in sizes:
@@ -155,35 +154,25 @@ def _data_plan(spec: Spec, registry: Registry, problems: _Problems) -> DataPlan:
         pin_memory=section.pin_memory,
         sizes=sizes,
         batches_per_epoch=batches,
-    )
+    ), sized
 
 
-def _steps(value: Any, batches: Optional[int], accumulate: int) -> int:
-    duration = parse_duration(value)
-    if duration.unit == "epochs":
-        if batches is None:
-            raise DurationError("durations in epochs need the dataset's length, which this dataset does not report; use steps")
-        steps = duration.value * batches / accumulate
-        if not math.isfinite(steps):
-            raise DurationError(f"{duration.value:g} epochs is too long: it overflows a step count")
-        return max(1, math.ceil(steps - 1e-9))
-    return int(duration.value)
-
-
-def _stage_plan(spec: Spec, stage: StageSpec, index: int, names: list[str], parameters: dict, data: DataPlan,
+def _stage_plan(stage: StageSpec, index: int, names: list[str], parameters: dict, data: DataPlan, sized: bool,
                 registry: Registry, problems: _Problems) -> Optional[StagePlan]:
     at = ("stage", index)
     before = len(problems.items)
     batches = data.batches_per_epoch
 
-    def steps_of(value: Any, path: tuple) -> Optional[int]:
+    def steps_of(duration: Duration, path: tuple) -> Optional[int]:
         try:
-            return _steps(value, batches, stage.accumulate)
+            return duration.to_steps(batches, stage.accumulate)
         except DurationError as exc:
-            problems.add(path, str(exc), None, "E064")
+            if sized:  # when the dataset's size failed (E026), that is the problem to report
+                problems.add(path, str(exc), None, "E064")
             return None
 
-    steps = stage.steps if stage.steps is not None else steps_of(f"{stage.epochs} epochs", at + ("epochs",))
+    length = stage.length
+    steps = steps_of(length, at + (length.unit,))
     epochs = (steps * stage.accumulate / batches) if (steps is not None and batches) else None
 
     # trainable set: `train` selectors (default all), minus `freeze` selectors
@@ -203,9 +192,9 @@ def _stage_plan(spec: Spec, stage: StageSpec, index: int, names: list[str], para
     if not trainable_names and len(problems.items) == before:
         problems.add(at, f"stage `{stage.name}` trains nothing: every parameter is frozen", "loosen `freeze` or widen `train`", "E061")
 
-    groups = _groups(stage, at, names, trainable_names, registry, problems)
-    scheduler, monitor = _scheduler(stage, at, steps, batches, registry, problems)
-    optimizer = PieceRef(stage.optimizer.use, dict(stage.optimizer.args))
+    groups = plan_groups(stage, at, names, trainable_names, registry, problems)
+    scheduler, monitor = _scheduler(stage, at, steps, batches, sized, registry, problems)
+    optimizer = _piece_ref(stage.optimizer, "optimizers", registry)
     loss = LossPlan(stage.loss.kind, tuple(LossTerm(t.piece.use, dict(t.piece.args), t.weight) for t in stage.loss.terms), stage.loss.alpha)
     metrics = tuple(PieceRef(m.use, dict(m.args)) for m in stage.metrics)
 
@@ -245,37 +234,19 @@ def _stage_plan(spec: Spec, stage: StageSpec, index: int, names: list[str], para
     )
 
 
+def _piece_ref(piece: Optional[Piece], kind: str, registry: Registry) -> PieceRef:
+    """The piece a stage names, or the one a plugin registers as the kind's default."""
+    if piece is None:
+        return PieceRef(registry.default(kind).name, {})  # the spec check made sure there is one
+    return PieceRef(piece.use, dict(piece.args))
+
+
 def _default_mode(metric: str, registry: Registry) -> str:
     name = metric.split("/", 1)[-1]
     if name == "loss":
         return "min"
     entry = registry.find("metrics", name)
-    return entry.meta.get("mode", "max") if entry else "min"
-
-
-def _groups(stage: StageSpec, at: tuple, names: list[str], trainable: tuple, registry: Registry, problems: _Problems) -> tuple:
-    trainable_set = set(trainable)
-    owner: dict[str, str] = {}
-    groups = []
-    for g, group in enumerate(stage.groups):
-        chosen: set[str] = set()
-        for j, matched, problem in select(group.params, names, registry):
-            if problem:
-                problems.add(at + ("groups", g, "params", j), str(problem), problem.hint, problem.code)
-            chosen.update(matched)
-        overlap = next((name for name in names if name in chosen and name in owner), None)
-        if overlap is not None:
-            problems.add(at + ("groups", g, "params"), f"groups `{owner[overlap]}` and `{group.name}` overlap (e.g. `{overlap}`)",
-                         "a parameter can be in one group only; narrow one of the globs", "E062")
-        for name in chosen:
-            owner.setdefault(name, group.name)
-        lr = group.lr if group.lr is not None else stage.lr * (group.lr_scale if group.lr_scale is not None else 1.0)
-        params = tuple(n for n in names if n in trainable_set and n in chosen)
-        groups.append(GroupPlan(group.name, params, float(lr), group.weight_decay))
-    rest = tuple(n for n in trainable if n not in owner)
-    if rest or not groups:
-        groups.insert(0, GroupPlan("default", rest, float(stage.lr), None))
-    return tuple(groups)
+    return entry.meta.mode if entry else "min"
 
 
 def _is_steps(annotation: Any) -> tuple[bool, bool]:
@@ -294,15 +265,15 @@ def _is_steps(annotation: Any) -> tuple[bool, bool]:
     return False, False
 
 
-def _scheduler(stage: StageSpec, at: tuple, steps: Optional[int], batches: Optional[int], registry: Registry,
+def _scheduler(stage: StageSpec, at: tuple, steps: Optional[int], batches: Optional[int], sized: bool, registry: Registry,
                problems: _Problems) -> tuple[PieceRef, Optional[str]]:
-    piece = stage.scheduler
-    entry = registry.get("schedulers", piece.use)
-    args = dict(piece.args)
-    monitor = args.pop(SCHEDULER_MONITOR_KEY, None) if entry.meta.get("monitored") else None
+    ref = _piece_ref(stage.scheduler, "schedulers", registry)
+    entry = registry.get("schedulers", ref.name)
+    args = dict(ref.args)
+    monitor = args.pop(SCHEDULER_MONITOR_KEY, None) if entry.meta.monitored else None
     try:
         parameters = entry.signature().parameters
-    except (TypeError, ValueError):
+    except TypeError:
         parameters = {}
     for name, value in list(args.items()):
         if name not in parameters:
@@ -315,16 +286,17 @@ def _scheduler(stage: StageSpec, at: tuple, steps: Optional[int], batches: Optio
         for k, item in enumerate(values):
             path = at + ("scheduler", name) + ((k,) if is_list else ())
             try:
-                count = _steps(item, batches, stage.accumulate)
+                count = parse_duration(item).to_steps(batches, stage.accumulate)
             except DurationError as exc:
-                problems.add(path, str(exc), None, "E064")
+                if sized:
+                    problems.add(path, str(exc), None, "E064")
                 continue
             if steps is not None and count > steps:
                 problems.add(path, f"`{name}` at step {count} ({item!r}) is past the end of stage `{stage.name}` ({steps} steps)",
                              "durations count from the stage's own start", "E063")
             converted.append(count)
         args[name] = converted if is_list else (converted[0] if converted else 0)
-    return PieceRef(piece.use, args), monitor
+    return PieceRef(ref.name, args), monitor
 
 
 __all__ = ["build_meta_model", "compile_plan"]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import attrs
-import cattrs
+
+from stagedsl.errors import PlanError, Problem
 
 PLAN_FORMAT = 1
 
@@ -49,7 +50,7 @@ class LossTerm:
 class LossPlan:
     """A stage's objective: `sum` of weighted terms, or `blend` (1-alpha)*a + alpha*b."""
 
-    kind: str  # "sum" | "blend"
+    kind: Literal["sum", "blend"]
     terms: tuple[LossTerm, ...]
     alpha: Optional[float] = None
 
@@ -58,9 +59,9 @@ class LossPlan:
 class InitPlan:
     """Where a stage's weights come from before it trains."""
 
-    source: str  # "stage" | "path"
+    source: Literal["stage", "path"]
     stage: Optional[str] = None
-    which: str = "best"  # "best" | "last"
+    which: Literal["best", "last"] = "best"
     path: Optional[str] = None  # a file path or glob (newest match wins)
     strict: bool = True
 
@@ -72,10 +73,10 @@ class GatePlan:
     when: str
     expr: dict
     metrics: tuple[str, ...]
-    on_fail: str  # "stop" | "retry" | "goto" | "warn"
+    on_fail: Literal["stop", "retry", "goto", "warn"]
     goto: Optional[str] = None
     max_retries: int = 1
-    check: str = "end"  # "end" | "eval"
+    check: Literal["end", "eval"] = "end"
 
 
 @attrs.frozen
@@ -84,7 +85,7 @@ class EvalPlan:
 
     every: Optional[int]  # steps between evaluations; None = only at the stage's end
     monitor: str = "val/loss"
-    mode: str = "min"
+    mode: Literal["min", "max"] = "min"
 
 
 @attrs.frozen
@@ -92,7 +93,7 @@ class EarlyStopPlan:
     """Stop a stage when `monitor` has not improved by `min_delta` for `patience` evaluations."""
 
     monitor: str
-    mode: str
+    mode: Literal["min", "max"]
     patience: int
     min_delta: float = 0.0
 
@@ -114,10 +115,10 @@ class StagePlan:
     steps: int
     epochs: Optional[float]
     lr: float
-    trainable: tuple[str, ...]
-    frozen: tuple[str, ...]
-    frozen_norm: str  # "eval": norm layers whose parameters are all frozen stay in eval mode
-    groups: tuple[GroupPlan, ...]
+    trainable: tuple[str, ...]  # every parameter the stage trains, in model order
+    frozen: tuple[str, ...]  # every other parameter
+    frozen_norm: Literal["eval", "train"]  # "eval": norm layers whose parameters are all frozen stay in eval mode
+    groups: tuple[GroupPlan, ...]  # the optimizer's groups, named: each trainable parameter in exactly one
     optimizer: PieceRef
     scheduler: PieceRef
     scheduler_monitor: Optional[str]
@@ -131,7 +132,7 @@ class StagePlan:
     accumulate: int = 1
     log_every: int = 50
     checkpoint: CheckpointPlan = CheckpointPlan()
-    on_nonfinite: str = "stop"  # "stop" | "skip"
+    on_nonfinite: Literal["stop", "skip"] = "stop"
     max_nonfinite: int = 10
     modules: dict = attrs.field(factory=dict)  # top-level module -> [trainable numel, total numel]
 
@@ -159,11 +160,49 @@ class RunPlan:
     name: str
     seed: int
     device: str
-    precision: str
+    precision: Literal["32", "16-mixed", "bf16-mixed"]
     out: str
     compile: bool = False
     channels_last: bool = False
-    threads: Union[int, str, None] = None  # "auto" (`engine.threads.choose_threads` decides), a count, or None: torch's default
+    threads: Union[int, Literal["auto"], None] = None  # "auto": `engine.threads.choose_threads` decides; None: torch's default
+
+
+@attrs.frozen
+class PrunePlan:
+    """L1 unstructured pruning of Linear/Conv weights after export."""
+
+    amount: float = 0.3  # fraction of each weight tensor's entries zeroed
+
+
+@attrs.frozen
+class ExportPlan:
+    """What `staged run` exports at the end (and `staged export`'s defaults): the spec's ``[export]``."""
+
+    formats: tuple[str, ...] = ("onnx", "onnx-fp16", "package")
+    stage: Optional[str] = None  # None = the last stage with a checkpoint
+    which: Literal["best", "last"] = "best"
+    opset: int = 18
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    fp16_atol: float = 1e-2  # relative to the output's scale
+    fp16_rtol: float = 1e-2
+    fp16_min_agreement: float = 0.99  # classifiers: share of rows where fp16 picks PyTorch's class
+    fp16_metric_tol: float = 0.01  # classifiers: largest change of each task metric
+    keep_io_types: bool = True
+    check_batches: int = 4
+    prune: Optional[PrunePlan] = None
+    dynamic_batch: bool = True
+    metric_samples: Optional[int] = None
+    exporters: dict = attrs.field(factory=dict)  # registered exporter -> its arguments
+
+    @classmethod
+    def from_spec(cls, export: Any) -> "ExportPlan":
+        """The plan data of a checked `stagedsl.spec.model.ExportSpec`."""
+        fields = {name: getattr(export, name) for name in attrs.fields_dict(cls)}
+        fields["formats"] = tuple(export.formats)
+        fields["prune"] = PrunePlan(export.prune.amount) if export.prune is not None else None
+        fields["exporters"] = {name: dict(args) for name, args in export.exporters.items()}
+        return cls(**fields)
 
 
 @attrs.frozen
@@ -175,11 +214,18 @@ class Plan:
     data: DataPlan
     stages: tuple[StagePlan, ...]
     callbacks: tuple[PieceRef, ...] = ()
-    export: Optional[dict] = None
+    export: Optional[ExportPlan] = None
     parameters: dict = attrs.field(factory=dict)  # parameter name -> numel, registration order
     warnings: tuple[dict, ...] = ()
     spec_file: Optional[str] = None
     format: int = PLAN_FORMAT
+
+    def __attrs_post_init__(self) -> None:
+        problems = inconsistencies(self)
+        if problems:
+            raise PlanError([Problem(code="E066", message=f"the plan is inconsistent: {text}",
+                                     hint="a Plan is what compile_plan makes; build one by hand only with every field resolved")
+                             for text in problems[:5]])
 
     def stage(self, name: str) -> StagePlan:
         """The stage called `name`."""
@@ -190,7 +236,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain JSON-ready data."""
-        return _converter.unstructure(self)
+        return _plain(attrs.asdict(self))
 
     def to_json(self, *, indent: Optional[int] = 2) -> str:
         """The plan as JSON text, with its hash."""
@@ -209,9 +255,11 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Plan":
-        """Rebuild a plan from `to_dict` / `to_json` output."""
-        data = {k: v for k, v in data.items() if k != "hash"}
-        return _converter.structure(data, cls)
+        """Rebuild a plan from `to_dict` / `to_json` output, strictly: no unknown key, no value of
+        another type (``"4"`` is not 4), no choice outside its options (a `PlanError`, E065)."""
+        from stagedsl.plan.convert import structure_plan
+
+        return structure_plan({k: v for k, v in data.items() if k != "hash"})
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":
@@ -219,5 +267,39 @@ class Plan:
         return cls.from_dict(json.loads(text))
 
 
-_converter = cattrs.Converter()
-_converter.register_structure_hook(Union[int, str, None], lambda value, _: value)  # RunPlan.threads, as written
+def inconsistencies(plan: Plan) -> list[str]:
+    """What contradicts itself in `plan`: each stage trains and freezes every parameter exactly once,
+    and its named groups hold each trainable parameter exactly once (and nothing else)."""
+    out = []
+    every = set(plan.parameters)
+    for stage in plan.stages:
+        trainable, frozen = set(stage.trainable), set(stage.frozen)
+        if trainable & frozen:
+            out.append(f"stage `{stage.name}` both trains and freezes `{min(trainable & frozen)}`")
+        if every and (len(trainable) + len(frozen) != len(every) or not (trainable | frozen) == every):
+            odd = min(((trainable | frozen) ^ every) or trainable & frozen)
+            out.append(f"stage `{stage.name}` does not place parameter `{odd}` as the model has it (trained or frozen)")
+        names = [group.name for group in stage.groups]
+        if len(set(names)) != len(names):
+            out.append(f"stage `{stage.name}` has two groups named `{next(n for n in names if names.count(n) > 1)}`")
+        grouped: set[str] = set()
+        count = 0
+        for group in stage.groups:
+            grouped.update(group.params)
+            count += len(group.params)
+        if grouped != trainable or count != len(trainable):
+            extra = sorted(grouped - trainable)
+            lacking = sorted(trainable - grouped)
+            what = (f"groups hold `{extra[0]}`, which is frozen" if extra else f"no group holds trainable `{lacking[0]}`" if lacking
+                    else "a parameter is in two groups")
+            out.append(f"stage `{stage.name}`: {what}")
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, all the way down (what JSON holds)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

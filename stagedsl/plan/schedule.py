@@ -19,12 +19,12 @@ def stage_lr_curve(stage: StagePlan, registry: Registry) -> dict[str, list[float
     """LR per optimizer step of one stage, by group name."""
     import torch
 
-    entry = registry.get("schedulers", stage.scheduler.name)
+    monitored = registry.get("schedulers", stage.scheduler.name).meta.monitored
     groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": g.lr, "name": g.name} for g in stage.groups]
     optimizer = torch.optim.SGD(groups, lr=stage.lr)
     curves: dict[str, list[float]] = {g.name: [] for g in stage.groups}
-    monitored = bool(entry.meta.get("monitored"))
-    scheduler = entry.factory(optimizer, total_steps=stage.steps, **stage.scheduler.args)
+    scheduler = registry.build("schedulers", stage.scheduler.name, stage.scheduler.args, at=f"stage[{stage.index}].scheduler",
+                               phase="plan", optimizer=optimizer, total_steps=stage.steps)
     step = getattr(scheduler, "step", None) if scheduler is not None and not monitored else None
     with warnings.catch_warnings():
         # no optimizer step happens here: there is nothing to train, only rates to read
@@ -48,31 +48,45 @@ def plan_lr_curve(plan: Plan, registry: Optional[Registry] = None) -> list[dict]
     return out
 
 
+GROUP_MARKS = "█▒•+x#*o"
+"""The terminal chart's mark of each parameter group, in order of first appearance (default first)."""
+
+
 def ascii_chart(curve: list[dict], width: int = 64, height: int = 8) -> str:
-    """A log-scale terminal chart of the plan's LR (the largest group LR at each step)."""
+    """A log-scale terminal chart of the plan's LR, every parameter group with its own mark (legend below).
+
+    Where two groups share a cell, the one listed first in the legend shows.
+    """
     import math
 
-    series: list[float] = []
-    boundaries = []
+    steps: list[dict[str, float]] = []  # per step: group -> LR
+    boundaries, groups, where = [], {}, {}
     for stage in curve:
-        boundaries.append(len(series))
-        steps = len(next(iter(stage["curves"].values()))) if stage["curves"] else 0
-        for i in range(steps):
-            series.append(max(c[i] for c in stage["curves"].values()))
-    if not series:
+        boundaries.append(len(steps))
+        length = len(next(iter(stage["curves"].values()))) if stage["curves"] else 0
+        for group in stage["curves"]:
+            groups.setdefault(group, GROUP_MARKS[len(groups) % len(GROUP_MARKS)])
+            where.setdefault(group, []).append(stage["stage"])
+        for i in range(length):
+            steps.append({group: values[i] for group, values in stage["curves"].items()})
+    if not steps:
         return ""
-    total = len(series)
-    columns = [series[min(total - 1, int(c * total / width))] for c in range(width)]
-    positive = [v for v in columns if v > 0]
+    total = len(steps)
+    columns = [steps[min(total - 1, int(c * total / width))] for c in range(width)]
+    positive = [v for column in columns for v in column.values() if v > 0]
     if not positive:
         return "(LR is zero throughout)"
     top, bottom = math.log10(max(positive)), math.log10(min(positive))
     if top - bottom < 1e-9:
         top, bottom = top + 0.5, bottom - 0.5
     rows = [[" "] * width for _ in range(height)]
-    for c, value in enumerate(columns):
-        level = 0 if value <= 0 else round((math.log10(value) - bottom) / (top - bottom) * (height - 1))
-        rows[height - 1 - level][c] = "█" if value > 0 else "_"
+    for c, column in enumerate(columns):
+        for group in reversed(list(groups)):  # the first group is drawn last: it shows where groups overlap
+            if group not in column:
+                continue
+            value = column[group]
+            level = 0 if value <= 0 else round((math.log10(value) - bottom) / (top - bottom) * (height - 1))
+            rows[height - 1 - level][c] = groups[group] if value > 0 else "_"
     marks = [" "] * width
     for b in boundaries[1:]:
         marks[min(width - 1, int(b * width / total))] = "|"
@@ -80,4 +94,8 @@ def ascii_chart(curve: list[dict], width: int = 64, height: int = 8) -> str:
     lines = [labels[r] + "".join(rows[r]) for r in range(height)]
     lines.append(" " * 9 + "".join(marks) + "  (| = stage boundary)")
     lines.append(" " * 9 + f"step 0{' ' * (width - len(str(total)) - 6)}{total}")
+    every = len(curve)
+    legend = [f"{mark} {group}" + ("" if len(where[group]) == every else f" ({', '.join(where[group])})")
+              for group, mark in groups.items()]
+    lines.append(" " * 9 + "groups: " + "   ".join(legend))
     return "\n".join(lines)

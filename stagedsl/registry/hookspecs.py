@@ -10,7 +10,8 @@ hooks it needs with the `stagedsl.hookimpl` marker and calls `register` once per
         register("charbonnier", make_charbonnier)
 
 `register(name, factory, **meta)` records a *factory*: a callable that builds the piece
-when the engine needs it. Registration must stay cheap (no torch import at module
+when the engine needs it. The keywords a kind accepts are its meta
+(`stagedsl.registry.meta`: typed and checked; an unknown one is an error). Registration must stay cheap (no torch import at module
 level of the plugin): `staged validate` and `staged plugins` load every plugin, and the
 factory imports its heavy code only when called. The factory's signature *is* the
 piece's argument list: the spec's arguments are checked against it before anything
@@ -52,7 +53,7 @@ def register_datasets(register):
     Receives: ``register(name, factory, sizes=None)``.
     Called: once per plugin when the registry loads.
     Factory: ``factory(**args) -> stagedsl.DataSplits`` (``train``, optional ``val`` and
-    ``test`` torch datasets, an optional ``sample_input`` description and ``stats``).
+    ``test`` torch datasets, and ``stats``: plain-data statistics such as normalisation).
     In-memory datasets should implement ``__getitems__`` so whole batches are fetched
     at once. ``sizes(**args) -> {"train": n, "val": m}`` optionally returns the split
     lengths without building the data, so the planner can turn epochs into steps.
@@ -92,11 +93,13 @@ def register_metrics(register):
 def register_optimizers(register):
     """Register optimizer factories.
 
-    Receives: ``register(name, factory)``.
+    Receives: ``register(name, factory, default=False)``.
     Called: once per plugin when the registry loads.
     Factory: ``factory(param_groups, lr, **args) -> torch.optim.Optimizer`` where
-    ``param_groups`` is a list of ``{"params", "lr", "weight_decay", "name"}`` dicts
-    holding trainable parameters only.
+    ``param_groups`` is a list of ``{"params", "lr", "name"[, "weight_decay"]}`` dicts
+    holding trainable parameters only, one per group of the plan, named as the plan names
+    them (``weight_decay`` only where the plan sets one; else the optimizer's own applies). ``default=True``: the optimizer
+    of a stage that names none (one plugin may claim it).
     Returns: nothing.
     """
 
@@ -105,14 +108,16 @@ def register_optimizers(register):
 def register_schedulers(register):
     """Register learning-rate scheduler factories.
 
-    Receives: ``register(name, factory, monitored=False)``.
+    Receives: ``register(name, factory, default=False, monitored=False, worst_case=None)``.
     Called: once per plugin when the registry loads.
     Factory: ``factory(optimizer, total_steps, **args) -> LRScheduler | None`` (None: the
     LR never changes, and nothing is stepped). The engine
     steps it once per optimizer step; arguments annotated ``stagedsl.Steps`` (or a list
     of them) are written as durations in the spec (``"30 epochs"``) and arrive as step
     counts from the stage's start. ``monitored=True`` marks schedulers stepped with a
-    metric (``scheduler.step(value)`` after each evaluation) instead.
+    metric (``scheduler.step(value)`` after each evaluation) instead; ``worst_case``
+    (see `stagedsl.registry.meta.SchedulerMeta`) tells the W001 lint how low such a
+    schedule can take the LR. ``default=True``: the scheduler of a stage that names none.
     Returns: nothing.
     """
 
@@ -121,23 +126,63 @@ def register_schedulers(register):
 def register_freeze_strategies(register):
     """Register freeze strategies: ways to select parameters by name.
 
-    Receives: ``register(name, factory)``.
+    Receives: ``register(name, factory, default=False, prefix=None)``.
     Called: once per plugin when the registry loads.
     Factory: ``factory(names, **args) -> list[str]``: given every parameter name of the
     model in registration order, return the selected ones. Used in a stage's
     ``freeze``/``train`` lists as ``{use = "<name>", ...}``. Must not need torch.
+    ``default=True``: a bare selector string (``"encoder.**"``) means this strategy;
+    ``prefix="re:"``: a string starting with it does. Either is called with the string
+    (without the prefix) as ``pattern``.
     Returns: nothing.
     """
 
 
 @hookspec
 def register_ensembles(register):
-    """Register ensemble builders (averaging, stacking with a meta-learner).
+    """Register ensembles: ways to combine the predictions of a matrix's members.
+
+    Receives: ``register(name, factory, pieces=None)``.
+    Called: once per plugin when the registry loads.
+    Factory: ``factory(**args) -> ensemble``, with the arguments of the spec's
+    ``[[ensemble]]`` table (its keys ``name``, ``use``, ``members`` and ``folds`` are
+    stagedsl's). ``pieces`` maps an argument to a kind of piece: the spec writes it as a
+    piece (``meta = { use = "lightgbm", num_leaves = 15 }``), checked like every piece, and
+    the factory receives ``make(task) -> object`` that builds a fresh one of it.
+    The ensemble object has:
+
+    - ``fit(outputs, target, task)``: ``outputs`` float64 ``[members, samples, width]``
+      (class probabilities for classification; the model's outputs, flattened per sample,
+      for regression), ``target`` ``[samples]`` int labels or ``[samples, width]`` floats,
+      ``task`` a `stagedsl.EnsembleTask` (kind, classes, seed). stagedsl cross-fits it over
+      k folds of the validation split (its out-of-fold predictions are its scores), then
+      fits it once more on the whole split;
+    - ``predict(outputs) -> [samples, width]``: combined probabilities or values;
+    - ``needs_fit`` (optional, default True): False when the fit learns nothing from the
+      data (``mean``, given weights): its scores then need no cross-fitting;
+    - ``weights`` (optional, after fit): ``[members]`` when the ensemble is a weighted
+      average of its members' outputs; such an ensemble exports as one ONNX graph;
+    - ``to_onnx(opset, width)`` (optional, after fit): an ``onnx.ModelProto`` from input
+      ``features`` ``[samples, members * width]`` (member-major) to the combined output;
+      `staged export --ensemble` composes it after the members' graph;
+    - ``describe() -> dict`` (optional, after fit): JSON-safe facts (weights, selection).
+
+    Returns: nothing.
+    """
+
+
+@hookspec
+def register_meta_learners(register):
+    """Register meta-learners: the models a stacking ensemble fits on its members' outputs.
 
     Receives: ``register(name, factory)``.
     Called: once per plugin when the registry loads.
-    Factory: ``factory(**args) -> object`` with ``fit(member_predictions, targets)`` and
-    ``predict(member_predictions)``.
+    Factory: ``factory(task, **args) -> estimator`` with scikit-learn's interface:
+    ``fit(features, target)`` and ``predict_proba(features)`` for classification,
+    ``predict(features)`` for regression. ``task`` (a `stagedsl.EnsembleTask`) is supplied
+    by stagedsl; the spec writes the other arguments
+    (``meta = { use = "lightgbm", num_leaves = 15 }``). A factory seeds the estimator from
+    ``task.seed`` so a refit gives the same model.
     Returns: nothing.
     """
 
@@ -167,6 +212,14 @@ def register_callbacks(register):
     """
 
 
+SUPPLIED: dict[str, tuple[str, ...]] = {
+    "optimizers": ("param_groups", "lr"),
+    "schedulers": ("optimizer", "total_steps"),
+    "freeze_strategies": ("names",),
+    "meta_learners": ("task",),
+}
+"""Factory arguments the core supplies itself, by keyword; a spec does not write them."""
+
 KINDS: tuple[str, ...] = (
     "models",
     "datasets",
@@ -176,6 +229,7 @@ KINDS: tuple[str, ...] = (
     "schedulers",
     "freeze_strategies",
     "ensembles",
+    "meta_learners",
     "exporters",
     "callbacks",
 )

@@ -12,21 +12,20 @@ naming both. Environment switches (as pytest has):
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
-import sys
 import warnings
 from importlib import metadata
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import attrs
 import pluggy
 
-from stagedsl.errors import PluginError, Problem
+from stagedsl.errors import PlanError, PluginError, Problem, RunError, StagedError, did_you_mean
 from stagedsl.registry import hookspecs
-from stagedsl.registry.hookspecs import KINDS, PROJECT
+from stagedsl.registry.hookspecs import KINDS, PROJECT, SUPPLIED
+from stagedsl.registry.meta import META, Meta, NoMeta, meta_keys
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "stagedsl_plugins.models",
@@ -36,8 +35,13 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "stagedsl_plugins.optimizers",
     "stagedsl_plugins.schedulers",
     "stagedsl_plugins.freeze",
-    "stagedsl_plugins.callbacks",
-    "stagedsl_plugins.mesh",
+    "stagedsl_plugins.ensembles",
+    "stagedsl_plugins.meta_learners",
+    "stagedsl_plugins.systems.pde",
+    "stagedsl_plugins.systems.ocec",
+    "stagedsl_plugins.systems.metr",
+    "stagedsl_plugins.systems.mesh",
+    "stagedsl_plugins.systems.compare",
 )
 """Modules of the built-in plugins, registered exactly like third-party ones."""
 
@@ -54,7 +58,7 @@ class PluginLoadWarning(UserWarning):
 
 @attrs.frozen
 class Entry:
-    """One registered piece: its kind, name, factory and where it came from."""
+    """One registered piece: its kind, name, factory, typed meta and where it came from."""
 
     kind: str
     name: str
@@ -62,7 +66,9 @@ class Entry:
     plugin: str
     distribution: Optional[str] = None
     version: Optional[str] = None
-    meta: dict = attrs.field(factory=dict)
+    meta: Meta = attrs.field(factory=NoMeta)
+    parameters: Optional[inspect.Signature] = attrs.field(default=None, eq=False, repr=False)
+    """The factory's signature (string annotations resolved); None when it cannot be read."""
 
     @property
     def doc(self) -> str:
@@ -71,16 +77,16 @@ class Entry:
         return text.strip().splitlines()[0] if text.strip() else ""
 
     def signature(self) -> inspect.Signature:
-        """The factory's signature, with string annotations resolved where possible."""
-        try:
-            return inspect.signature(self.factory, eval_str=True)
-        except (NameError, TypeError):
-            return inspect.signature(self.factory)
+        """The factory's signature with its annotations resolved; a TypeError when it cannot be read."""
+        if self.parameters is None:
+            raise TypeError(f"the signature of {singular(self.kind)} `{self.name}` cannot be read")
+        return self.parameters
 
 
 SINGULAR = {
     "models": "model", "datasets": "dataset", "losses": "loss", "metrics": "metric", "optimizers": "optimizer",
-    "schedulers": "scheduler", "freeze_strategies": "freeze strategy", "ensembles": "ensemble", "exporters": "exporter",
+    "schedulers": "scheduler", "freeze_strategies": "freeze strategy", "ensembles": "ensemble", "meta_learners": "meta-learner",
+    "exporters": "exporter",
     "callbacks": "callback",
 }
 
@@ -92,14 +98,6 @@ def singular(kind: str) -> str:
 
 def _truthy(value: Optional[str]) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> Optional[str]:
-    """The closest of `choices` to `word`, formatted as a hint, or None."""
-    if not isinstance(word, str):
-        return None
-    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
-    return f'did you mean "{close[0]}"?' if close else None
 
 
 class Registry:
@@ -175,11 +173,23 @@ class Registry:
         distribution: Optional[str] = None,
         version: Optional[str] = None,
     ) -> None:
-        """Register one plugin object (a module or any object with hook implementations)."""
+        """Register one plugin object (a module or any object with hook implementations).
+
+        A hook implementation that matches no hook (a misspelt ``register_model``) or takes
+        other arguments than its hook is an error naming the plugin (E104), as is any
+        registration the contract refuses (E100, E102); the registry is left as it was.
+        """
         before = {kind: dict(entries) for kind, entries in self._entries.items()}
-        self._pm.register(plugin, name=name)
+        try:
+            self._pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError([_hook_problem(name, exc)]) from None
         self._dists[name] = (distribution, version)
         try:
+            try:
+                self._pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                raise PluginError([_hook_problem(name, exc)]) from None
             for kind in KINDS:
                 hook = getattr(self._pm.hook, f"register_{kind}")
                 for impl in hook.get_hookimpls():
@@ -200,27 +210,38 @@ class Registry:
 
     def _registrar(self, kind: str, plugin: str) -> Callable[..., None]:
         distribution, version = self._dists.get(plugin, (None, None))
+        label = singular(kind)
 
         def register(name: str, factory: Callable[..., Any], **meta: Any) -> None:
             if not isinstance(name, str) or not name:
-                raise PluginError(f"plugin `{plugin}` registered a {singular(kind)} with no name", code="E102")
+                raise PluginError(f"plugin `{plugin}` registered a {label} with no name", code="E102")
             if not callable(factory):
-                raise PluginError(f"plugin `{plugin}` registered {singular(kind)} `{name}` with a factory that is not callable", code="E102")
+                raise PluginError(f"plugin `{plugin}` registered {label} `{name}` with a factory that is not callable", code="E102")
             existing = self._entries[kind].get(name)
             if existing is not None:
-                raise PluginError(
-                    [
-                        Problem(
-                            code="E100",
-                            message=f"{singular(kind)} `{name}` is registered twice: by plugin `{existing.plugin}` "
-                            f"({existing.distribution or 'local'}) and by plugin `{plugin}` ({distribution or 'local'})",
-                            hint=f"uninstall one of them, or block one with {ENV_BLOCK}",
-                        )
-                    ]
-                )
-            self._entries[kind][name] = Entry(kind, name, factory, plugin, distribution, version, dict(meta))
+                raise PluginError([Problem(
+                    code="E100",
+                    message=f"{label} `{name}` is registered twice: by plugin `{existing.plugin}` "
+                    f"({existing.distribution or 'local'}) and by plugin `{plugin}` ({distribution or 'local'})",
+                    hint=f"uninstall one of them, or block one with {ENV_BLOCK}",
+                )])
+            entry = Entry(kind, name, factory, plugin, distribution, version, _meta(kind, name, plugin, meta),
+                          _signature(kind, name, plugin, factory))
+            if entry.meta.get("default"):
+                self._claim_default(entry)
+            self._entries[kind][name] = entry
 
         return register
+
+    def _claim_default(self, entry: Entry) -> None:
+        other = self.default(entry.kind)
+        if other is not None:
+            raise PluginError([Problem(
+                code="E100",
+                message=f"two plugins register the default {singular(entry.kind)}: `{other.name}` (plugin `{other.plugin}`) "
+                f"and `{entry.name}` (plugin `{entry.plugin}`)",
+                hint=f"keep default=True on one of them, or block one with {ENV_BLOCK}",
+            )])
 
     # -- lookup --------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
@@ -240,6 +261,47 @@ class Registry:
             )
         return entry
 
+    def default(self, kind: str) -> Optional[Entry]:
+        """The piece registered with ``default=True`` for `kind` (the one a spec gets when it names none), or None."""
+        return next((e for e in self._entries[kind].values() if e.meta.get("default")), None)
+
+    def by_prefix(self, kind: str, text: str) -> Optional[tuple[Entry, str]]:
+        """The piece registered with a ``prefix`` that `text` starts with, and the rest of `text`; or None."""
+        for entry in self._entries[kind].values():
+            prefix = entry.meta.get("prefix")
+            if prefix and text.startswith(prefix):
+                return entry, text[len(prefix):]
+        return None
+
+    def build(self, kind: str, name: str, args: Optional[Mapping[str, Any]] = None, /, *, at: Optional[str] = None,
+              phase: str = "run", **supplied: Any) -> Any:
+        """Build the piece `name` of `kind`: its factory called with `args` and what the core `supplied`.
+
+        The one door through which a piece is made. `supplied` are the arguments the core
+        gives a factory itself (`hookspecs.SUPPLIED`: an optimizer's ``param_groups`` and
+        ``lr``, a scheduler's ``optimizer`` and ``total_steps``, a strategy's ``names``).
+        Any failure of the factory becomes one error located at `at` (the key path of the
+        piece, e.g. ``stage[1].optimizer``): a `PlanError` while planning (`phase` "plan"),
+        a `PluginError` while exporting ("export"), a `RunError` otherwise. An unknown name
+        is a `PluginError` with a did-you-mean (see `get`, which is where a name is resolved).
+        """
+        entry = self.get(kind, name)
+        expected = SUPPLIED.get(kind, ())
+        if set(supplied) != set(expected):
+            raise TypeError(f"a {singular(kind)} is built with {', '.join(expected) or 'nothing'} supplied, "
+                            f"not {', '.join(sorted(supplied)) or 'nothing'}")
+        try:
+            return entry.factory(**supplied, **dict(args or {}))
+        except StagedError:
+            raise
+        except Exception as exc:
+            error, code = _BUILD_ERRORS[phase]
+            raise error([Problem(
+                code=code.get(kind, code[None]),
+                message=f"{singular(kind)} `{name}` (plugin `{entry.plugin}`) could not be built: {type(exc).__name__}: {exc}",
+                path=at, hint=f"check the {singular(kind)}'s arguments",
+            )]) from exc
+
     def entries(self, kind: Optional[str] = None) -> list[Entry]:
         """Every entry (of one kind, or all), ordered by kind then name."""
         kinds = [kind] if kind else list(KINDS)
@@ -248,6 +310,51 @@ class Registry:
     def plugin_names(self) -> list[str]:
         """Names of the loaded plugins, in load order."""
         return [name for name, _ in self._pm.list_name_plugin()]
+
+
+_BUILD_ERRORS: dict[str, tuple[type[StagedError], dict[Optional[str], str]]] = {
+    "plan": (PlanError, {None: "E025", "freeze_strategies": "E024"}),
+    "run": (RunError, {None: "E408", "losses": "E406", "metrics": "E407", "ensembles": "E707", "meta_learners": "E707"}),
+    "export": (PluginError, {None: "E503", "datasets": "E506"}),
+}
+"""The error and code a factory's failure becomes, by phase and kind."""
+
+
+def _meta(kind: str, name: str, plugin: str, meta: dict[str, Any]) -> Meta:
+    """The kind's meta object from a registration's keywords; E102 for an unknown keyword or a bad value."""
+    known = meta_keys(kind)
+    for key in meta:
+        if key not in known:
+            raise PluginError([Problem(
+                code="E102", message=f"plugin `{plugin}` registered {singular(kind)} `{name}` with unknown option `{key}`",
+                hint=did_you_mean(key, known) or f"a {singular(kind)} takes {', '.join(known) or 'no option'}",
+            )])
+    try:
+        return META.get(kind, NoMeta)(**meta)
+    except TypeError as exc:
+        raise PluginError([Problem(code="E102", message=f"plugin `{plugin}` registered {singular(kind)} `{name}`: {exc}")]) from None
+
+
+def _signature(kind: str, name: str, plugin: str, factory: Callable[..., Any]) -> Optional[inspect.Signature]:
+    """The factory's signature with string annotations resolved (E102 when one names nothing); None if unreadable."""
+    try:
+        return inspect.signature(factory, eval_str=True)
+    except (NameError, AttributeError, SyntaxError) as exc:
+        raise PluginError([Problem(
+            code="E102", message=f"plugin `{plugin}` registered {singular(kind)} `{name}` whose annotations cannot be "
+            f"resolved: {type(exc).__name__}: {exc}", hint="import what the annotations name in the factory's module",
+        )]) from None
+    except (TypeError, ValueError):
+        return None  # a callable inspect cannot read (a C function): its arguments go unchecked
+
+
+def _hook_problem(plugin: str, exc: Exception) -> Problem:
+    """E104: a hook implementation pluggy refuses, with the hook it probably meant."""
+    hooks = [f"register_{kind}" for kind in KINDS]
+    found = [word for word in str(exc).replace("'", " ").replace('"', " ").split() if word.startswith("register")]
+    hint = did_you_mean(found[0], hooks) if found else None
+    return Problem(code="E104", message=f"plugin `{plugin}` does not fit the hooks: {exc}",
+                   hint=hint or f"the hooks are {', '.join(hooks)}")
 
 
 def _version_of(distribution: str) -> Optional[str]:

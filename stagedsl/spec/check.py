@@ -13,22 +13,20 @@ import types
 import typing
 from typing import Any, Iterator, Optional, Union
 
-from stagedsl.registry import Registry, did_you_mean, singular
+from stagedsl.errors import did_you_mean
+from stagedsl.registry import Registry, singular
+from stagedsl.registry.hookspecs import SUPPLIED
 from stagedsl.spec.durations import DurationError, Steps, parse_duration
 from stagedsl.spec.gates import GateSyntaxError, gate_metrics, parse_gate
-from stagedsl.spec.model import GATE_ACTIONS, GATE_CHECKS, MODES, PRECISIONS, Piece, Spec, StageSpec
+from stagedsl.spec.model import REST_GROUP, ExportSpec, Piece, Spec, StageSpec
 
 Row = tuple[tuple, str, Optional[str], str]
 
-INJECTED = {
-    "optimizers": ("param_groups", "lr"),
-    "schedulers": ("optimizer", "total_steps"),
-    "freeze_strategies": ("names",),
-}
-"""Factory parameters the engine supplies itself; a spec does not write them."""
-
 SCHEDULER_MONITOR_KEY = "monitor"
 EXPORT_FORMATS = ("onnx", "onnx-fp16", "package")
+"""The formats stagedsl writes itself; any other is a registered exporter's name."""
+DEFAULTED = {"optimizer": "optimizers", "scheduler": "schedulers"}
+"""Stage keys whose piece, when a stage names none, is the one a plugin registers as default."""
 
 
 def stage_metrics(stage: StageSpec) -> list[str]:
@@ -42,7 +40,7 @@ def check_spec(spec: Spec, registry: Optional[Registry]) -> list[Row]:
     rows += _check_run(spec)
     rows += _check_stages(spec)
     if spec.export is not None:
-        rows += _check_export(spec, registry)
+        rows += check_export(spec.export, [stage.name for stage in spec.stages], registry)
     if registry is not None:
         rows += list(_check_pieces(spec, registry))
     return rows
@@ -53,8 +51,6 @@ def _check_run(spec: Spec) -> list[Row]:
     run = spec.run
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", run.device):
         rows.append((("run", "device"), f"unknown device {run.device!r}", 'use "auto", "cpu", "cuda" or "cuda:N"', "E011"))
-    if run.precision not in PRECISIONS:
-        rows.append((("run", "precision"), f"unknown precision {run.precision!r}", did_you_mean(run.precision, PRECISIONS) or f"one of {', '.join(PRECISIONS)}", "E011"))
     if isinstance(run.threads, int) and run.threads < 1:
         rows.append((("run", "threads"), f"`threads` must be at least 1, found {run.threads}", None, "E012"))
     data = spec.data
@@ -65,12 +61,6 @@ def _check_run(spec: Spec) -> list[Row]:
     if data.workers < 0:
         rows.append((("data", "workers"), f"`workers` cannot be negative, found {data.workers}", None, "E012"))
     return rows
-
-
-def _mode_ok(mode: Optional[str], path: tuple) -> list[Row]:
-    if mode is not None and mode not in MODES:
-        return [(path, f"unknown mode {mode!r}", 'use "min" or "max"', "E011")]
-    return []
 
 
 def _check_stages(spec: Spec) -> list[Row]:
@@ -98,16 +88,10 @@ def _check_stages(spec: Spec) -> list[Row]:
             rows.append((at + ("accumulate",), f"`accumulate` must be at least 1, found {stage.accumulate}", None, "E012"))
         if stage.grad_clip is not None and stage.grad_clip <= 0:
             rows.append((at + ("grad_clip",), f"`grad_clip` must be positive, found {stage.grad_clip}", None, "E012"))
-        if stage.frozen_norm not in ("eval", "train"):
-            rows.append((at + ("frozen_norm",), f"unknown value {stage.frozen_norm!r}", 'use "eval" or "train"', "E011"))
-        if stage.on_nonfinite not in ("stop", "skip"):
-            rows.append((at + ("on_nonfinite",), f"unknown value {stage.on_nonfinite!r}", 'use "stop" or "skip"', "E011"))
-        rows += _mode_ok(stage.eval.mode, at + ("eval", "mode"))
         known = stage_metrics(stage)
         if stage.eval.monitor not in known:
             rows.append((at + ("eval", "monitor"), f"stage `{stage.name}` does not compute `{stage.eval.monitor}`", did_you_mean(stage.eval.monitor, known) or f"it computes {', '.join(known)}", "E043"))
         if stage.early_stop is not None:
-            rows += _mode_ok(stage.early_stop.mode, at + ("early_stop", "mode"))
             monitor = stage.early_stop.monitor
             if monitor is not None and monitor not in known:
                 rows.append((at + ("early_stop", "monitor"), f"stage `{stage.name}` does not compute `{monitor}`", did_you_mean(monitor, known) or f"it computes {', '.join(known)}", "E043"))
@@ -115,8 +99,8 @@ def _check_stages(spec: Spec) -> list[Row]:
                 rows.append((at + ("early_stop", "patience"), "`patience` must be at least 1", None, "E012"))
         group_names = [g.name for g in stage.groups]
         for j, group in enumerate(stage.groups):
-            if group_names.index(group.name) != j or group.name == "default":
-                rows.append((at + ("groups", j, "name"), f"group name `{group.name}` is used twice or reserved", 'names must be unique and not "default"', "E050"))
+            if group_names.index(group.name) != j or group.name == REST_GROUP:
+                rows.append((at + ("groups", j, "name"), f"group name `{group.name}` is used twice or reserved", f'names must be unique and not "{REST_GROUP}"', "E050"))
             if group.lr is not None and group.lr_scale is not None:
                 rows.append((at + ("groups", j), f"group `{group.name}` sets both `lr` and `lr_scale`", "keep one: `lr` is absolute, `lr_scale` multiplies the stage's lr", "E050"))
             if not group.params:
@@ -134,8 +118,6 @@ def _check_init(stage: StageSpec, i: int, names: list[str]) -> list[Row]:
     rows: list[Row] = []
     if (init.stage is None) == (init.path is None):
         rows.append((at, "`init` needs exactly one of `stage` or `path`", 'e.g. init = { stage = "warmup", which = "best" }', "E035"))
-    if init.which not in ("best", "last"):
-        rows.append((at + ("which",), f"unknown checkpoint {init.which!r}", 'use "best" or "last"', "E011"))
     if init.stage is not None:
         if init.stage not in names:
             rows.append((at + ("stage",), f"no stage named `{init.stage}`", did_you_mean(init.stage, names[:i]), "E036"))
@@ -158,10 +140,6 @@ def _check_gate(stage: StageSpec, i: int, names: list[str], known: list[str]) ->
         for metric in gate_metrics(expr):
             if metric not in known:
                 rows.append((at + ("when",), f"the gate reads `{metric}`, which stage `{stage.name}` does not compute", did_you_mean(metric, known) or f"it computes {', '.join(known)}", "E043"))
-    if gate.on_fail not in GATE_ACTIONS:
-        rows.append((at + ("on_fail",), f"unknown action {gate.on_fail!r}", did_you_mean(gate.on_fail, GATE_ACTIONS) or f"one of {', '.join(GATE_ACTIONS)}", "E041"))
-    if gate.check not in GATE_CHECKS:
-        rows.append((at + ("check",), f"unknown value {gate.check!r}", 'use "end" or "eval"', "E041"))
     if gate.max_retries < 0:
         rows.append((at + ("max_retries",), "`max_retries` cannot be negative", None, "E012"))
     if gate.on_fail == "goto":
@@ -174,17 +152,41 @@ def _check_gate(stage: StageSpec, i: int, names: list[str], known: list[str]) ->
     return rows
 
 
-def _check_export(spec: Spec, registry: Optional[Registry]) -> list[Row]:
+def check_export(export: ExportSpec, stages: Optional[list[str]], registry: Optional[Registry]) -> list[Row]:
+    """Every problem in an ``[export]`` section: the one place its values are judged.
+
+    Format names are judged when a `registry` is given, the stage when `stages` are. The
+    export room checks the options a caller adds (``staged export --format``) with it too.
+    """
     rows: list[Row] = []
     known = list(EXPORT_FORMATS) + (registry.names("exporters") if registry is not None else [])
-    for j, fmt in enumerate(spec.export.formats):
-        if fmt not in known and registry is not None:
+    if not export.formats:
+        rows.append((("export", "formats"), "`formats` names no format", f"e.g. formats = [{', '.join(repr(f) for f in EXPORT_FORMATS)}]", "E012"))
+    for j, fmt in enumerate(export.formats):
+        if export.formats.index(fmt) != j:
+            rows.append((("export", "formats", j), f"format {fmt!r} is named twice", None, "E012"))
+        elif fmt not in known and registry is not None:
             rows.append((("export", "formats", j), f"unknown export format {fmt!r}", did_you_mean(fmt, known) or f"one of {', '.join(known)}", "E011"))
-    if spec.export.which not in ("best", "last"):
-        rows.append((("export", "which"), f"unknown checkpoint {spec.export.which!r}", 'use "best" or "last"', "E011"))
-    names = [s.name for s in spec.stages]
-    if spec.export.stage is not None and spec.export.stage not in names:
-        rows.append((("export", "stage"), f"no stage named `{spec.export.stage}`", did_you_mean(spec.export.stage, names), "E036"))
+    for key in ("atol", "rtol", "fp16_atol", "fp16_rtol", "fp16_metric_tol"):
+        if getattr(export, key) < 0:
+            rows.append((("export", key), f"`{key}` cannot be negative, found {getattr(export, key)}", None, "E012"))
+    if not 0.0 <= export.fp16_min_agreement <= 1.0:
+        rows.append((("export", "fp16_min_agreement"), f"`fp16_min_agreement` is a share of rows in [0, 1], found {export.fp16_min_agreement}",
+                     None, "E012"))
+    for key, low in (("opset", 7), ("check_batches", 1), ("metric_samples", 1)):
+        value = getattr(export, key)
+        if value is not None and value < low:
+            rows.append((("export", key), f"`{key}` must be at least {low}, found {value}", None, "E012"))
+    if export.prune is not None and not 0.0 <= export.prune.amount < 1.0:
+        rows.append((("export", "prune", "amount"), f"`amount` must be a fraction in [0, 1), found {export.prune.amount}", None, "E012"))
+    for name, args in export.exporters.items():
+        if name not in export.formats or name in EXPORT_FORMATS:
+            rows.append((("export", "exporters", name), f"arguments for `{name}`, which `formats` does not name as a registered exporter",
+                         did_you_mean(name, [f for f in export.formats if f not in EXPORT_FORMATS]), "E011"))
+        elif not isinstance(args, dict):
+            rows.append((("export", "exporters", name), f"the arguments of exporter `{name}` must be a table, found {args!r}", None, "E003"))
+    if stages is not None and export.stage is not None and export.stage not in stages:
+        rows.append((("export", "stage"), f"no stage named `{export.stage}`", did_you_mean(export.stage, stages), "E036"))
     return rows
 
 
@@ -196,8 +198,9 @@ def _pieces(spec: Spec) -> Iterator[tuple[str, tuple, Piece]]:
         yield "callbacks", ("callbacks", j), piece
     for i, stage in enumerate(spec.stages):
         at = ("stage", i)
-        yield "optimizers", at + ("optimizer",), stage.optimizer
-        yield "schedulers", at + ("scheduler",), stage.scheduler
+        for key, kind in DEFAULTED.items():
+            if getattr(stage, key) is not None:
+                yield kind, at + (key,), getattr(stage, key)
         for j, piece in enumerate(stage.metrics):
             yield "metrics", at + ("metrics", j), piece
         if stage.loss is not None:
@@ -217,6 +220,12 @@ def _pieces(spec: Spec) -> Iterator[tuple[str, tuple, Piece]]:
 
 
 def _check_pieces(spec: Spec, registry: Registry) -> Iterator[Row]:
+    for kind in DEFAULTED.values():
+        if registry.default(kind) is None and any(getattr(s, k) is None for s in spec.stages for k, v in DEFAULTED.items() if v == kind):
+            key = next(k for k, v in DEFAULTED.items() if v == kind)
+            stage = next(i for i, s in enumerate(spec.stages) if getattr(s, key) is None)
+            yield (("stage", stage), f"stage `{spec.stages[stage].name}` names no {key}, and no plugin registers a default {singular(kind)}",
+                   f'name one: {key} = "<registered {singular(kind)}>" (see `staged plugins`)', "E020")
     for kind, path, piece in _pieces(spec):
         entry = registry.find(kind, piece.use)
         use_path = path + ("use",) if piece.args or kind in ("models", "datasets") else path
@@ -225,7 +234,7 @@ def _check_pieces(spec: Spec, registry: Registry) -> Iterator[Row]:
             yield (use_path, f"no {singular(kind)} named `{piece.use}` is registered", did_you_mean(piece.use, names) or f"registered: {', '.join(names) or 'none'} (see `staged plugins`)", "E020")
             continue
         args = dict(piece.args)
-        if kind == "schedulers" and entry.meta.get("monitored"):
+        if kind == "schedulers" and entry.meta.monitored:
             monitor = args.pop(SCHEDULER_MONITOR_KEY, None)
             if monitor is None:
                 yield (path, f"scheduler `{piece.use}` is driven by a metric and needs `monitor`", 'e.g. { use = "plateau", monitor = "val/loss", mode = "min" }', "E045")
@@ -235,7 +244,7 @@ def _check_pieces(spec: Spec, registry: Registry) -> Iterator[Row]:
                 stage = spec.stages[path[1]]
                 if monitor not in stage_metrics(stage):
                     yield (path + (SCHEDULER_MONITOR_KEY,), f"stage `{stage.name}` does not compute `{monitor}`", did_you_mean(monitor, stage_metrics(stage)), "E043")
-        yield from check_args(entry, args, path, auto=(entry.meta.get("auto") or {}) if kind == "losses" else {})
+        yield from check_args(entry, args, path, auto=entry.meta.auto if kind == "losses" else {})
 
 
 def check_args(entry, args: dict, path: tuple, *, auto: dict) -> Iterator[Row]:
@@ -244,7 +253,7 @@ def check_args(entry, args: dict, path: tuple, *, auto: dict) -> Iterator[Row]:
         signature = entry.signature()
     except (TypeError, ValueError):
         return
-    injected = INJECTED.get(entry.kind, ())
+    injected = SUPPLIED.get(entry.kind, ())
     params = {name: p for name, p in signature.parameters.items() if name not in injected}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     accepted = [name for name, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]

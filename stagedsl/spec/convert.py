@@ -7,7 +7,6 @@ failure is flattened into ``(key path, message, hint)`` by `flatten_errors`.
 
 from __future__ import annotations
 
-import difflib
 import typing
 from typing import Any, Literal, Optional, Union
 
@@ -17,21 +16,27 @@ from cattrs.cols import homogenous_tuple_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, override
 
-from stagedsl.spec.durations import DurationError, parse_duration
+from stagedsl.errors import did_you_mean
+from stagedsl.spec.durations import Duration, DurationError, parse_duration
 from stagedsl.spec.locate import PathPart
 from stagedsl.spec.model import (
     DATA_LOADER_KEYS,
+    ENSEMBLE_KEYS,
     LOADER_FIELDS,
     CheckpointSpec,
     DataSection,
     EarlyStopSpec,
+    EnsembleSpec,
     EvalSpec,
     ExportSpec,
+    GateAction,
+    GateCheck,
     GateSpec,
     GroupSpec,
     InitSpec,
     LossSpec,
     LossTermSpec,
+    MatrixSpec,
     Piece,
     RunSection,
     Spec,
@@ -96,12 +101,40 @@ def _table(value: Any, _: Any) -> dict:
     return value
 
 
-def _duration(value: Any, _: Any) -> Union[str, int]:
+def _duration(value: Any, _: Any) -> Duration:
+    """A duration, parsed once here: the Spec holds `Duration` values."""
     try:
-        parse_duration(value)
+        return parse_duration(value)
     except DurationError as exc:
         raise KeyProblem(str(exc), code="E010", hint='write a number of steps (500) or a string like "500 steps" / "3 epochs"') from None
-    return value
+
+
+CHOICE_CODES = {GateAction: "E041", GateCheck: "E041"}
+"""Choices whose errors carry their own code (the rest are E011)."""
+
+
+def _choice(tp: Any):
+    """Structure a `Literal` choice: the value must be one of its options (a did-you-mean otherwise)."""
+    options = typing.get_args(tp)
+    code = CHOICE_CODES.get(tp, "E011")
+    shown = ", ".join(f'"{o}"' if isinstance(o, str) else repr(o) for o in options)
+
+    def structure(value: Any, _: Any) -> Any:
+        if value in options and type(value) is type(options[options.index(value)]):
+            return value
+        raise KeyProblem(f"{_shown(value)} is not one of {shown}", code=code, hint=did_you_mean(value, [str(o) for o in options]) or f"use one of {shown}")
+
+    return structure
+
+
+class MissingUse(KeyProblem):
+    """A piece written as a table without `use`; `flatten_errors` words its hint for the table it is in."""
+
+    def __init__(self, near: Optional[str] = None):
+        where = (near,) if near else ()
+        message = f"`{near}` is not a key here: a piece names what to use with `use`" if near else "a piece needs `use = \"<registered name>\"`"
+        super().__init__(message, path=where, hint='did you mean "use"?' if near else None, code="E004")
+        self.near = near
 
 
 def structure_piece(value: Any, _: Any = None) -> Piece:
@@ -110,7 +143,7 @@ def structure_piece(value: Any, _: Any = None) -> Piece:
         return Piece(value)
     if isinstance(value, dict):
         if "use" not in value:
-            raise KeyProblem("a piece needs `use = \"<registered name>\"`", hint="e.g. { use = \"adamw\", weight_decay = 0.01 }", code="E004")
+            raise MissingUse(next((key for key in value if did_you_mean(key, ["use"], cutoff=0.6)), None))
         name = value["use"]
         if not isinstance(name, str):
             raise KeyProblem(f"expected a string, found {_shown(name)}", path=("use",))
@@ -162,7 +195,7 @@ def structure_loss(value: Any, _: Any = None) -> LossSpec:
     if isinstance(value, dict) and "blend" in value:
         extra = sorted(set(value) - {"blend", "alpha"})
         if extra:
-            raise KeyProblem(f"unknown key `{extra[0]}` beside `blend`", path=(extra[0],), code="E002", hint=_hint(extra[0], ["blend", "alpha"]))
+            raise KeyProblem(f"unknown key `{extra[0]}` beside `blend`", path=(extra[0],), code="E002", hint=did_you_mean(extra[0], ["blend", "alpha"]))
         pair = value["blend"]
         if not isinstance(pair, list) or len(pair) != 2:
             raise KeyProblem("`blend` takes exactly two losses", path=("blend",), hint='e.g. blend = ["mse", { use = "nrmse", sigma = "auto" }], alpha = 1.0')
@@ -188,16 +221,20 @@ def _data(value: Any, _: Any) -> DataSection:
     if not isinstance(value, dict):
         raise KeyProblem(f"expected a table, found {_shown(value)}")
     if "use" not in value:
-        raise KeyProblem("`[data]` needs `use = \"<registered dataset>\"`", code="E004", hint='e.g. use = "npz"')
+        raise MissingUse(next((key for key in value if did_you_mean(key, ["use"], cutoff=0.6)), None))
     loader = {k: value[k] for k in DATA_LOADER_KEYS if k in value}
     args = {k: v for k, v in value.items() if k not in DATA_LOADER_KEYS and k != "use"}
     structured = _base_converter.structure({"use": value["use"], **loader}, DataSection)
     return attrs.evolve(structured, args=args)
 
 
-def _hint(word: str, choices: list[str]) -> Optional[str]:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f'did you mean "{close[0]}"?' if close else None
+def _ensemble(value: Any, _: Any) -> EnsembleSpec:
+    """`[[ensemble]]`: its own keys, and every other key an argument of the ensemble factory."""
+    if not isinstance(value, dict):
+        raise KeyProblem(f"expected a table, found {_shown(value)}")
+    own = {k: value[k] for k in ENSEMBLE_KEYS if k in value}
+    structured = _base_converter.structure(own, EnsembleSpec)
+    return attrs.evolve(structured, args={k: v for k, v in value.items() if k not in ENSEMBLE_KEYS})
 
 
 def _array_of(tp: Any, conv: cattrs.Converter):
@@ -225,7 +262,10 @@ def _table_of(cls: type, conv: cattrs.Converter):
     return structure
 
 
-def _make_converter() -> cattrs.Converter:
+def make_converter() -> cattrs.Converter:
+    """A strict converter: exact scalars, arrays only from arrays, tables only from tables, no
+    unknown key, choices only from their options, and the language's own values (durations,
+    pieces, selectors, losses). The plan's converter (`stagedsl.plan.convert`) is one too."""
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     conv.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is tuple, lambda tp: _array_of(tp, conv))
     conv.register_structure_hook_factory(attrs.has, lambda cls: _table_of(cls, conv))
@@ -234,26 +274,29 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(bool, _strict_bool)
     conv.register_structure_hook(dict, _table)
-    conv.register_structure_hook(Union[str, int], _duration)
-    conv.register_structure_hook(Optional[Union[str, int]], lambda v, t: None if v is None else _duration(v, t))
+    conv.register_structure_hook(Duration, _duration)
+    conv.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is Literal, _choice)
     conv.register_structure_hook(Union[int, Literal["auto"]], _threads)
+    conv.register_structure_hook(Optional[Union[int, Literal["auto"]]], lambda v, t: None if v is None else _threads(v, t))
     conv.register_structure_hook(Piece, structure_piece)
     conv.register_structure_hook(Union[str, Piece], _selector)
     conv.register_structure_hook(LossSpec, structure_loss)
     return conv
 
 
-_base_converter = _make_converter()
-converter = _make_converter()
+_base_converter = make_converter()
+converter = make_converter()
 converter.register_structure_hook(DataSection, _data)
+converter.register_structure_hook(EnsembleSpec, _ensemble)
 converter.register_structure_hook(
     Spec,
     make_dict_structure_fn(
-        Spec, converter, _cattrs_forbid_extra_keys=True, stages=override(rename="stage"), **{name: override(omit=True) for name in LOADER_FIELDS}
+        Spec, converter, _cattrs_forbid_extra_keys=True, stages=override(rename="stage"), ensembles=override(rename="ensemble"),
+        **{name: override(omit=True) for name in LOADER_FIELDS}
     ),
 )
 
-_RENAMED = {Spec: {"stages": "stage"}}
+_RENAMED = {Spec: {"stages": "stage", "ensembles": "ensemble"}}
 _LAYER_KEYS = ("defaults", "profile", "extends")
 """Top-level keys the loader consumes before structuring (valid, so offered as did-you-means)."""
 _OMITTED = {Spec: set(LOADER_FIELDS)}
@@ -272,7 +315,7 @@ def flatten_errors(exc: BaseException, path: tuple = ()) -> list[tuple[tuple, st
     if isinstance(exc, ForbiddenExtraKeysError):
         allowed = key_names(exc.cl) + (list(_LAYER_KEYS) if exc.cl is Spec else [])
         for key in sorted(exc.extra_fields):
-            rows.append((path + (key,), f"unknown key `{key}`", _hint(key, allowed) or f"allowed keys: {', '.join(allowed)}", "E002"))
+            rows.append((path + (key,), f"unknown key `{key}`", did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}", "E002"))
         return rows
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         for inner in exc.exceptions:
@@ -284,12 +327,29 @@ def flatten_errors(exc: BaseException, path: tuple = ()) -> list[tuple[tuple, st
                     step = (note.index,)
             rows.extend(flatten_errors(inner, path + step))
         return rows
+    if isinstance(exc, MissingUse):
+        return [(path + exc.path, str(exc), exc.hint or _use_hint(path), exc.code)]
     if isinstance(exc, KeyProblem):
         return [(path + exc.path, str(exc), exc.hint, exc.code)]
     if isinstance(exc, KeyError):
         name = path[-1] if path else (exc.args[0] if exc.args else "?")
         return [(path, f"missing required key `{name}`", None, "E001")]
     return [(path, str(exc), None, "E003")]
+
+
+_PIECE_KINDS = {"model": "model", "data": "dataset", "optimizer": "optimizer", "scheduler": "scheduler", "loss": "loss",
+                "sum": "loss", "blend": "loss", "metrics": "metric", "callbacks": "callback", "train": "freeze strategy",
+                "freeze": "freeze strategy", "params": "freeze strategy"}
+
+
+def _use_hint(path: tuple) -> str:
+    """How to write `use` in the table at `path`: under a header for [model] and [data], inline elsewhere."""
+    named = [part for part in path if isinstance(part, str)]
+    key = named[-1] if named else ""
+    kind = _PIECE_KINDS.get(key, "piece")
+    if len(path) == 1 and key in ("model", "data"):
+        return f'write use = "<registered {kind}>" in [{key}], beside its arguments (`staged plugins` lists them)'
+    return f'e.g. {key or "piece"} = {{ use = "<registered {kind}>", <its arguments> }} (`staged plugins` lists them)'
 
 
 def _owner(exc: BaseException) -> Optional[type]:
@@ -302,6 +362,6 @@ def structure_spec(data: dict) -> Spec:
 
 
 __all__ = [
-    "CheckpointSpec", "EarlyStopSpec", "EvalSpec", "ExportSpec", "GateSpec", "GroupSpec", "InitSpec", "KeyProblem",
-    "RunSection", "StageSpec", "converter", "flatten_errors", "key_names", "structure_loss", "structure_piece", "structure_spec",
+    "CheckpointSpec", "EarlyStopSpec", "EnsembleSpec", "EvalSpec", "ExportSpec", "GateSpec", "GroupSpec", "InitSpec", "KeyProblem",
+    "MatrixSpec", "RunSection", "StageSpec", "converter", "flatten_errors", "key_names", "structure_loss", "structure_piece", "structure_spec",
 ]

@@ -38,13 +38,19 @@ class Duration:
     value: float
     unit: str  # "steps" | "epochs"
 
-    def to_steps(self, batches_per_epoch: Optional[int]) -> int:
-        """The duration in optimizer steps; epochs need `batches_per_epoch`."""
+    def to_steps(self, batches_per_epoch: Optional[int], accumulate: int = 1) -> int:
+        """The duration in optimizer steps of `accumulate` micro-batches each.
+
+        Epochs need `batches_per_epoch` and round up, to at least one step.
+        """
         if self.unit == "steps":
             return int(self.value)
         if batches_per_epoch is None:
-            raise DurationError(f"{self} needs the dataset's length, which is not known before loading it")
-        return int(math.ceil(self.value * batches_per_epoch - 1e-9))
+            raise DurationError("durations in epochs need the dataset's length, which this dataset does not report; use steps")
+        steps = self.value * batches_per_epoch / accumulate
+        if not math.isfinite(steps):
+            raise DurationError(f"{self.value:g} epochs is too long: it overflows a step count")
+        return max(1, math.ceil(steps - 1e-9))
 
     def __str__(self) -> str:
         value = int(self.value) if float(self.value).is_integer() else self.value

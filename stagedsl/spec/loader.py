@@ -3,11 +3,14 @@
 The layers, in order: the file and what it ``extends`` (deep merge), the selected
 ``[profile.<name>]``, ``--set key.path=value`` overrides, then ``[defaults]`` under
 every stage. The merged document is structured by the cattrs converter and checked
-(`stagedsl.spec.check`). Never imports torch.
+(`stagedsl.spec.check`). Every other profile is checked the same way (keys, types,
+plugin names and arguments), so a mistake in a profile is found before the day it is
+selected; each such problem is located in the profile. Never imports torch.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from pathlib import Path
@@ -15,11 +18,11 @@ from typing import Iterable, Optional
 
 import attrs
 
-from stagedsl.errors import Problem, SpecError
-from stagedsl.registry import Registry, did_you_mean
+from stagedsl.errors import Problem, SpecError, did_you_mean
+from stagedsl.registry import Registry
 from stagedsl.spec.check import check_spec
 from stagedsl.spec.convert import KeyProblem, flatten_errors, structure_spec
-from stagedsl.spec.locate import SourceMap, format_path, scan_positions
+from stagedsl.spec.locate import SourceMap, format_path, parse_path, scan_positions
 from stagedsl.spec.merge import apply_defaults, deep_merge, parse_override, set_path
 from stagedsl.spec.model import Spec
 
@@ -164,22 +167,93 @@ def load_spec(
 
 def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: Optional[str],
             overrides: Iterable[str], registry: Optional[Registry]) -> Spec:
+    """Layer, structure and check the document as selected; then check every other profile too."""
+    spec, problems = _layered_spec(document, sources, file, profile, tuple(overrides), registry, matrix=True)
+    seen = {(p.code, p.path, p.message) for p in problems}
+    profiles = document.get("profile")
+    if isinstance(profiles, dict):
+        for name in profiles:
+            if name != profile:
+                problems += _profile_problems(document, sources, file, name, registry, seen)
+    if problems:
+        raise SpecError(_unique(problems))
+    return spec
+
+
+def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, profile: Optional[str],
+                  overrides: tuple[str, ...], registry: Optional[Registry], *, matrix: bool = False) -> tuple[Optional[Spec], list[Problem]]:
+    """The spec with `profile` and `overrides` applied, or the problems that stop it (with `matrix`, the
+    `[matrix]` and its variants are checked too)."""
     source_map = SourceMap(sources, profile=profile, stage_names=_stage_names(document))
     try:
-        document = _apply_profile(document, profile)
+        layered = _apply_profile(dict(document), profile)
         for override in overrides:
             parts, value = parse_override(override)
-            document = set_path(document, parts, value)
-        layered = apply_defaults(document)
+            layered = set_path(layered, parts, value)
+        effective = layered
+        layered = apply_defaults(layered)
     except KeyProblem as exc:
-        raise SpecError([_problem(source_map, exc.path, str(exc), exc.hint, exc.code)]) from None
+        return None, [_problem(source_map, exc.path, str(exc), exc.hint, exc.code)]
+    rows: list[tuple] = []
     try:
         spec = structure_spec(layered)
     except Exception as exc:  # cattrs raises exception groups; flatten them all
         rows = flatten_errors(exc)
-        raise SpecError(_unique(_problem(source_map, *row) for row in rows)) from None
-    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=document, profile=profile)
-    rows = check_spec(spec, registry)
-    if rows:
-        raise SpecError(_unique(_problem(source_map, *row) for row in rows))
-    return spec
+        spec = _structure_without(layered, rows)
+        if spec is None:
+            return None, [_problem(source_map, *row) for row in rows]
+    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=effective, profile=profile, overrides=overrides)
+    tables = [path[:-1] for path, *_ in rows]
+    checks = [row for row in check_spec(spec, registry) if not any(row[0][:len(t)] == t for t in tables)]
+    problems = [_problem(source_map, *row) for row in rows + checks]
+    if matrix and not rows:
+        problems += _matrix_problems(spec, source_map, registry, problems)
+    return (spec if not rows else None), problems
+
+
+REPAIRABLE = ("E010", "E011", "E041")
+"""Codes of values that have a default (a duration, a choice): the other checks can run without them."""
+
+
+def _structure_without(layered: dict, rows: list[tuple]) -> Optional[Spec]:
+    """The spec with the values `rows` fault left out, when all of them can be (so that the checks that
+    need a typed spec still report what else is wrong); None otherwise."""
+    if not rows or any(code not in REPAIRABLE for *_, code in rows):
+        return None
+    document = copy.deepcopy(layered)
+    for path, *_ in rows:
+        node = document
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+    try:
+        return structure_spec(document)
+    except Exception:
+        return None
+
+
+def _profile_problems(document: dict, sources: list[tuple[str, str]], file: str, profile: str,
+                      registry: Optional[Registry], seen: set) -> list[Problem]:
+    """What is wrong inside the profile `profile` (not selected): its keys, types, plugin names and
+    arguments, as the spec would have them with it; only problems written in the profile itself
+    (and not already in `seen`, the problems of the spec as selected)."""
+    _, problems = _layered_spec(document, sources, file, profile, (), registry)
+    inside = SourceMap(sources, profile=profile, stage_names=_stage_names(document))
+    found = []
+    for problem in problems:
+        parts = parse_path(problem.path) if problem.path else []
+        if (problem.code, problem.path, problem.message) in seen or not inside.written_in_profile(parts):
+            continue
+        where = f"{problem.path} (profile `{profile}`)" if problem.path else f"profile `{profile}`"
+        found.append(attrs.evolve(problem, path=where))
+    return found
+
+
+def _matrix_problems(spec: Spec, source_map: SourceMap, registry: Optional[Registry], base: list[Problem]) -> list[Problem]:
+    """`[matrix]` / `[[ensemble]]` and every variant layered over the spec (`stagedsl.spec.matrix`)."""
+    from stagedsl.spec.matrix import check_matrix, variant_problems
+
+    problems = [_problem(source_map, *row) for row in check_matrix(spec, registry)]
+    if spec.matrix is not None and not problems:
+        problems += variant_problems(spec, registry, lambda *row: _problem(source_map, *row), base)
+    return problems

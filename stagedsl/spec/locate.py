@@ -207,12 +207,6 @@ def scan_positions(text: str) -> dict[tuple, Position]:
         return {}
 
 
-def line_of(text: str, line: int) -> str:
-    """The `line`-th (1-based) line of `text`, or ''."""
-    lines = text.splitlines()
-    return lines[line - 1] if 0 < line <= len(lines) else ""
-
-
 class SourceMap:
     """Positions of keys across the files a spec was read from (the file, then what it extends).
 
@@ -229,31 +223,37 @@ class SourceMap:
 
     def _candidates(self, parts: tuple) -> list[tuple]:
         staged = len(parts) >= 2 and parts[0] == "stage" and isinstance(parts[1], int)
+        profile = ("profile", self.profile) if self.profile is not None else None
         out = []
-        if self.profile is not None:
-            if staged and parts[1] < len(self.stage_names):
-                out.append(("profile", self.profile, "stage", self.stage_names[parts[1]]) + parts[2:])
-            elif not staged:
-                out.append(("profile", self.profile) + parts)
+        if profile and staged and parts[1] < len(self.stage_names):
+            out.append(profile + ("stage", self.stage_names[parts[1]]) + parts[2:])
+        elif profile and not staged:
+            out.append(profile + parts)
         out.append(parts)
         if staged and len(parts) > 2:
+            if profile:
+                out.append(profile + ("defaults",) + parts[2:])
             out.append(("defaults",) + parts[2:])
         return out
 
-    def locate(self, path: str | list[PathPart]) -> tuple[Optional[str], Optional[int], Optional[int]]:
-        """(file, line, column) where `path`, or its closest written ancestor, stands."""
-        parts = tuple(parse_path(path) if isinstance(path, str) else path)
+    def _find(self, parts: tuple) -> Optional[tuple[str, tuple, Position]]:
+        """(file, written key path, position) of `parts` or its closest written ancestor."""
         for length in range(len(parts), 0, -1):
             for candidate in self._candidates(parts[:length]):
                 for (file, _), positions in zip(self.sources, self._positions):
                     if candidate in positions:
-                        line, column = positions[candidate]
-                        return file, line, column
-        return (self.sources[0][0] if self.sources else None), None, None
+                        return file, candidate, positions[candidate]
+        return None
 
-    def text_of(self, file: Optional[str]) -> str:
-        """The source text of `file`."""
-        for name, text in self.sources:
-            if name == file:
-                return text
-        return ""
+    def locate(self, path: str | list[PathPart]) -> tuple[Optional[str], Optional[int], Optional[int]]:
+        """(file, line, column) where `path`, or its closest written ancestor, stands."""
+        found = self._find(tuple(parse_path(path) if isinstance(path, str) else path))
+        if found is None:
+            return (self.sources[0][0] if self.sources else None), None, None
+        file, _, (line, column) = found
+        return file, line, column
+
+    def written_in_profile(self, path: str | list[PathPart]) -> bool:
+        """Whether `path` (or the closest ancestor written) is written inside the selected profile's table."""
+        found = self._find(tuple(parse_path(path) if isinstance(path, str) else path))
+        return found is not None and self.profile is not None and found[1][:2] == ("profile", self.profile)

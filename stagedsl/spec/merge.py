@@ -8,11 +8,11 @@ name: ``[profile.tiny.stage.warmup] steps = 20``); any other value is replaced.
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import tomllib
 from typing import Any
 
+from stagedsl.errors import did_you_mean
 from stagedsl.spec.convert import KeyProblem
 from stagedsl.spec.locate import PathPart
 
@@ -69,10 +69,9 @@ def _merge_by_name(base: list[dict], layer: list[dict], path: tuple, *, addresse
         if name in index:
             merged[index[name]] = deep_merge(merged[index[name]], item, path + (index[name],))
         elif addressed:
-            close = difflib.get_close_matches(name, list(index), n=1)
             raise KeyProblem(
                 f"no stage named `{name}` to override", path=path + (name,), code="E007",
-                hint=f'did you mean "{close[0]}"?' if close else f"stages: {', '.join(index)}",
+                hint=did_you_mean(name, index, cutoff=0.6) or f"stages: {', '.join(index)}",
             )
         else:
             merged.append(copy.deepcopy(item))
@@ -112,8 +111,7 @@ def set_path(document: dict, parts: list[PathPart], value: Any) -> dict:
             match = [item for item in node if isinstance(item, dict) and item.get("name") == part]
             if not match:
                 names = [str(item.get("name")) for item in node if isinstance(item, dict)]
-                close = difflib.get_close_matches(part, names, n=1)
-                hint = f'did you mean "{close[0]}"?' if close else f"names: {', '.join(names)}"
+                hint = did_you_mean(part, names, cutoff=0.6) or f"names: {', '.join(names)}"
                 raise KeyProblem(f"no entry named `{part}`", path=tuple(parts[: depth + 1]), code="E007", hint=hint)
             node = match[0]
             continue

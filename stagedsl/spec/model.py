@@ -13,11 +13,20 @@ from typing import Any, Literal, Optional, Union
 
 import attrs
 
+from stagedsl.spec.durations import Duration
+
 DEVICES_HELP = '"auto", "cpu", "cuda" or "cuda:N"'
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-MODES = ("min", "max")
-GATE_ACTIONS = ("stop", "retry", "goto", "warn")
-GATE_CHECKS = ("end", "eval")
+Precision = Literal["32", "16-mixed", "bf16-mixed"]
+Mode = Literal["min", "max"]
+Checkpoint = Literal["best", "last"]
+FrozenNorm = Literal["eval", "train"]
+OnNonfinite = Literal["stop", "skip"]
+GateAction = Literal["stop", "retry", "goto", "warn"]
+GateCheck = Literal["end", "eval"]
+"""The choices of the language: a value outside them is a spec error with a did-you-mean."""
+
+REST_GROUP = "default"
+"""The optimizer group of the trainable parameters no `groups` entry selects (a reserved group name)."""
 
 
 def doc(text: str, **extra: Any) -> dict:
@@ -40,7 +49,7 @@ class RunSection:
     name: str = attrs.field(default="run", metadata=doc("Name of the run; the default output folder is `runs/<name>`."))
     seed: int = attrs.field(default=0, metadata=doc("Seed of torch, numpy, random and the data order."))
     device: str = attrs.field(default="auto", metadata=doc(f"Where to train: {DEVICES_HELP}."))
-    precision: str = attrs.field(default="32", metadata=doc('Numeric precision: "32", "16-mixed" (AMP with a grad scaler) or "bf16-mixed".'))
+    precision: Precision = attrs.field(default="32", metadata=doc('Numeric precision: "32", "16-mixed" (AMP with a grad scaler) or "bf16-mixed".'))
     out: Optional[str] = attrs.field(default=None, metadata=doc("Run directory; default `runs/<name>`."))
     compile: bool = attrs.field(default=False, metadata=doc("Wrap the model in `torch.compile`."))
     channels_last: bool = attrs.field(default=False, metadata=doc("Use the channels-last memory format for 4D inputs."))
@@ -96,9 +105,9 @@ class GroupSpec:
 class EvalSpec:
     """`eval`: when a stage evaluates and which metric picks its best checkpoint."""
 
-    every: Optional[Union[str, int]] = attrs.field(default=None, metadata=doc('Cadence as a duration ("1 epoch", "500 steps"); default: at the end of the stage only.'))
+    every: Optional[Duration] = attrs.field(default=None, metadata=doc('Cadence as a duration ("1 epoch", "500 steps"); default: at the end of the stage only.'))
     monitor: str = attrs.field(default="val/loss", metadata=doc("Metric deciding the best checkpoint."))
-    mode: Optional[str] = attrs.field(default=None, metadata=doc('"min" or "max"; default from the metric ("min" for losses).'))
+    mode: Optional[Mode] = attrs.field(default=None, metadata=doc('"min" or "max"; default from the metric ("min" for losses).'))
 
 
 @attrs.frozen
@@ -107,7 +116,7 @@ class EarlyStopSpec:
 
     patience: int = attrs.field(metadata=doc("Evaluations without improvement before stopping."))
     monitor: Optional[str] = attrs.field(default=None, metadata=doc("Metric to watch; default the stage's `eval.monitor`."))
-    mode: Optional[str] = attrs.field(default=None, metadata=doc('"min" or "max"; default as for `eval.mode`.'))
+    mode: Optional[Mode] = attrs.field(default=None, metadata=doc('"min" or "max"; default as for `eval.mode`.'))
     min_delta: float = attrs.field(default=0.0, metadata=doc("Smallest change that counts as an improvement."))
 
 
@@ -116,7 +125,7 @@ class InitSpec:
     """`init`: weights to start the stage from: an earlier stage's checkpoint or a file."""
 
     stage: Optional[str] = attrs.field(default=None, metadata=doc("An earlier stage whose checkpoint to load."))
-    which: str = attrs.field(default="best", metadata=doc('"best" or "last" checkpoint of that stage.'))
+    which: Checkpoint = attrs.field(default="best", metadata=doc('"best" or "last" checkpoint of that stage.'))
     path: Optional[str] = attrs.field(default=None, metadata=doc("A weights file or glob (the newest match wins): .safetensors, .pt, .pth, .ckpt."))
     strict: bool = attrs.field(default=True, metadata=doc("Fail when the file's keys differ from the model's."))
 
@@ -126,17 +135,17 @@ class GateSpec:
     """`gate`: a condition over metrics that decides whether and where the plan goes on."""
 
     when: str = attrs.field(metadata=doc('Condition that must hold, e.g. "val/f1 >= 0.80" (and / or / not, parentheses).'))
-    on_fail: str = attrs.field(default="stop", metadata=doc('What to do when it fails: "stop", "retry", "goto" or "warn".'))
+    on_fail: GateAction = attrs.field(default="stop", metadata=doc('What to do when it fails: "stop", "retry", "goto" or "warn".'))
     goto: Optional[str] = attrs.field(default=None, metadata=doc('Later stage to jump to when `on_fail = "goto"`.'))
     max_retries: int = attrs.field(default=1, metadata=doc('Retries of the stage when `on_fail = "retry"`.'))
-    check: str = attrs.field(default="end", metadata=doc('"end": after the stage; "eval": at every evaluation too.'))
+    check: GateCheck = attrs.field(default="end", metadata=doc('"end": after the stage; "eval": at every evaluation too.'))
 
 
 @attrs.frozen
 class CheckpointSpec:
     """`checkpoint`: cadence of resumable checkpoints."""
 
-    every: Optional[Union[str, int]] = attrs.field(default=None, metadata=doc('Cadence as a duration; default: at each evaluation and at the end.'))
+    every: Optional[Duration] = attrs.field(default=None, metadata=doc('Cadence as a duration; default: at each evaluation and at the end.'))
     keep_last: int = attrs.field(default=2, metadata=doc("How many periodic checkpoints to keep (best is kept apart)."))
 
 
@@ -148,24 +157,40 @@ class StageSpec:
     steps: Optional[int] = attrs.field(default=None, metadata=doc("Duration in optimizer steps (give `steps` or `epochs`)."))
     epochs: Optional[float] = attrs.field(default=None, metadata=doc("Duration in epochs of the training split."))
     lr: Optional[float] = attrs.field(default=None, metadata=doc("Base learning rate of the stage."))
-    optimizer: Piece = attrs.field(default=Piece("adamw"), metadata=doc("Optimizer piece."))
-    scheduler: Piece = attrs.field(default=Piece("constant"), metadata=doc("LR scheduler piece; duration arguments are counted from the stage's start."))
+    optimizer: Optional[Piece] = attrs.field(default=None, metadata=doc("Optimizer piece; default: the optimizer a plugin registers as default (the built-ins: adamw)."))
+    scheduler: Optional[Piece] = attrs.field(default=None, metadata=doc("LR scheduler piece, its duration arguments counted from the stage's start; default: the scheduler a plugin registers as default (the built-ins: constant)."))
     loss: Optional[LossSpec] = attrs.field(default=None, metadata=doc('Loss: "name", {use=...}, {sum=[...]} or {blend=[a, b], alpha=...}.'))
     metrics: tuple[Piece, ...] = attrs.field(default=(), metadata=doc("Validation metrics, logged as `val/<name>`."))
     train: tuple[Union[str, Piece], ...] = attrs.field(default=(), metadata=doc("Selectors of the parameters to train; default all."))
     freeze: tuple[Union[str, Piece], ...] = attrs.field(default=(), metadata=doc("Selectors of parameters to freeze (applied after `train`)."))
-    frozen_norm: str = attrs.field(default="eval", metadata=doc('"eval": norm layers whose parameters are frozen keep their running statistics; "train" lets them update.'))
-    groups: tuple[GroupSpec, ...] = attrs.field(default=(), metadata=doc("Optimizer parameter groups; parameters in none go to group `default`."))
+    frozen_norm: FrozenNorm = attrs.field(default="eval", metadata=doc('"eval": norm layers whose parameters are frozen keep their running statistics; "train" lets them update.'))
+    groups: tuple[GroupSpec, ...] = attrs.field(default=(), metadata=doc(f"Optimizer parameter groups; parameters in none go to group `{REST_GROUP}`."))
     eval: EvalSpec = attrs.field(default=EvalSpec(), metadata=doc("Evaluation cadence and monitored metric."))
     early_stop: Optional[EarlyStopSpec] = attrs.field(default=None, metadata=doc("Early stopping."))
     init: Optional[InitSpec] = attrs.field(default=None, metadata=doc("Weights to start from."))
     gate: Optional[GateSpec] = attrs.field(default=None, metadata=doc("Condition checked after the stage."))
     grad_clip: Optional[float] = attrs.field(default=None, metadata=doc("Clip the gradient norm to this value."))
     accumulate: int = attrs.field(default=1, metadata=doc("Micro-batches accumulated per optimizer step."))
-    log_every: Union[str, int] = attrs.field(default="50 steps", metadata=doc("Logging cadence as a duration."))
+    log_every: Duration = attrs.field(default=Duration(50, "steps"), metadata=doc("Logging cadence as a duration."))
     checkpoint: CheckpointSpec = attrs.field(default=CheckpointSpec(), metadata=doc("Checkpoint cadence."))
-    on_nonfinite: str = attrs.field(default="stop", metadata=doc('"stop" or "skip" a step whose loss is NaN or infinite.'))
+    on_nonfinite: OnNonfinite = attrs.field(default="stop", metadata=doc('"stop" or "skip" a step whose loss is NaN or infinite.'))
     max_nonfinite: int = attrs.field(default=10, metadata=doc("Skipped non-finite steps in a row before stopping."))
+
+    @property
+    def length(self) -> Optional[Duration]:
+        """The stage's duration: `steps` or `epochs` as a `Duration` (None when neither is given)."""
+        if self.steps is not None:
+            return Duration(self.steps, "steps")
+        if self.epochs is not None:
+            return Duration(self.epochs, "epochs")
+        return None
+
+
+@attrs.frozen
+class PruneSpec:
+    """`[export] prune`: L1 unstructured pruning of Linear/Conv weights after export."""
+
+    amount: float = attrs.field(default=0.3, metadata=doc("Fraction of each weight tensor's entries zeroed, in [0, 1)."))
 
 
 @attrs.frozen
@@ -174,7 +199,7 @@ class ExportSpec:
 
     formats: tuple[str, ...] = attrs.field(default=("onnx", "onnx-fp16", "package"), metadata=doc('Formats: "onnx", "onnx-fp16", "package".'))
     stage: Optional[str] = attrs.field(default=None, metadata=doc("Stage whose weights to export; default the last one run."))
-    which: str = attrs.field(default="best", metadata=doc('"best" or "last" checkpoint.'))
+    which: Checkpoint = attrs.field(default="best", metadata=doc('"best" or "last" checkpoint.'))
     opset: int = attrs.field(default=18, metadata=doc("ONNX opset version."))
     atol: float = attrs.field(default=1e-4, metadata=doc("Absolute tolerance of the fp32 ONNX check."))
     rtol: float = attrs.field(default=1e-4, metadata=doc("Relative tolerance of the fp32 ONNX check."))
@@ -184,10 +209,40 @@ class ExportSpec:
     fp16_metric_tol: float = attrs.field(default=0.01, metadata=doc("Classifiers: largest change of each task metric from PyTorch to fp16."))
     keep_io_types: bool = attrs.field(default=True, metadata=doc("Keep fp32 inputs and outputs in the fp16 graph."))
     check_batches: int = attrs.field(default=4, metadata=doc("Held-out batches compared against PyTorch."))
-    prune: Optional[dict] = attrs.field(default=None, metadata=doc("L1 unstructured pruning after export, e.g. {amount = 0.3}."))
+    prune: Optional[PruneSpec] = attrs.field(default=None, metadata=doc("L1 unstructured pruning after export, e.g. {amount = 0.3}."))
     dynamic_batch: bool = attrs.field(default=True, metadata=doc("Export the batch axis as dynamic."))
     metric_samples: Optional[int] = attrs.field(default=None, metadata=doc("Cap on validation rows used for the metric before/after fp16; default all."))
-    exporters: Optional[dict] = attrs.field(default=None, metadata=doc("Arguments of registered exporters named in `formats`, by name."))
+    exporters: dict = attrs.field(factory=dict, metadata=doc("Arguments of registered exporters named in `formats`, by name."))
+
+
+MEMBER_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
+"""What a variant, member or ensemble name may be: letters, digits, `_`, `-`, `.`, not
+starting with `.`, at most 64 characters (it names a folder of the run directory)."""
+
+
+@attrs.frozen
+class MatrixSpec:
+    """`[matrix]`: train every variant with every seed; each pair is a *member*, a complete run of its own."""
+
+    seeds: tuple[int, ...] = attrs.field(default=(), metadata=doc("`run.seed` of each member; default the spec's `run.seed` alone."))
+    variant: dict = attrs.field(factory=dict, metadata=doc("`[matrix.variant.<name>]`: partial specs layered over the file like a profile (stages by name); none: one variant, `base`."))
+    jobs: int = attrs.field(default=1, metadata=doc("Members trained at once, each in its own process; `staged run --jobs N` overrides it."))
+    threads: int = attrs.field(default=1, metadata=doc("CPU threads of each member when its `run.threads` is unset: the same whatever `jobs` is, so a member's numbers do not depend on how many run beside it."))
+
+
+@attrs.frozen
+class EnsembleSpec:
+    """`[[ensemble]]`: an ensemble of the matrix's members; other keys are the ensemble's arguments."""
+
+    name: str = attrs.field(metadata=doc("Name of the ensemble (`ensembles/<name>/`, `staged export --ensemble NAME`)."))
+    use: str = attrs.field(metadata=doc("Registered ensemble: mean, weighted, vote, greedy, stacking (see `staged plugins`)."))
+    args: dict = attrs.field(factory=dict, metadata=doc("Arguments of the ensemble factory, written inline."))
+    members: tuple[str, ...] = attrs.field(default=("*",), metadata=doc('Globs over member names (`"fusion-*"`, `"*-s42"`); default every member.'))
+    folds: int = attrs.field(default=5, metadata=doc("k of the seeded k-fold (stratified for classification) over the validation split: an ensemble that is fitted is scored on out-of-fold predictions."))
+
+
+ENSEMBLE_KEYS = ("name", "use", "members", "folds")
+"""Keys of `[[ensemble]]` that are not arguments of the ensemble's factory."""
 
 
 @attrs.frozen
@@ -200,11 +255,14 @@ class Spec:
     run: RunSection = attrs.field(default=RunSection(), metadata=doc("`[run]`: run-wide settings."))
     callbacks: tuple[Piece, ...] = attrs.field(default=(), metadata=doc("Callback pieces, called in order."))
     export: Optional[ExportSpec] = attrs.field(default=None, metadata=doc("`[export]`: exports at the end of `staged run`."))
+    matrix: Optional[MatrixSpec] = attrs.field(default=None, metadata=doc("`[matrix]`: variants x seeds, each a member run of its own."))
+    ensembles: tuple[EnsembleSpec, ...] = attrs.field(default=(), metadata=doc("`[[ensemble]]`: ensembles of the matrix's members."))
     file: Optional[str] = attrs.field(default=None, metadata=doc("The file the spec was read from (set by the loader)."))
     sources: tuple = attrs.field(default=(), eq=False, repr=False, metadata=doc("(file, text) of the files read, for error positions (set by the loader)."))
     document: Optional[dict] = attrs.field(default=None, eq=False, repr=False, metadata=doc("The merged TOML document (set by the loader)."))
     profile: Optional[str] = attrs.field(default=None, eq=False, metadata=doc("The profile applied (set by the loader)."))
+    overrides: tuple[str, ...] = attrs.field(default=(), eq=False, metadata=doc("The --set overrides applied (set by the loader); a matrix member applies them again over its variant."))
 
 
-LOADER_FIELDS = ("file", "sources", "document", "profile")
+LOADER_FIELDS = ("file", "sources", "document", "profile", "overrides")
 """Fields of `Spec` the loader sets; they are not keys of the language."""

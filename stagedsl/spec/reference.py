@@ -7,23 +7,27 @@ classes of `stagedsl.spec.model`, so the reference cannot drift from the code.
 from __future__ import annotations
 
 import typing
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import attrs
 
 from stagedsl.spec.convert import key_names
+from stagedsl.spec.durations import Duration
 from stagedsl.spec.model import (
     LOADER_FIELDS,
     CheckpointSpec,
     DataSection,
     EarlyStopSpec,
+    EnsembleSpec,
     EvalSpec,
     ExportSpec,
     GateSpec,
     GroupSpec,
     InitSpec,
     LossSpec,
+    MatrixSpec,
     Piece,
+    PruneSpec,
     RunSection,
     StageSpec,
 )
@@ -124,9 +128,62 @@ its `init` (at most `max_retries` times), `goto` jumps to the later stage named 
 ## Layers: `extends`, profiles, `--set`
 `extends = "base.toml"` layers this file over another (deep merge; stages merge by
 `name`). `[profile.<name>]` tables hold partial specs applied with `--profile <name>`;
-they may address stages by name: `[profile.tiny.stage.warmup] steps = 20`. Every command
+they may address stages by name: `[profile.tiny.stage.warmup] steps = 20`. Every profile is
+checked (keys, types, plugin names and arguments) whether or not it is selected, each
+mistake reported where the profile writes it. Every command
 accepts `--set key.path=value` (`--set stage.finetune.lr=1e-5`, `--set stage[0].steps=10`,
 `--set run.device=cpu`); values are read as TOML, else as strings.
+
+## Matrices and ensembles: `[matrix]`, `[[ensemble]]`
+A spec with `[matrix]` trains many runs from one file: every variant with every seed.
+
+```toml
+[matrix]
+seeds = [42, 2023, 2024]            # run.seed of each member
+jobs = 2                            # members trained at once, each in its own process
+
+[matrix.variant.resnet]             # a partial spec layered like a profile
+model = { layers = [3, 3, 3] }
+
+[matrix.variant.fusion]
+model = { layers = [2, 2, 2], fusion = true }
+stage.resnet = { epochs = 30 }      # stages addressed by name, as in a profile
+
+[[ensemble]]
+name = "mean"
+use = "mean"                        # mean of probabilities / regression outputs
+members = ["*"]                     # globs over member names
+
+[[ensemble]]
+name = "stacking"
+use = "stacking"
+meta = { use = "lightgbm", num_leaves = 15 }   # or "logistic" / "ridge" (scikit-learn)
+folds = 5
+```
+
+Each variant × seed is a *member* named `<variant>-s<seed>` (`fusion-s2023`): a complete
+run of its own in `RUN_DIR/members/<member>/` (its plan, checkpoints, metrics, summary;
+`staged resume` and `staged export` work on it as on any run). A member's spec is the
+file (with `extends` and the profile) layered with the variant's table, then the `--set`
+overrides again (so `--set` wins), then `run.seed`. A variant may not set `run.seed`,
+`matrix`, `ensemble`, `profile` or `extends`; a mistake in a variant is reported where it
+is written (`matrix.variant.fusion.model.layerz`). Variant and ensemble names are letters,
+digits, `_`, `-` and `.`, not starting with `.`, at most 64 characters. Without variants
+the matrix has one, `base`; without seeds, one seed, `run.seed`.
+
+Members run through the engine as ordinary plans; `staged run SPEC --jobs N` trains N at
+once, each in a fresh process with `matrix.threads` CPU threads, so `--jobs 1` and
+`--jobs 2` give bit-identical members on a CPU. A member that fails is recorded and the
+others go on; `staged resume RUN_DIR` finishes what is unfinished, `--member GLOB` picks
+some. Each finished member's validation (and test) predictions are cached in
+`RUN_DIR/predictions/`, so `staged ensemble RUN_DIR` (re)builds the ensembles without
+training. Ensembles are `ensemble` pieces (`staged plugins`): `mean`, `weighted` (given
+`weights`, or fitted), `vote`, `greedy` (Caruana's selection with replacement, AutoGluon's
+weighted ensemble) and `stacking` (a `meta` learner fitted on the members' outputs). An
+ensemble that learns from the validation split is scored on out-of-fold predictions of
+`folds` seeded (stratified) folds, and its cross-validation score is reported.
+`staged eval RUN_DIR` scores every member and ensemble; `staged export RUN_DIR --ensemble
+NAME` writes one ONNX graph.
 
 # Reference
 '''
@@ -141,8 +198,10 @@ def _type(tp: Any) -> str:
         return "loss"
     if tp == Union[str, Piece]:
         return "selector"
-    if tp == Union[str, int]:
+    if tp is Duration:
         return "duration"
+    if origin is Literal:
+        return " \\| ".join(f'`"{a}"`' for a in args)
     if origin is Union:
         options = [a for a in args if a is not type(None)]
         return " or ".join(_type(a) for a in options)
@@ -165,6 +224,8 @@ def _default(attribute: attrs.Attribute) -> str:
         return "—"
     if isinstance(default, Piece):
         return f'`"{default.use}"`'
+    if isinstance(default, Duration):
+        return f'`"{default}"`'
     if attrs.has(type(default)):
         return "see below"
     if isinstance(default, str):
@@ -202,10 +263,17 @@ def language_reference() -> str:
         _table("`gate`", GateSpec),
         _table("`checkpoint`", CheckpointSpec),
         _table("`[export]`", ExportSpec),
+        _table("`[export] prune`", PruneSpec),
+        _table("`[matrix]`", MatrixSpec),
+        _table("`[[ensemble]]`", EnsembleSpec),
+        "Every other key of `[[ensemble]]` is an argument of the ensemble's factory; `stacking`'s `meta` is a "
+        "meta-learner piece (`lightgbm`, `logistic`, `ridge`; `staged plugins` lists them).\n",
         "## Top level\n\n| key | meaning |\n|---|---|\n"
         "| `extends` | Another spec file this one is layered on. |\n"
         "| `[defaults]` | Stage keys every stage inherits. |\n"
         "| `[profile.<name>]` | A partial spec applied by `--profile <name>`. |\n"
+        "| `[matrix]` | Variants x seeds, each member a run of its own. |\n"
+        "| `[[ensemble]]` | Ensembles of the matrix's members. |\n"
         "| `callbacks` | Array of callback pieces, called in order. |\n",
     ]
     return "\n".join(parts)

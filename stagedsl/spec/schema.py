@@ -7,17 +7,20 @@ It checks shape only; `staged validate` checks everything else.
 from __future__ import annotations
 
 import typing
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import attrs
 
 from stagedsl.spec.convert import key_names
+from stagedsl.spec.durations import Duration
 from stagedsl.spec.model import (
-    LOADER_FIELDS,
     DATA_LOADER_KEYS,
+    LOADER_FIELDS,
     DataSection,
+    EnsembleSpec,
     ExportSpec,
     LossSpec,
+    MatrixSpec,
     Piece,
     RunSection,
     Spec,
@@ -58,12 +61,12 @@ def _type_schema(tp: Any) -> dict:
         return dict(LOSS)
     if tp == Union[str, Piece]:
         return dict(SELECTOR)
-    if tp == Union[str, int]:
+    if tp is Duration:
         return dict(DURATION)
+    if origin is Literal:
+        return {"enum": list(args)}
     if origin is Union:
         options = [a for a in args if a is not type(None)]
-        if set(options) == {str, int}:  # Optional[Union[str, int]]: an optional duration
-            return dict(DURATION)
         return _type_schema(options[0]) if len(options) == 1 else {"anyOf": [_type_schema(a) for a in options]}
     if origin is typing.Literal:
         return {"enum": list(args)}
@@ -111,6 +114,12 @@ def spec_schema() -> dict:
     top["properties"]["stage"] = {"type": "array", "minItems": 1, "items": stage, "description": "`[[stage]]`: the ordered stages."}
     top["properties"]["run"] = _class_schema(RunSection)
     top["properties"]["export"] = _class_schema(ExportSpec)
+    matrix = _class_schema(MatrixSpec)
+    matrix["properties"]["variant"] = {**matrix["properties"]["variant"], "type": "object", "additionalProperties": {"type": "object"}}
+    top["properties"]["matrix"] = matrix
+    ensemble = _class_schema(EnsembleSpec, open_args=True)
+    ensemble["description"] = EnsembleSpec.__doc__.strip()
+    top["properties"]["ensemble"] = {"type": "array", "items": ensemble, "description": "`[[ensemble]]`: ensembles of the matrix's members."}
     top["properties"]["defaults"] = defaults
     top["properties"]["extends"] = {"type": "string", "description": "Another spec file this one is layered on (deep merge; path relative to this file)."}
     top["properties"]["profile"] = {

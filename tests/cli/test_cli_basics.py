@@ -103,6 +103,8 @@ def test_plugins_json_lists_every_built_in(registry, capsys):
     names = {(e["kind"], e["name"]) for e in entries}
     assert {("models", "mlp"), ("datasets", "npz"), ("losses", "mse"), ("freeze_strategies", "fraction"), ("schedulers", "plateau")} <= names
     assert all(e["distribution"] == "stagedsl" and e["doc"] for e in entries)
+    defaults = {e["kind"]: e["name"] for e in entries if e["default"]}
+    assert defaults == {"optimizers": "adamw", "schedulers": "constant", "freeze_strategies": "glob"}  # what a spec gets unnamed
 
 
 # -- generated docs ----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The commands are read from the README's own code blocks, so the README cannot drift;
 `--profile tiny` is added to `staged run` to keep it to seconds, and the other specs
-take the place of `ocec` (with an input file made from their package's input shapes).
+take the place of `ocec` (with an input file made from their package's input shapes); a
+matrix spec (`compare.toml`) has its own README lines and tests.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from stagedsl.cli.app import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.toml"))
+SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.toml") if "\n[matrix]" not in p.read_text(encoding="utf-8"))
+"""The single-run specs (a `[matrix]` spec exports its ensembles with `--ensemble NAME` instead)."""
 
 
 def _block(title: str) -> list[str]:

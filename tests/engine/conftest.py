@@ -23,6 +23,7 @@ from stagedsl.plan.model import (
     DataPlan,
     EvalPlan,
     GatePlan,
+    GroupPlan,
     LossPlan,
     LossTerm,
     PieceRef,
@@ -30,6 +31,7 @@ from stagedsl.plan.model import (
     RunPlan,
     StagePlan,
 )
+from stagedsl.registry import get_registry
 from stagedsl.spec.gates import gate_metrics, parse_gate
 
 MLP_PARAMS = ("layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias")
@@ -144,7 +146,12 @@ def make_gate(condition: str, on_fail: str = "stop", *, goto: str | None = None,
 
 
 def make_stage(name: str, index: int = 0, **fields: Any) -> StagePlan:
-    """A stage with small defaults: 12 steps of AdamW at lr 1e-2 on MSE, evaluated at the end."""
+    """A stage with small defaults: 12 steps of AdamW at lr 1e-2 on MSE, evaluated at the end.
+
+    Empty `trainable` means every parameter not `frozen`, and the trainable parameters no
+    group names join group "default": `make_plan` resolves both against the model, as
+    the compiler would.
+    """
     defaults: dict[str, Any] = dict(
         index=index,
         name=name,
@@ -168,18 +175,34 @@ def make_stage(name: str, index: int = 0, **fields: Any) -> StagePlan:
     return StagePlan(**defaults)
 
 
+def resolve_stage(stage: StagePlan, names: list[str]) -> StagePlan:
+    """`stage` with its trainable set and groups made exhaustive over the model's parameter `names`."""
+    trainable = tuple(stage.trainable) or tuple(n for n in names if n not in set(stage.frozen))
+    frozen = tuple(n for n in names if n not in set(trainable))
+    grouped = {n for group in stage.groups for n in group.params}
+    rest = tuple(n for n in trainable if n not in grouped)
+    groups = tuple(stage.groups)
+    if rest or not groups:
+        groups = (GroupPlan("default", rest, stage.lr),) + groups
+    return attrs.evolve(stage, trainable=trainable, frozen=frozen, groups=groups)
+
+
 def make_plan(*stages: StagePlan, out: Path | str = "runs/test", model: PieceRef | None = None, data: dict | None = None,
               seed: int = 0, precision: str = "32", callbacks: tuple = ()) -> Plan:
-    """A plan of `stages` (re-indexed in order) on the mlp and toy_regression."""
-    stages = tuple(attrs.evolve(stage, index=i) for i, stage in enumerate(stages))
+    """A plan of `stages` (re-indexed in order) on the mlp and toy_regression, resolved against the model
+    (built once through the process registry, as the compiler builds it)."""
+    model = model or PieceRef("mlp", {"in_features": 8, "hidden": [16], "out_features": 2})
+    parameters = {n: int(p.numel()) for n, p in get_registry().build("models", model.name, model.args).named_parameters()}
+    stages = tuple(attrs.evolve(resolve_stage(stage, list(parameters)), index=i) for i, stage in enumerate(stages))
     data_fields = dict(name="toy_regression", args={}, batch_size=16, eval_batch_size=32, workers=0, shuffle=True, drop_last=False)
     data_fields.update(data or {})
     return Plan(
         run=RunPlan(name="test", seed=seed, device="cpu", precision=precision, out=str(out)),
-        model=model or PieceRef("mlp", {"in_features": 8, "hidden": [16], "out_features": 2}),
+        model=model,
         data=DataPlan(**data_fields),
         stages=stages,
         callbacks=callbacks,
+        parameters=parameters,
     )
 
 

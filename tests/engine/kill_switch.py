@@ -80,17 +80,16 @@ def _kill_during_checkpoint_writes() -> None:
     target = _target()
     if target is None or target[0] != "write":
         return
-    from stagedsl.engine import checkpoints
-
-    original = checkpoints.write_durable
+    from stagedsl.engine.checkpointing import trainer_checkpoints
+    original = trainer_checkpoints.write_durable
     marker = f"{os.sep}stages{os.sep}{target[1]}{os.sep}state{os.sep}.step_{target[2]:09d}"
 
     def write_durable(path, write):
         original(path, write)
-        if marker in str(path) and str(path).endswith(checkpoints.TRAINER_FILE):
+        if marker in str(path) and str(path).endswith(trainer_checkpoints.TRAINER_FILE):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    checkpoints.write_durable = write_durable
+    trainer_checkpoints.write_durable = write_durable
 
 
 if __name__ == "__main__":

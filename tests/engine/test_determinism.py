@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stagedsl.engine import checkpoints
+from stagedsl.engine.checkpointing.weights import read_weights
 from stagedsl.engine.runner import run_plan
 from stagedsl.plan.model import EvalPlan, InitPlan
 
@@ -25,6 +25,6 @@ def test_two_identical_runs_give_bit_identical_weights(engine_registry, tmp_path
     runs = [tmp_path / "one", tmp_path / "two", tmp_path / "other_seed"]
     for run, seed in zip(runs, (0, 0, 1)):
         run_plan(_plan(run, dataset, seed, workers), registry=engine_registry)
-    one, two, other = (checkpoints.read_weights(r / "stages/b/last.safetensors") for r in runs)
+    one, two, other = (read_weights(r / "stages/b/last.safetensors") for r in runs)
     assert all(torch.equal(one[k], two[k]) for k in one)
     assert not all(torch.equal(one[k], other[k]) for k in one)

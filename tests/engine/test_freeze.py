@@ -32,14 +32,27 @@ def test_frozen_parameters_are_bit_identical_and_never_reach_the_optimizer(engin
     assert sorted(recorder.optimizer_params["all"]) == sorted(MLP_PARAMS)
 
 
-def test_groups_get_their_own_lr_and_leftovers_join_default(engine_registry, tmp_path):
-    groups = (GroupPlan("head", ("layers.2.weight", "layers.2.bias"), lr=1e-3, weight_decay=0.0),)
+def test_the_optimizer_gets_the_plans_groups_as_they_are(engine_registry, tmp_path):
+    groups = (GroupPlan("head", ("layers.2.weight", "layers.2.bias"), lr=1e-3, weight_decay=0.0),
+              GroupPlan("body", ("layers.0.weight", "layers.0.bias"), lr=5e-2), GroupPlan("empty", (), lr=1.0))
     plan = make_plan(make_stage("s", trainable=MLP_PARAMS, groups=groups, lr=5e-2, steps=4), out=tmp_path)
+    assert [g.name for g in plan.stages[0].groups] == ["head", "body", "empty"]  # exhaustive: no default group needed
     recorder = Recorder()
     run_plan(plan, registry=engine_registry, callbacks=[recorder])
     train = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["event"] == "train"]
-    assert train[-1]["lr/head"] == 1e-3 and train[-1]["lr/default"] == 5e-2
+    assert (train[-1]["lr/head"], train[-1]["lr/body"], train[-1]["lr/empty"]) == (1e-3, 5e-2, 1.0)
+    assert "lr/default" not in train[-1]  # the engine invents no group the plan does not show
     assert recorder.optimizer_params["s"] == ["layers.2.weight", "layers.2.bias", "layers.0.weight", "layers.0.bias"]
+
+
+def test_leftover_trainable_parameters_join_the_default_group_in_the_plan(engine_registry, tmp_path):
+    groups = (GroupPlan("head", ("layers.2.weight", "layers.2.bias"), lr=1e-3, weight_decay=0.0),)
+    plan = make_plan(make_stage("s", trainable=MLP_PARAMS, groups=groups, lr=5e-2, steps=4), out=tmp_path)
+    assert [(g.name, g.params) for g in plan.stages[0].groups] == [("default", ("layers.0.weight", "layers.0.bias")),
+                                                                    ("head", ("layers.2.weight", "layers.2.bias"))]
+    run_plan(plan, registry=engine_registry)
+    train = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["event"] == "train"]
+    assert train[-1]["lr/head"] == 1e-3 and train[-1]["lr/default"] == 5e-2
 
 
 def test_batchnorm_statistics_in_frozen_modules_do_not_move(engine_registry, tmp_path):

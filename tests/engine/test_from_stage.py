@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stagedsl.engine import checkpoints
+from stagedsl.engine.checkpointing.weights import read_weights
 from stagedsl.engine.runner import run_plan
 from stagedsl.errors import CheckpointError, UsageError
 
@@ -17,7 +17,7 @@ def test_from_stage_continues_from_the_previous_stage_last_weights(engine_regist
     first = run_plan(plan, registry=engine_registry)
     recorder = Recorder()
     again = run_plan(plan, registry=engine_registry, from_stage="b", callbacks=[recorder])
-    last_a = checkpoints.read_weights(tmp_path / "stages/a/last.safetensors")
+    last_a = read_weights(tmp_path / "stages/a/last.safetensors")
     assert all(torch.equal(recorder.snapshots["b"][k], v) for k, v in last_a.items())
     assert "a" not in recorder.snapshots
     assert again.stages["a"] == first.stages["a"]  # carried over from summary.json

@@ -23,13 +23,14 @@ def test_a_passing_gate_lets_the_next_stage_run(engine_registry, tmp_path):
     assert result.stages["b"]["status"] == "completed"
 
 
-def test_a_failing_stop_gate_raises_gate_stopped_and_later_stages_do_not_run(engine_registry, tmp_path):
+def test_a_failing_stop_gate_raises_gate_stopped_and_later_stages_do_not_run(engine_registry, tmp_path, capsys):
     plan = make_plan(make_stage("a", steps=4, gate=make_gate(FAIL)), make_stage("b", steps=2), out=tmp_path)
     with pytest.raises(GateStopped) as caught:
         run_plan(plan, registry=engine_registry)
     error = caught.value
     assert error.exit_code == 3
     assert "gate `val/mae < 0.000001` of stage `a` failed: val/mae = " in str(error)
+    assert "gate `val/mae" not in capsys.readouterr().err  # said once: by the error, not also as a warning
     assert error.result.status == "stopped_by_gate"
     summary = read_summary(tmp_path)
     assert summary["status"] == "stopped_by_gate"

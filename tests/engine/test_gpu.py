@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stagedsl.engine import checkpoints
+from stagedsl.engine.checkpointing.weights import read_weights
 from stagedsl.engine.runner import run_plan
 
 from .conftest import make_plan, make_stage
@@ -19,5 +19,5 @@ def test_a_plan_runs_on_cuda(engine_registry, tmp_path, precision):
     result = run_plan(plan, registry=engine_registry, device="cuda")
     assert result.summary["device"].startswith("cuda") and result.summary["precision"] == precision
     assert all(v == v for v in result.stages["b"]["last_values"].values())
-    weights = checkpoints.read_weights(tmp_path / "stages/b/last.safetensors")
+    weights = read_weights(tmp_path / "stages/b/last.safetensors")
     assert all(w.device.type == "cpu" and torch.isfinite(w).all() for w in weights.values())

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stagedsl import TensorSplit
-from stagedsl.engine import checkpoints
+from stagedsl.engine.checkpointing.weights import read_weights
 from stagedsl.engine.loaders import make_loader
 from stagedsl.engine.placement import Placement
 from stagedsl.engine.runner import run_plan
@@ -23,7 +23,7 @@ def test_accumulating_micro_batches_equals_one_big_batch(engine_registry, tmp_pa
     small = make_plan(make_stage("s", steps=3, optimizer=sgd, lr=0.1, accumulate=2), out=tmp_path / "small", data={**data, "batch_size": 16})
     run_plan(big, registry=engine_registry)
     run_plan(small, registry=engine_registry)
-    a, b = (checkpoints.read_weights(tmp_path / r / "stages/s/last.safetensors") for r in ("big", "small"))
+    a, b = (read_weights(tmp_path / r / "stages/s/last.safetensors") for r in ("big", "small"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
@@ -63,7 +63,7 @@ def test_skip_mode_drops_non_finite_steps_until_max_nonfinite(engine_registry, t
     skip = make_stage("s", steps=12, on_nonfinite="skip", max_nonfinite=5)
     result = run_plan(make_plan(skip, out=tmp_path / "ok", data=data), registry=engine_registry)
     assert result.state.nonfinite_steps == 2
-    weights = checkpoints.read_weights(tmp_path / "ok/stages/s/last.safetensors")
+    weights = read_weights(tmp_path / "ok/stages/s/last.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert result.stages["s"]["skipped_steps"] == 2
     # 32 NaN rows: two non-finite steps in a row at each epoch's start; max_nonfinite counts them in a row

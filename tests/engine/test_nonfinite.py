@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from stagedsl import hookimpl
-from stagedsl.engine import checkpoints
+from stagedsl.api import resume_run
+from stagedsl.engine.checkpointing import trainer_checkpoints
+from stagedsl.engine.checkpointing.weights import non_finite, read_weights
 from stagedsl.engine.events import Callback
-from stagedsl.engine.resume import resume_run
 from stagedsl.engine.runner import run_plan
 from stagedsl.errors import RunError
 from stagedsl.plan.model import CheckpointPlan, LossPlan, LossTerm
@@ -66,8 +67,8 @@ def test_a_nan_loss_stops_the_run_naming_stage_step_and_the_last_good_checkpoint
     assert "the last good checkpoint is `stages/s/state/step_000000006`" in problem.message
     assert _states(tmp_path) == ["step_000000003", "step_000000006"]  # nothing written after the NaN
     good = tmp_path / "stages/s/state/step_000000006"
-    assert checkpoints.verify_state(good) is None
-    assert checkpoints.non_finite(checkpoints.load_state(good)["model"]) is None
+    assert trainer_checkpoints.verify_state(good) is None
+    assert non_finite(trainer_checkpoints.load_state(good)["model"]) is None
     assert read_summary(tmp_path)["status"] == "failed"
     result = resume_run(tmp_path, registry=nan_registry)  # a fresh loss counts from 1 again: steps 7-12 are finite
     assert result.status == "completed" and result.summary["resumes"][0]["checkpoint"].endswith("step_000000006")
@@ -77,8 +78,8 @@ def test_skip_drops_non_finite_steps_and_stops_after_max_nonfinite_in_a_row(nan_
     result = run_plan(make_plan(_stage([4, 5, 9], on_nonfinite="skip", max_nonfinite=2), out=tmp_path / "ok"),
                       registry=nan_registry)
     assert result.stages["s"]["skipped_steps"] == 3 and result.stages["s"]["status"] == "completed"
-    weights = checkpoints.read_weights(tmp_path / "ok/stages/s/last.safetensors")
-    assert checkpoints.non_finite(weights) is None
+    weights = read_weights(tmp_path / "ok/stages/s/last.safetensors")
+    assert non_finite(weights) is None
 
     with pytest.raises(RunError) as caught:
         run_plan(make_plan(_stage([4, 5, 6], on_nonfinite="skip", max_nonfinite=2), out=tmp_path / "bad"),
@@ -86,7 +87,7 @@ def test_skip_drops_non_finite_steps_and_stops_after_max_nonfinite_in_a_row(nan_
     message = caught.value.problems[0].message
     assert "3 steps in a row" in message and "max_nonfinite = 2" in message and "the last at step 6" in message
     assert "the last good checkpoint is `stages/s/state/step_000000003`" in message
-    assert checkpoints.verify_state(tmp_path / "bad/stages/s/state/step_000000003") is None
+    assert trainer_checkpoints.verify_state(tmp_path / "bad/stages/s/state/step_000000003") is None
 
 
 class PoisonWeights(Callback):

@@ -59,7 +59,7 @@ def test_metrics_jsonl_and_tensorboard_hold_loss_lr_and_val_metrics(engine_regis
 
 
 def test_auto_loss_argument_is_resolved_once_and_recorded(engine_registry, tmp_path):
-    from stagedsl_plugins.channel_stats import per_channel_std
+    from stagedsl_plugins.losses import per_channel_std
 
     from .conftest import toy_regression
 

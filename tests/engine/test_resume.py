@@ -10,10 +10,11 @@ import signal
 import pytest
 import torch
 
-from stagedsl.engine import checkpoints
+from stagedsl.api import resume_run
+from stagedsl.engine.checkpointing import trainer_checkpoints
+from stagedsl.engine.checkpointing.weights import read_weights
 from stagedsl.engine.events import Callback
 from stagedsl.engine.plan_diff import compare
-from stagedsl.engine.resume import resume_run
 from stagedsl.engine.runner import run_plan
 from stagedsl.engine.signals import RunInterrupted
 from stagedsl.errors import GateStopped, UsageError
@@ -38,7 +39,7 @@ class Stop(Callback):
 
 
 def _weights(run_dir, stage, which="last"):
-    return checkpoints.read_weights(run_dir / "stages" / stage / f"{which}.safetensors")
+    return read_weights(run_dir / "stages" / stage / f"{which}.safetensors")
 
 
 def _same(a, b):
@@ -96,7 +97,7 @@ def test_sigterm_in_this_process_saves_at_the_step_and_resumes_exactly(engine_re
     assert error.exit_code == 143 and error.problems[0].code == "E440"
     assert error.checkpoint == "stages/b/state/step_000000006"
     assert f"staged resume {tmp_path / 'run'}" in error.problems[0].hint
-    assert checkpoints.verify_state(tmp_path / "run" / error.checkpoint) is None
+    assert trainer_checkpoints.verify_state(tmp_path / "run" / error.checkpoint) is None
     resume_run(tmp_path / "run", registry=engine_registry)
     assert _same(_weights(tmp_path / "run", "b"), _weights(tmp_path / "ref", "b"))
 
@@ -209,7 +210,7 @@ def test_a_resumed_stage_with_new_settings_keeps_the_optimizer_state_and_follows
                      out=tmp_path)
     with pytest.raises(KeyboardInterrupt):
         run_plan(plan, registry=engine_registry, callbacks=[Stop("step_end", "a", 6)])
-    point = checkpoints.load_state(tmp_path / "stages/a/state/step_000000004")
+    point = trainer_checkpoints.load_state(tmp_path / "stages/a/state/step_000000004")
     saved_moment = point["trainer"]["optimizer"]["state"][0]["exp_avg"]
     # a longer stage at a lower LR: 24 steps of cosine from 1e-3, picked up at step 4
     new = make_plan(make_stage("a", steps=24, lr=1e-3, checkpoint=CheckpointPlan(every=4), log_every=1, scheduler=cosine),

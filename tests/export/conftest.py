@@ -11,6 +11,7 @@ from typing import Optional
 import pytest
 
 import stagedsl
+from stagedsl.export.options import resolve_options
 from stagedsl.plan.model import (
     DataPlan,
     EvalPlan,
@@ -193,11 +194,11 @@ def stage_plan(name: str, index: int = 0, metrics: tuple = ()) -> StagePlan:
 
 def make_plan(model: PieceRef, data: PieceRef, *, stages=("fit",), metrics=(), export: Optional[dict] = None) -> Plan:
     return Plan(
-        run=RunPlan(name="export-test", seed=0, device="cpu", precision="fp32", out="runs"),
+        run=RunPlan(name="export-test", seed=0, device="cpu", precision="32", out="runs"),
         model=model,
         data=DataPlan(name=data.name, args=data.args, batch_size=8, eval_batch_size=8),
         stages=tuple(stage_plan(name, i, metrics) for i, name in enumerate(stages)),
-        export=export,
+        export=resolve_options(export) if export is not None else None,
     )
 
 
@@ -222,7 +223,8 @@ def write_run(registry: Registry, root: Path, which="mlp", *, stages=("fit",), m
     """A run directory for one of `MODELS` (or a ``(model, data)`` pair of `PieceRef`s)."""
     import torch
 
-    from stagedsl.engine.checkpoints import save_weights, weights_path
+    from stagedsl.engine.checkpointing.weights import save_weights
+    from stagedsl.run_dir import RunDir
 
     model_ref, data_ref = MODELS[which] if isinstance(which, str) else which
     if metrics is None:
@@ -237,7 +239,7 @@ def write_run(registry: Registry, root: Path, which="mlp", *, stages=("fit",), m
     warm_up(model, splits)
     for stage in checkpoints if checkpoints is not None else stages:
         for kind in ("best", "last"):
-            save_weights(model, weights_path(root, stage, kind))
+            save_weights(model, RunDir(root).weights(stage, kind))
     if summary:
         stages_summary = {s: {"best": {"val/loss": 0.5, "step": 4}, "last": {"val/loss": 0.6, "step": 4}} for s in stages}
         (root / "summary.json").write_text(json.dumps({"stages": stages_summary}), encoding="utf-8")

@@ -47,17 +47,12 @@ def test_non_finite_outputs_and_shape_mismatches_fail():
     assert not count.passed
 
 
-class _Registry:
-    def get(self, kind, name):
-        raise KeyError(name)
-
-
-def test_metric_fallback_is_accuracy_for_labels_and_mse_for_values():
+def test_metric_fallback_is_accuracy_for_labels_and_mse_for_values(builtin_registry):
     notices: list[str] = []
-    accuracy = MetricSet([PieceRef("missing")], _Registry(), notices)
+    accuracy = MetricSet([PieceRef("missing")], builtin_registry, notices)
     accuracy.update(torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 1, 1]))
     assert accuracy.compute() == {"accuracy": 2 / 3}
     assert notices and "missing" in notices[0]
-    mse = MetricSet([], _Registry())
+    mse = MetricSet([], builtin_registry)
     mse.update(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 4.0]]))
     assert mse.compute() == {"mse": 2.0}

@@ -55,7 +55,7 @@ def test_predict_writes_the_outputs(mlp_run, process_registry, capsys, tmp_path)
 
     package = mlp_run / "export" / "package"
     if not package.exists():
-        assert _cli(["export", mlp_run, "--format", "package"], capsys)[0] == 0
+        assert _cli(["export", mlp_run, "--format", "onnx,package"], capsys)[0] == 0  # --onnx below needs the ONNX model
     x = np.random.default_rng(0).standard_normal((7, 6)).astype(np.float32)
     np.savez(tmp_path / "in.npz", input=x)
     code, out, err = _cli(["predict", package, tmp_path / "in.npz", "--out", tmp_path / "out.npz"], capsys)

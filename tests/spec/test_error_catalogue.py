@@ -154,8 +154,10 @@ CASES = [
     Case("zero-batch-size", edit("batch_size = 4", "batch_size = 0"), "E012", "data.batch_size", "batch_size = 0"),
     Case("missing-stage-name", edit('name = "middle"\n', ""), "E001", "stage[1].name", ("[[stage]]", 1), message="missing required key `name`"),
     Case("piece-without-use", edit('optimizer = { use = "adamw", weight_decay = 0.01 }', "optimizer = { weight_decay = 0.01 }"), "E004",
-         "stage[0].optimizer", "optimizer =", 'e.g. { use = "adamw"'),
-    Case("data-without-use", edit('use = "pde_synthetic"\n', ""), "E004", "data", "[data]", 'e.g. use = "npz"'),
+         "stage[0].optimizer", "optimizer =", 'e.g. optimizer = { use = "<registered optimizer>"'),
+    Case("data-without-use", edit('use = "pde_synthetic"\n', ""), "E004", "data", "[data]", 'write use = "<registered dataset>" in [data]'),
+    Case("model-misspelt-use", edit('use = "pde_transformer"', 'usex = "pde_transformer"'), "E004", "model.usex", "usex =",
+         'did you mean "use"?', message="`usex` is not a key here"),
     Case("no-stage-at-all", (), "E001", "stage", None, message="missing required key `stage`", base=BASE[: BASE.index("[[stage]]")]),
     Case("empty-stage-array", (), "E030", "stage", "stage = []", "add at least one [[stage]]", base="stage = []\n" + BASE[: BASE.index("[[stage]]")]),
     Case("init-stage-and-path", edit('init = { stage = "middle" }', 'init = { stage = "middle", path = "w.safetensors" }'), "E035",
@@ -351,8 +353,8 @@ def test_shape_errors_are_reported_before_the_checks_that_need_a_typed_spec(tmp_
     spec.write_text(text)
     assert run_cli(["validate", str(spec)]) == 2
     err = capsys.readouterr().err
-    assert re.findall(r"error\[(E\d+)\]", err) == ["E002"]
-    assert err.rstrip().endswith("1 error")
+    assert sorted(re.findall(r"error\[(E\d+)\]", err)) == ["E002", "E011"]  # a bad choice is a shape error too
+    assert err.rstrip().endswith("2 errors")
 
 
 def test_structural_errors_are_all_reported(tmp_path, registry, capsys):

@@ -1,0 +1,200 @@
+"""`resume_plan`: continue a run from its newest good trainer checkpoint.
+
+The engine never reads a spec: the caller hands it the plan to resume with (the API
+layer, `stagedsl.api.resume_run`, compiles the run's effective spec with ``--set``
+overrides); without one the run goes on under its own ``plan.json``. A run whose
+``summary.json`` says it completed under that very plan is complete: nothing is trained
+(`RunResult.already_complete`).
+
+1. Find the newest trainer checkpoint whose files match its manifest's checksums; a
+   truncated or corrupt newer one is reported, removed and passed over. Without any
+   checkpoint (killed before the first) the run starts over from its first stage.
+2. Compare the plan the checkpoint was taken under (``plans/<hash>.json``) with the plan
+   to resume with (`plan_diff.compare`): a change to what has already run, to the model
+   or to the data is refused (E431) unless `force`; the changes are recorded in the run
+   log (a ``resume`` event), in ``summary.json`` (``resumes``) and in `RunState.resumes`.
+3. Run on (`runner.execute`): the stage is rebuilt from the plan, the checkpoint loaded
+   into it (`attempts.apply_resume_point`), and the loop continues with the exact next batch.
+
+On the CPU with unchanged settings the resumed run ends bit-identical to one that was
+never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+from stagedsl.engine.checkpointing import trainer_checkpoints
+from stagedsl.engine.checkpointing.resume_point import ResumePoint
+from stagedsl.engine.events import Callback
+from stagedsl.engine.plan_diff import PlanDiff, compare
+from stagedsl.engine.runner import RunResult, execute
+from stagedsl.engine.run_state import RunState
+from stagedsl.errors import CheckpointError, Problem, UsageError
+from stagedsl.plan.model import Plan
+from stagedsl.registry import Registry, get_registry
+from stagedsl.run_dir import RunDir
+
+
+def resume_plan(
+    run_dir: str | Path,
+    plan: Optional[Plan] = None,
+    *,
+    spec_text: Optional[str] = None,
+    overrides: Sequence[str] = (),
+    force: bool = False,
+    device: Optional[str] = None,
+    registry: Optional[Registry] = None,
+    callbacks: Iterable[Callback] = (),
+    handle_signals: bool = True,
+    warn: Optional[Callable[[str], None]] = None,
+) -> RunResult:
+    """Continue the run in `run_dir` where it stopped, following `plan` (see the module docstring).
+
+    `plan` is the plan to resume with (default: the run's ``plan.json``); `spec_text` its
+    effective spec, written to ``spec.toml``; `overrides` the ``--set`` changes that made
+    it, recorded with the resume. `force` accepts changes that touch what has already run
+    (recorded as forced); `device` overrides the plan's device. Raises `UsageError` (E415
+    not a run directory, E431 a refused change), `CheckpointError` (E413 a checkpoint
+    carrying a pickle payload, E414 no usable checkpoint), and whatever `run_plan` raises.
+    A run that completed under the plan to resume with is not trained again: its result
+    comes back with ``already_complete`` set.
+    """
+    layout = RunDir(run_dir)
+    registry = registry if registry is not None else get_registry()
+    warn = warn or _stderr_warning
+    current = read_run_plan(layout)
+    target = plan if plan is not None else current
+    finished = _finished(layout, target)
+    if finished is not None:
+        return finished
+    trainer_checkpoints.remove_temp_files(layout)
+    point = find_resume_point(layout, warn)
+    if point is None:
+        warn(f"{layout.root} has no trainer checkpoint yet (the run stopped before its first): it starts over from its first stage")
+        diff = compare(current, target, stage=current.stages[0].name, stage_step=0, ended=False)
+        forced = _judge(diff, force)
+        record = _record(None, {"stage": target.stages[0].name, "attempt": 0, "stage_step": 0, "global_step": 0,
+                                "phase": "start"}, diff, overrides, forced, device, current, target)
+        return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
+                       spec_text=spec_text, handle_signals=handle_signals, restart=record)
+    base = _checkpoint_plan(layout, point, current)
+    state = point.state
+    if state.stage_name not in [s.name for s in target.stages]:
+        raise UsageError([Problem(code="E431", message=f"the plan to resume with has no stage `{state.stage_name}`, "
+                                  "where the run stopped", hint="keep the stages up to the resume point")])
+    diff = compare(base, target, stage=state.stage_name, stage_step=state.stage_step, ended=point.phase == "end")
+    forced = _judge(diff, force)
+    point.same_settings, point.same_optimizer = diff.same_settings, diff.same_optimizer
+    at = {"stage": state.stage_name, "attempt": state.attempt, "stage_step": state.stage_step,
+          "global_step": state.global_step, "phase": point.phase}
+    point.record = _record(layout.relative(point.path), at, diff, overrides, forced, device, base, target)
+    return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
+                   spec_text=spec_text, resume=point, handle_signals=handle_signals)
+
+
+def find_resume_point(run_dir: RunDir, warn: Callable[[str], None]) -> Optional[ResumePoint]:
+    """The newest checkpoint whose files match their checksums, loaded; None when there is none at all.
+
+    Newer checkpoints that fail the check are reported and removed. A checkpoint whose
+    trainer state or weights carry a pickle payload stops the resume (E413): it is not corruption.
+    """
+    candidates = trainer_checkpoints.newest_first(trainer_checkpoints.list_states(run_dir))
+    rejected: list[tuple[Path, str]] = []
+    for path in candidates:
+        problem = trainer_checkpoints.verify_state(path)
+        if problem is not None:
+            warn(f"checkpoint `{path}` is unusable: {problem}; falling back to the one before it")
+            rejected.append((path, problem))
+            continue
+        loaded = trainer_checkpoints.load_state(path, verify=False)
+        for bad, _ in rejected:
+            shutil.rmtree(bad, ignore_errors=True)
+        return ResumePoint(path=path, state=loaded["state"], model=loaded["model"], trainer=loaded["trainer"],
+                           manifest=trainer_checkpoints.read_manifest(path))
+    if rejected:
+        raise CheckpointError([Problem(code="E414", message=f"no usable trainer checkpoint in {run_dir.root}: "
+                                       + "; ".join(f"`{p.name}`: {why}" for p, why in rejected),
+                                       hint="start the run again (staged run SPEC --out RUN_DIR --overwrite)")])
+    return None
+
+
+def _record(checkpoint: Optional[str], at: dict, diff: PlanDiff, overrides: Sequence[str], forced: bool,
+            device: Optional[str], base: Plan, target: Plan) -> dict:
+    """A resume's entry of `RunState.resumes` (and of its ``resume`` event in the run log)."""
+    return {
+        "checkpoint": checkpoint,
+        "at": at,
+        "changes": [c.to_dict(forced=forced) for c in diff.changes],
+        "overrides": list(overrides),
+        "forced": forced,
+        "device": device,
+        "plan_hash": {"before": base.hash, "after": target.hash},
+    }
+
+
+def _finished(layout: RunDir, plan: Plan) -> Optional[RunResult]:
+    """A run whose summary says it completed under `plan`: nothing to resume (`already_complete`)."""
+    try:
+        summary = json.loads(layout.summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "completed" or summary.get("plan_hash") != plan.hash:
+        return None
+    state = RunState(run_name=str(summary.get("run", "")), plan_hash=plan.hash, status="completed",
+                     global_step=int(summary.get("global_steps") or 0), wall_time_s=float(summary.get("wall_time_s") or 0.0))
+    return RunResult(run_dir=layout.root, status="completed", stages=summary.get("stages") or {}, stopped_by_gate=None,
+                     summary=summary, state=state, already_complete=True)
+
+
+# -- plans -------------------------------------------------------------------------------
+def read_run_plan(run_dir: RunDir, path: Optional[Path] = None) -> Plan:
+    """The plan a run follows (``plan.json``, or `path`); E415 when there is none or it cannot be read."""
+    path = path or run_dir.plan
+    if not path.exists():
+        raise UsageError([Problem(code="E415", message=f"{run_dir.root} is not a run directory (it has no {run_dir.plan.name})",
+                                  hint="pass the folder `staged run` wrote (its --out)")])
+    try:
+        return Plan.from_json(path.read_text())
+    except Exception as exc:
+        raise UsageError([Problem(code="E415", message=f"`{path}` is not a readable plan: {type(exc).__name__}: {exc}",
+                                  hint="it was written by another version of stagedsl, or edited")]) from None
+
+
+def _checkpoint_plan(run_dir: RunDir, point: ResumePoint, current: Plan) -> Plan:
+    """The plan the checkpoint was taken under (it names it by hash)."""
+    wanted = point.state.plan_hash
+    if current.hash == wanted:
+        return current
+    path = run_dir.plan_version(wanted)
+    if not path.exists():
+        raise UsageError([Problem(code="E415", message=f"the plan checkpoint `{point.path}` was taken under "
+                                  f"(hash {wanted}) is not in {run_dir.plans}",
+                                  hint="plan.json was replaced by hand; restore it, or start the run again")])
+    return read_run_plan(run_dir, path)
+
+
+def _judge(diff: PlanDiff, force: bool) -> bool:
+    """Raise E431 for refused changes unless `force`; return whether any change was forced."""
+    refused = diff.refused
+    if not refused:
+        return False
+    if force:
+        return True
+    raise UsageError([Problem(code="E431", message=f"--set changes `{c.key}` ({json.dumps(c.to_dict()['old'], default=str)} -> "
+                              f"{json.dumps(c.to_dict()['new'], default=str)}): {c.refused}",
+                              hint="a resume changes only what has not run yet; pass --force to resume with it anyway "
+                                   "(recorded as forced), or start a new run")
+                      for c in refused])
+
+
+def _stderr_warning(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+__all__ = ["find_resume_point", "read_run_plan", "resume_plan"]

@@ -1,0 +1,167 @@
+"""`MatrixDir`: the one owner of a matrix run's folder layout.
+
+::
+
+    <run dir>/
+      matrix.json               the index: the members (variant, seed, plan hash), the ensembles, the monitor
+      spec.toml                 the effective spec (extends, profile and --set applied), [matrix] included
+      summary.json              members and ensembles with their status, error and metrics
+      members/<member>/         one ordinary run directory per member (plan.json, stages/, summary.json, ...)
+      predictions/<member>.npz  the member's validation and test outputs with targets (see stagedsl.eval.predictions)
+      ensembles/<name>/         ensemble.json, predictions.npz (out-of-fold on val, fitted on val for test), export/
+      jobs/<member>.json        what a member's process runs (its plan, spec text, device); <member>.result.json its outcome
+      logs/<member>.log         the output of a member trained in its own process
+
+Every path is built here from names checked against `MEMBER_NAME` and must resolve
+inside the run directory; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+from stagedsl.errors import Problem, UsageError
+from stagedsl.run_dir import RunDir
+from stagedsl.spec.model import MEMBER_NAME
+
+INDEX_FILE = "matrix.json"
+SUMMARY_FILE = "summary.json"
+SPEC_FILE = "spec.toml"
+MEMBERS_DIR = "members"
+PREDICTIONS_DIR = "predictions"
+ENSEMBLES_DIR = "ensembles"
+JOBS_DIR = "jobs"
+LOGS_DIR = "logs"
+ARTIFACTS = (INDEX_FILE, SUMMARY_FILE, SPEC_FILE, MEMBERS_DIR, PREDICTIONS_DIR, ENSEMBLES_DIR, JOBS_DIR, LOGS_DIR)
+"""Everything a matrix run writes at its top level; `clear` removes exactly these."""
+INDEX_FORMAT = 1
+_NAME = re.compile(MEMBER_NAME)
+
+
+class MatrixDir:
+    """Paths and files of one matrix run directory."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    @staticmethod
+    def holds_matrix(path: Path | str) -> bool:
+        """Whether `path` is a matrix run directory (it has ``matrix.json``)."""
+        return (Path(path) / INDEX_FILE).is_file()
+
+    # -- paths -----------------------------------------------------------------------
+    def _inside(self, *parts: str) -> Path:
+        return self._within(self.root.joinpath(*parts))
+
+    def _within(self, path: Path) -> Path:
+        root = self.root.resolve()
+        resolved = path.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise UsageError([Problem(code="E701", message=f"`{path}` lies outside the run directory `{self.root}`")])
+        return path
+
+    @staticmethod
+    def _name(name: str, what: str) -> str:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise UsageError([Problem(code="E701", message=f"`{name}` is not a valid {what} name",
+                                      hint="letters, digits, `_`, `-` and `.`, not starting with `.`, at most 64 characters")])
+        return name
+
+    @property
+    def index_file(self) -> Path:
+        """``matrix.json``."""
+        return self._inside(INDEX_FILE)
+
+    @property
+    def summary_file(self) -> Path:
+        """``summary.json``."""
+        return self._inside(SUMMARY_FILE)
+
+    @property
+    def spec_file(self) -> Path:
+        """``spec.toml``."""
+        return self._inside(SPEC_FILE)
+
+    def member(self, name: str) -> Path:
+        """``members/<name>/``: the member's run directory."""
+        return self._inside(MEMBERS_DIR, self._name(name, "member"))
+
+    def predictions(self, name: str) -> Path:
+        """``predictions/<name>.npz``."""
+        return self._inside(PREDICTIONS_DIR, self._name(name, "member") + ".npz")
+
+    def ensemble(self, name: str) -> Path:
+        """``ensembles/<name>/``."""
+        return self._inside(ENSEMBLES_DIR, self._name(name, "ensemble"))
+
+    def ensemble_file(self, name: str, file: str) -> Path:
+        """A file of ``ensembles/<name>/`` (``ensemble.json``, ``predictions.npz``, ``export``)."""
+        return self._inside(ENSEMBLES_DIR, self._name(name, "ensemble"), self._name(file, "file"))
+
+    def job(self, name: str) -> Path:
+        """``jobs/<name>.json``: what the member's process runs."""
+        return self._inside(JOBS_DIR, self._name(name, "member") + ".json")
+
+    def job_result(self, name: str) -> Path:
+        """``jobs/<name>.result.json``: how the member's last attempt ended."""
+        return self._inside(JOBS_DIR, self._name(name, "member") + ".result.json")
+
+    def log(self, name: str) -> Path:
+        """``logs/<name>.log``: the output of the member's process."""
+        return self._inside(LOGS_DIR, self._name(name, "member") + ".log")
+
+    # -- files -----------------------------------------------------------------------
+    def write_json(self, path: Path, data: Any) -> None:
+        """Write JSON atomically to a path of this layout."""
+        from stagedsl.engine.checkpointing.safe_io import atomic_write_text
+
+        atomic_write_text(self._within(Path(path)), json.dumps(data, indent=2, default=str) + "\n")
+
+    @staticmethod
+    def read_json(path: Path) -> Optional[Any]:
+        """A JSON file's content, or None when it is missing or unreadable."""
+        try:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def read_index(self) -> dict:
+        """``matrix.json``; a `UsageError` (E702) when this is not a matrix run directory."""
+        index = self.read_json(self.index_file)
+        if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+            raise UsageError([Problem(code="E702", message=f"`{self.root}` is not a matrix run directory (no readable {INDEX_FILE})",
+                                      hint="pass the folder `staged run` wrote for a spec with [matrix]")])
+        return index
+
+    def holds_run(self) -> bool:
+        """Whether an earlier matrix run left its index or summary here."""
+        return self.index_file.exists() or self.summary_file.exists()
+
+    def clear(self) -> None:
+        """Remove every artifact of an earlier matrix run (and nothing else)."""
+        for name in ARTIFACTS:
+            target = self._inside(name)
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+
+
+
+COMPLETED, FAILED, INTERRUPTED, PENDING, STOPPED = "completed", "failed", "interrupted", "pending", "stopped_by_gate"
+"""A member's statuses (its run's, and "pending" before its run has a summary)."""
+
+
+def member_status(matrix_dir: MatrixDir, name: str) -> str:
+    """The member run's status from its own ``summary.json`` ("pending" when it has none)."""
+    summary = matrix_dir.read_json(RunDir(matrix_dir.member(name)).summary)
+    status = summary.get("status") if isinstance(summary, dict) else None
+    return status if isinstance(status, str) else PENDING
+
+
+__all__ = ["ARTIFACTS", "COMPLETED", "FAILED", "INDEX_FORMAT", "INTERRUPTED", "PENDING", "STOPPED", "MatrixDir", "member_status"]

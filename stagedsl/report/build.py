@@ -1,0 +1,91 @@
+"""`write_report`: a run directory in, ``report/index.html`` and its PNG figures out.
+
+The page is a list of sections (`stagedsl.report.sections`), each a function over plain
+data read from the run directory. A directory that holds more runs adds sections, not
+rework: a matrix's members (``members/<name>/`` are run directories) each get
+``view_run(read_run(member), out, prefix=f"members/{name}/", anchor=f"{name}-")`` and
+`run_sections` of that view (headings one level down), after a comparison section over
+``summary.json``'s ``members`` and ``ensembles`` tables; a search's ``trials/<n>/`` the same,
+after sections drawn from its study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import attrs
+
+import stagedsl
+from stagedsl.engine.checkpointing.safe_io import atomic_write_text
+from stagedsl.report.diagnosis import Hint, diagnose
+from stagedsl.report.figures import draw_run
+from stagedsl.report.page import Section, code, escape, render_page
+from stagedsl.report.rundata import RunData, read_run
+from stagedsl.report.sections import RunView, run_sections, status_badge
+from stagedsl.run_dir import RunDir
+
+INDEX = "index.html"
+
+
+@attrs.frozen
+class Report:
+    """What `write_report` wrote: the page, its figures, the hints it found."""
+
+    index: Path
+    figures: tuple[Path, ...]
+    hints: tuple[Hint, ...]
+    sections: tuple[str, ...]  # section titles, in page order
+
+    def to_dict(self) -> dict:
+        """The report as JSON-ready data."""
+        return {"index": str(self.index), "figures": [str(f) for f in self.figures], "sections": list(self.sections),
+                "hints": [h.to_dict() for h in self.hints]}
+
+
+def default_out(run_dir: Path) -> Path:
+    """Where a run's report goes unless told otherwise: ``RUN_DIR/report``."""
+    return RunDir(run_dir).report
+
+
+def view_run(run: RunData, out: Path, *, prefix: str = "", anchor: str = "") -> RunView:
+    """Diagnose one run and draw its figures into `out` (file names starting with `prefix`)."""
+    hints = tuple(diagnose(run))
+    return RunView(run, tuple(draw_run(run, out, prefix, hints)), hints, anchor)
+
+
+def run_lead(run: RunData) -> str:
+    """The line under a run's title: status, stages, steps, wall time."""
+    from stagedsl.report.sections import duration
+
+    summary = run.summary
+    count = len(run.plan.stages)
+    return (f"{status_badge(run.status)} &nbsp; {count} stage{'s' if count != 1 else ''} · {escape(summary.get('global_steps', '—'))} steps · "
+            f"{escape(duration(summary.get('wall_time_s')))} · plan {code(run.plan.hash)}")
+
+
+def footer(*runs: RunData) -> str:
+    """Where the page came from; that it needs nothing else."""
+    sources = ", ".join(code(r.path) for r in runs)
+    return (f"Written by stagedsl {escape(stagedsl.__version__)} (<code>staged report</code>) from {sources}: plan.json, "
+            "summary.json and metrics.jsonl. The page is self-contained: its figures are the PNG files beside it; it runs "
+            "no script and loads nothing from the network.")
+
+
+def write_page(out: Path, title: str, lead: str, sections: list[Section], figures: list[Path], hints: list[Hint],
+               runs: tuple[RunData, ...]) -> Report:
+    """Write ``out/index.html`` from `sections` and return the `Report`."""
+    index = out / INDEX
+    atomic_write_text(index, render_page(title, lead, sections, footer=footer(*runs)))
+    return Report(index, tuple(figures), tuple(hints), tuple(s.title for s in sections))
+
+
+def write_report(run_dir: Path | str, out: Optional[Path | str] = None) -> Report:
+    """Read `run_dir` and write its report into `out` (default ``RUN_DIR/report``)."""
+    run = read_run(run_dir)
+    out = Path(out) if out is not None else default_out(run.path)
+    out.mkdir(parents=True, exist_ok=True)
+    view = view_run(run, out)
+    sections = run_sections(view)
+    return write_page(out, f"Run report: {run.name}", run_lead(run), sections, [out / f.file for f in view.figures],
+                      list(view.hints), (run,))
