@@ -19,7 +19,18 @@ from typer.core import TyperCommand
 
 
 class StagedCommand(TyperCommand):
-    """A command whose usage line reads ``staged run [OPTIONS] SPEC``."""
+    """A command whose usage line reads ``staged run [OPTIONS] SPEC`` and whose options say what they take.
+
+    An argument or a value option without a metavar gets its name in capitals
+    (``RUN_DIR``, ``--split SPLIT``), where typer would print its Python type.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            kind = getattr(param, "param_type_name", "")
+            if param.metavar is None and (kind == "argument" or (kind == "option" and not getattr(param, "is_flag", False))):
+                param.metavar = (param.name or "value").rstrip("_").upper()
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         params = self.get_params(ctx)

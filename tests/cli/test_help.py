@@ -33,6 +33,7 @@ def test_every_help_is_plain_and_complete(name, columns, capsys, monkeypatch):
     text = _help(argv, capsys, monkeypatch, columns)
     command = GROUP.commands[name] if name else GROUP
     assert "<bool>" not in text and "{" not in text and "}" not in text
+    assert "<str>" not in text and "<list[" not in text and "<int>" not in text  # options say what they take (--split SPLIT)
     usage = text.splitlines()[0]
     assert usage.startswith(f"Usage: staged {name or ''}".rstrip())
     for param in command.params:
