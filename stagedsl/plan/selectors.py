@@ -8,9 +8,9 @@ registered strategy. The string arrives as the strategy's ``pattern``.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
-from stagedsl.errors import PlanError, closest, did_you_mean
+from stagedsl.errors import PlanError, StagedError, closest, did_you_mean
 from stagedsl.registry import Registry
 from stagedsl.spec.model import Piece
 
@@ -18,10 +18,11 @@ from stagedsl.spec.model import Piece
 class SelectorProblem(ValueError):
     """A selector that matches nothing or that its strategy rejects."""
 
-    def __init__(self, message: str, hint: Optional[str], code: str):
+    def __init__(self, message: str, hint: Optional[str], code: str, trace: Optional[str] = None):
         super().__init__(message)
         self.hint = hint
         self.code = code
+        self.trace = trace
 
 
 def as_piece(selector: Union[str, Piece], registry: Registry) -> Optional[Piece]:
@@ -59,8 +60,13 @@ def suggest(selector: Union[str, Piece], names: Sequence[str]) -> Optional[str]:
     return f"top-level modules: {', '.join(tops)}; `*` matches within one dotted segment, `**` across segments"
 
 
-def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registry: Registry) -> list[tuple[int, list[str], Optional[SelectorProblem]]]:
-    """For each selector: the names it selects (in model order), or the problem with it."""
+def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registry: Registry,
+           modules: Sequence[Any] = ()) -> list[tuple[int, list[str], Optional[SelectorProblem]]]:
+    """For each selector: the names it selects (in model order), or the problem with it.
+
+    `modules` is the model's module tree (`stagedsl.plan.modules.module_tree`), handed to a
+    strategy that takes it.
+    """
     out = []
     for index, selector in enumerate(selectors):
         piece = as_piece(selector, registry)
@@ -68,14 +74,29 @@ def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registr
             out.append((index, [], SelectorProblem(f"{describe(selector)}: no plugin registers a default freeze strategy for "
                                                    "selector strings", "name one: { use = \"<strategy>\", ... }", "E020")))
             continue
-        if registry.find("freeze_strategies", piece.use) is None:
+        try:
+            entry = registry.find("freeze_strategies", piece.use)
+        except StagedError as exc:  # an import path that names nothing
+            problem = exc.problems[0]
+            out.append((index, [], SelectorProblem(problem.message, problem.hint, problem.code, problem.trace)))
+            continue
+        if entry is None:
             out.append((index, [], SelectorProblem(f"no freeze strategy named `{piece.use}` is registered", None, "E020")))
             continue
         try:
-            chosen = set(registry.build("freeze_strategies", piece.use, piece.args, phase="plan", names=list(names)))
+            result = registry.build("freeze_strategies", piece.use, piece.args, phase="plan", names=list(names), modules=modules)
         except PlanError as exc:
-            message = str(exc.__cause__) if exc.__cause__ is not None else exc.problems[0].message  # the strategy's own words
-            out.append((index, [], SelectorProblem(f"{describe(selector)}: {message}", None, "E024")))
+            problem = exc.problems[0]
+            if problem.code == "E024":  # the strategy refused its arguments: its own words
+                message = str(exc.__cause__) if exc.__cause__ is not None else problem.message
+                out.append((index, [], SelectorProblem(f"{describe(selector)}: {message}", None, "E024", problem.trace)))
+            else:
+                out.append((index, [], SelectorProblem(problem.message, problem.hint, problem.code, problem.trace)))
+            continue
+        chosen, wrong = _returned_names(result, names)
+        if wrong is not None:
+            out.append((index, [], SelectorProblem(f"freeze strategy `{piece.use}` ({entry.source}) returned {wrong}", 
+                                                   "a freeze strategy returns a list of the model's parameter names (from `names`)", "E106")))
             continue
         matched = [name for name in names if name in chosen]
         if not matched:
@@ -83,3 +104,18 @@ def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registr
         else:
             out.append((index, matched, None))
     return out
+
+
+def _returned_names(result: Any, names: Sequence[str]) -> tuple[set[str], Optional[str]]:
+    """The names a strategy returned, or what is wrong with its result (E106)."""
+    if isinstance(result, (str, bytes)) or not isinstance(result, Iterable):
+        return set(), f"{type(result).__name__}, not a list of parameter names"
+    items = list(result)
+    odd = next((item for item in items if not isinstance(item, str)), None)
+    if odd is not None:
+        return set(), f"{odd!r} among its names, which is not a parameter name (a string)"
+    known = set(names)
+    unknown = [item for item in items if item not in known]
+    if unknown:
+        return set(), f"`{unknown[0]}`, which is not a parameter of the model" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+    return set(items), None
