@@ -33,7 +33,7 @@ def test_a_loss_argument_out_of_range_fails_the_plan_located_not_the_run(registr
     err = capsys.readouterr().err
     assert "error[E025]: loss `cross_entropy` (plugin `stagedsl_plugins.losses`, distribution stagedsl" in err
     assert "ValueError: label_smoothing must be in [0, 1), found 1.5" in err
-    assert f"--> {spec}:22:1" in err and "= at: stage[0].loss" in err
+    assert f"--> {spec}:22:" in err and "= at: stage[0].loss" in err
     assert run_cli(["run", str(spec), "--out", str(tmp_path / "run")]) == 2
     assert not (tmp_path / "run").exists()  # nothing ran
 
