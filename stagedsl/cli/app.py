@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from stagedsl.cli.diagnostics import render_problems
-from stagedsl.errors import Problem, StagedError, UsageError
+from stagedsl.errors import Problem, StagedError
 
 app = typer.Typer(
     name="staged",

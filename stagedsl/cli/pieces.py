@@ -61,6 +61,8 @@ def _record(entry: Entry, *, full: bool = False) -> dict[str, Any]:
 
 
 def _signature_line(entry: Entry) -> str:
+    if entry.parameters is None:
+        return "(its signature cannot be read: arguments unchecked)"
     written = [a.render() for a in entry.arguments() if not a.supplied]
     return ", ".join(written) if written else "no arguments"
 

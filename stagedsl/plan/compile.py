@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import typing
 from typing import Any, Optional
 
 import attrs
@@ -38,6 +37,7 @@ from stagedsl.plan.paths import anchored
 from stagedsl.plan.pieces import check_stage_pieces, live_piece, split_sizes
 from stagedsl.plan.selectors import select
 from stagedsl.registry import Registry, get_registry
+from stagedsl.registry.arguments import annotated_as
 from stagedsl.registry.import_path import is_live
 from stagedsl.spec.check import SCHEDULER_MONITOR_KEY
 from stagedsl.spec.durations import Duration, DurationError, Steps, parse_duration
@@ -119,12 +119,12 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, model: Any 
     problems = _Problems(spec)
     try:
         network = live_piece("models", spec.model.use, model) if is_live(spec.model.use) else build_meta_model(spec, registry)
-        modules = ModuleTree(network, [name for name, _ in network.named_parameters()])
     except StagedError as exc:  # a factory rejecting its arguments is the user's to fix
         problems.extend(exc, ("model",))
         raise PlanError(problems.items) from None
     parameters = {name: int(p.numel()) for name, p in network.named_parameters()}
     names = list(parameters)
+    modules = ModuleTree(network, names)  # walked only if a strategy takes `modules`
     data_plan, sized = _data_plan(spec, registry, problems, data)
     stages = []
     for index, stage in enumerate(spec.stages):
@@ -311,18 +311,7 @@ def _default_mode(metric: str, registry: Registry) -> str:
 
 def _is_steps(annotation: Any) -> tuple[bool, bool]:
     """(is a duration, is a list of durations)."""
-    if annotation is Steps:
-        return True, False
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (list, tuple, typing.Sequence) and args and args[0] is Steps:
-        return True, True
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        for option in args:
-            found = _is_steps(option)
-            if found[0]:
-                return found
-    return False, False
+    return annotated_as(annotation, lambda a: a is Steps)
 
 
 def _scheduler(stage: StageSpec, at: tuple, steps: Optional[int], batches: Optional[int], sized: bool, registry: Registry,

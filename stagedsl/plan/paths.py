@@ -17,7 +17,7 @@ import attrs
 
 from stagedsl.errors import StagedError
 from stagedsl.registry import Registry
-from stagedsl.registry.arguments import is_path_annotation
+from stagedsl.registry.arguments import map_path_args
 from stagedsl.registry.import_path import absolute, is_live
 from stagedsl.spec.model import DataSection, Piece, Spec
 
@@ -38,17 +38,7 @@ def resolve_path_args(kind: str, use: str, args: dict, registry: Registry, root:
         signature = entry.signature() if entry is not None else None
     except (StagedError, TypeError):
         return args  # reported where the piece is checked
-    if signature is None:
-        return args
-    out = dict(args)
-    for name, value in args.items():
-        parameter = signature.parameters.get(name)
-        if parameter is None:
-            continue
-        is_path, is_list = is_path_annotation(parameter.annotation)
-        if is_path:
-            out[name] = [_read_from(v, root) for v in value] if is_list and isinstance(value, list) else _read_from(value, root)
-    return out
+    return map_path_args(signature, args, lambda value: _read_from(value, root))
 
 
 def _absolute_uses(value: Any, root: Optional[str]) -> Any:

@@ -140,12 +140,12 @@ def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registr
             else:
                 out.append((index, [], SelectorProblem(problem.message, problem.hint, problem.code, trace=problem.trace)))
             continue
-        chosen, wrong = _returned_names(result, names)
-        if wrong is not None:
-            out.append((index, [], SelectorProblem(f"freeze strategy `{piece.use}` ({entry.source}) returned {wrong}",
+        chosen = set(result) if isinstance(result, Iterable) and not isinstance(result, (str, bytes)) else None
+        matched = [name for name in names if name in chosen] if chosen is not None else []
+        if chosen is None or len(matched) != len(chosen):  # not a list of the model's names: say what it is
+            out.append((index, [], SelectorProblem(f"freeze strategy `{piece.use}` ({entry.source}) returned {_returned(result, names)}",
                                                    "a freeze strategy returns a list of the model's parameter names (from `names`)", "E106")))
             continue
-        matched = [name for name in names if name in chosen]
         if not matched:
             hint = suggest(selector, names, _matcher(piece, names, registry))
             out.append((index, [], SelectorProblem(f"{describe(selector)} matches no parameter of the model", hint, "E060")))
@@ -154,19 +154,17 @@ def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registr
     return out
 
 
-def _returned_names(result: Any, names: Sequence[str]) -> tuple[set[str], Optional[str]]:
-    """The names a strategy returned, or what is wrong with its result (E106)."""
+def _returned(result: Any, names: Sequence[str]) -> str:
+    """What is wrong with a strategy's result that is not a list of the model's parameter names (E106)."""
     if isinstance(result, (str, bytes)) or not isinstance(result, Iterable):
-        return set(), f"{type(result).__name__}, not a list of parameter names"
+        return f"{type(result).__name__}, not a list of parameter names"
     items = list(result)
     odd = next((item for item in items if not isinstance(item, str)), None)
     if odd is not None:
-        return set(), f"{odd!r} among its names, which is not a parameter name (a string)"
+        return f"{odd!r} among its names, which is not a parameter name (a string)"
     known = set(names)
     unknown = [item for item in items if item not in known]
-    if unknown:
-        return set(), f"`{unknown[0]}`, which is not a parameter of the model" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
-    return set(items), None
+    return f"`{unknown[0]}`, which is not a parameter of the model" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
 
 
 def _matcher(piece: Piece, names: Sequence[str], registry: Registry) -> Optional[Matcher]:

@@ -7,7 +7,7 @@ import inspect
 import os
 import pathlib
 import typing
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 
@@ -19,23 +19,29 @@ def is_path_type(annotation: Any) -> bool:
     return annotation is os.PathLike or (inspect.isclass(annotation) and issubclass(annotation, pathlib.PurePath))
 
 
-def is_path_annotation(annotation: Any) -> tuple[bool, bool]:
-    """(is a path, is a list of paths) for a parameter's annotation (optional ones included)."""
-    if is_path_type(annotation):
+def annotated_as(annotation: Any, is_type: Callable[[Any], bool]) -> tuple[bool, bool]:
+    """(is such a type, is a list of them) for a parameter's annotation, optional ones included:
+    ``annotated_as(list[Steps] | None, lambda a: a is Steps) == (True, True)``."""
+    if is_type(annotation):
         return True, False
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (list, tuple, typing.Sequence) and args:
-        return is_path_annotation(args[0])[0], True
+        return bool(is_type(args[0])), True
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         for option in args:
-            found = is_path_annotation(option)
+            found = annotated_as(option, is_type)
             if found[0]:
                 return found
     return False, False
 
 
-def as_paths(signature: Optional[inspect.Signature], args: dict) -> dict:
-    """`args` with the strings of path-annotated parameters as `pathlib.Path` objects."""
+def is_path_annotation(annotation: Any) -> tuple[bool, bool]:
+    """(is a path, is a list of paths) for a parameter's annotation (optional ones included)."""
+    return annotated_as(annotation, is_path_type)
+
+
+def map_path_args(signature: Optional[inspect.Signature], args: dict, convert: Callable[[str], Any]) -> dict:
+    """`args` with `convert` applied to each string of a path-annotated parameter (each item of a list of paths)."""
     if signature is None:
         return args
     out = dict(args)
@@ -45,10 +51,15 @@ def as_paths(signature: Optional[inspect.Signature], args: dict) -> dict:
             continue
         is_path, is_list = is_path_annotation(parameter.annotation)
         if is_path and isinstance(value, str):
-            out[name] = pathlib.Path(value)
+            out[name] = convert(value)
         elif is_path and is_list and isinstance(value, list):
-            out[name] = [pathlib.Path(v) if isinstance(v, str) else v for v in value]
+            out[name] = [convert(v) if isinstance(v, str) else v for v in value]
     return out
+
+
+def as_paths(signature: Optional[inspect.Signature], args: dict) -> dict:
+    """`args` with the strings of path-annotated parameters as `pathlib.Path` objects."""
+    return map_path_args(signature, args, pathlib.Path)
 
 
 def describe_type(annotation: Any) -> str:
@@ -134,4 +145,4 @@ def arguments(kind: str, signature: Optional[inspect.Signature]) -> list[Argumen
     return out
 
 
-__all__ = ["Argument", "arguments", "as_paths", "describe_type", "is_path_annotation", "is_path_type"]
+__all__ = ["Argument", "annotated_as", "arguments", "as_paths", "describe_type", "is_path_annotation", "is_path_type", "map_path_args"]

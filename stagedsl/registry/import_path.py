@@ -24,12 +24,9 @@ each saying what the module does contain.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
-import importlib.util
 import inspect
 import os
-import pkgutil
 import sys
 import traceback
 from importlib import metadata
@@ -209,6 +206,8 @@ def _import_module(dotted: str, root: Optional[str]) -> Any:
 
 
 def _modules_hint(dotted: str, root: Optional[str]) -> str:
+    import pkgutil
+
     parent = dotted.rpartition(".")[0]
     where, found = "the spec's folder", []
     if parent:
@@ -229,6 +228,8 @@ def _modules_hint(dotted: str, root: Optional[str]) -> str:
 
 
 def _import_file(text: str, root: Optional[str]) -> Any:
+    import importlib.util
+
     path = _file(text, root)
     if not path.is_file():
         siblings = sorted(p.name for p in path.parent.glob("*.py")) if path.parent.is_dir() else []
@@ -256,6 +257,9 @@ def _import_file(text: str, root: Optional[str]) -> Any:
 
 def _module_name_for(path: Path) -> str:
     """The file's stem when that name is free or is this very file (so its objects pickle by name); else a unique name."""
+    import hashlib
+    import importlib.util
+
     stem = path.stem
     if stem.isidentifier():
         loaded = sys.modules.get(stem)

@@ -94,3 +94,9 @@ metrics = ["accuracy"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["stages"]["all"]["steps"] == 6
     assert "val/accuracy" in summary["stages"]["all"]["last_values"]
+    # the training split's statistics travel with the model package (seed 001's normalization.json)
+    assert run_cli(["export", str(tmp_path / "run"), "--format", "package"]) == 0
+    preprocessing = json.loads((tmp_path / "run" / "export" / "package" / "preprocessing.json").read_text())
+    stats = preprocessing["stats"]
+    assert stats["classes"] == ["closed", "open"] and len(stats["mean"]) == 3 and len(stats["std"]) == 3
+    assert stats["mode"] == "RGB" and stats["size"] == [8, 8]
