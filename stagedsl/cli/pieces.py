@@ -13,8 +13,8 @@ import textwrap
 from typing import Any, Optional
 
 import attrs
-import typer
 
+from stagedsl.cli.output import say
 from stagedsl.errors import PluginError, Problem, did_you_mean
 from stagedsl.registry import KINDS, Entry, Registry, singular
 from stagedsl.registry.import_path import is_import_path
@@ -74,17 +74,17 @@ def list_pieces(registry: Registry, *, kind: Optional[str], json_: bool) -> None
                                    hint=did_you_mean(kind, KINDS) or f"kinds: {', '.join(KINDS)}")])
     entries = registry.entries(kind)
     if json_:
-        typer.echo(json.dumps([_record(e) for e in entries], indent=2, default=str))
+        say(json.dumps([_record(e) for e in entries], indent=2, default=str))
         return
     current = None
     for entry in entries:
         if entry.kind != current:
             current = entry.kind
-            typer.echo(f"{current}:")
+            say(f"{current}:")
         source = f"{entry.distribution or entry.plugin} {entry.version or ''}".strip()
         default = " (the default)" if entry.meta.get("default") else ""
-        typer.echo(f"  {entry.name:<20} {entry.doc}{default}  [{source}]")
-        typer.echo(textwrap.fill(_signature_line(entry), WIDTH, initial_indent=" " * 25, subsequent_indent=" " * 25))
+        say(f"  {entry.name:<20} {entry.doc}{default}  [{source}]")
+        say(textwrap.fill(_signature_line(entry), WIDTH, initial_indent=" " * 25, subsequent_indent=" " * 25))
 
 
 def _find(registry: Registry, name: str, kind: Optional[str]) -> list[Entry]:
@@ -117,7 +117,7 @@ def show_piece(registry: Registry, name: str, *, kind: Optional[str], json_: boo
     entries = _find(registry, name, kind)
     if json_:
         records = [_record(e, full=True) for e in entries]
-        typer.echo(json.dumps(records[0] if len(records) == 1 else records, indent=2, default=str))
+        say(json.dumps(records[0] if len(records) == 1 else records, indent=2, default=str))
         return
     blocks = []
     for entry in entries:
@@ -138,7 +138,7 @@ def show_piece(registry: Registry, name: str, *, kind: Optional[str], json_: boo
         blocks.append("\n".join(lines))
     if is_import_path(name) and kind is None:
         blocks.append("(shown as a model; --kind optimizers, --kind schedulers, ... shows it as the core would call that kind)")
-    typer.echo("\n\n".join(blocks))
+    say("\n\n".join(blocks))
 
 
 __all__ = ["list_pieces", "show_piece"]

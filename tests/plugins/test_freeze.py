@@ -147,7 +147,7 @@ def test_children_counts_parameterless_children_like_relu_and_maxpool(tree_regis
 
 @pytest.mark.parametrize(("selector", "needle"), [
     ('{ use = "modules_of_type", type = "BatchNorm" }', 'did you mean "BatchNorm2d"?'),
-    ('{ use = "children", module = "layer3", first = 1 }', 'did you mean "layer2"?'),
+    ('{ use = "children", module = "layr2", first = 1 }', 'did you mean "layer2"?'),
     ('{ use = "children", first = 1, last = 1 }', "exactly one of `first` or `last`"),
 ])
 def test_tree_strategies_say_what_the_model_has(tree_registry, selector, needle):
