@@ -144,7 +144,7 @@ def resolve(name: str, root: Optional[str]) -> tuple[Any, Any]:
             raise _problem("E084", f"{where} has no attribute `{part}`", contents_hint(part, obj))
         obj = value
     if not callable(obj):
-        raise _problem("E085", f"`{name}` is a {type(obj).__name__}, not a class or a function that builds the piece",
+        raise _problem("E085", f"`{name}` is {_article(type(obj).__name__)}, not a class or a function that builds the piece",
                        "name the class (or the factory function) itself")
     return obj, module
 
@@ -186,6 +186,10 @@ def _import_failed(module: str, exc: BaseException) -> PluginError:
         hint = "the module's own code raised while it was imported; see its traceback with `staged --debug ...`"
     return _problem("E083", f"importing `{module}` failed: {type(exc).__name__}: {exc}", hint,
                     trace="".join(traceback.format_exception(exc)))
+
+
+def _article(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _import_module(dotted: str, root: Optional[str]) -> Any:

@@ -125,7 +125,7 @@ def test_what_cannot_be_a_piece_is_refused(registry, tmp_path):
     write(tmp_path, "things.py", "WIDTH = 4\n\ndef pick(depth: int = 1):\n    return []\n")
     with pytest.raises(PluginError) as caught:
         registry.get("models", "./things.py:WIDTH", root=str(tmp_path))
-    assert problem(caught).code == "E085"
+    assert problem(caught).code == "E085" and problem(caught).message.startswith("`./things.py:WIDTH` is an int, not a class")
     with pytest.raises(PluginError) as caught:  # a freeze strategy must take names or modules
         registry.get("freeze_strategies", "./things.py:pick", root=str(tmp_path))
     assert problem(caught).code == "E085"
