@@ -42,6 +42,12 @@ def _registry(strict: bool = False):
     return get_registry()
 
 
+class _Session:
+    """Options of the whole command line."""
+
+    debug = False
+
+
 def _version(value: bool) -> None:
     if value:
         from stagedsl import __version__
@@ -53,8 +59,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     strict_plugins: bool = typer.Option(False, "--strict-plugins", help="Fail when a third-party plugin cannot be loaded."),
+    debug: bool = typer.Option(False, "--debug", help="After an error a plugin or your own code caused, print its traceback too."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
 ) -> None:
+    _Session.debug = debug
     if strict_plugins:
         _registry(strict=True)
 
@@ -180,7 +188,7 @@ def run(
     value, gate decision), the total time, the run directory and the TensorBoard command.
     A matrix spec trains every member, then builds its ensembles.
     """
-    from stagedsl.api import effective_spec_text
+    from stagedsl.api import effective_spec_text, prepare_run_dir
     from stagedsl.engine.runner import run_plan
 
     check_out(out)
@@ -193,19 +201,12 @@ def run(
     from stagedsl.cli.matrix_commands import refuse_matrix_options
 
     refuse_matrix_options(jobs=jobs, member=member)
-    from stagedsl.run_dir import RunDir
-
     loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     _warnings(compiled)
-    layout = RunDir(out if out is not None else compiled.run.out)
-    if from_stage is None:
-        layout.prepare_new_run(overwrite=overwrite, check_only=True)  # a refused run leaves nothing behind, not even a lock
-    with layout.lock("run"):  # one owner from the first file deleted to the last one exported
-        if from_stage is None:
-            layout.prepare_new_run(overwrite=overwrite, say=lambda message: say(message, err=True))
+    run_dir = Path(out if out is not None else compiled.run.out)
+    with prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=lambda message: say(message, err=True)):
         with RunReport(compiled, json_=json_):
-            result = run_plan(compiled, out=layout.root, from_stage=from_stage, device=device,
-                              spec_text=effective_spec_text(loaded))
+            result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
         show_result(result.summary, result.run_dir, compiled, json_=json_)  # before the export: a failed export keeps the table
         if compiled.export is not None:
             export_at_end(result.run_dir)
@@ -249,25 +250,20 @@ class RunReport:
 
 
 @app.command()
-def plugins(json_: bool = JsonOpt) -> None:
-    """List every registered piece by kind, with its plugin, distribution, version and summary; the default of a kind is marked."""
+def plugins(
+    name: Optional[str] = typer.Argument(None, help="One piece to show in full: a registered name or an import path (\"torch.optim:SGD\").", show_default=False, metavar="NAME"),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only pieces of this kind (models, datasets, losses, metrics, optimizers, schedulers, freeze_strategies, callbacks, ...).", metavar="KIND"),
+    json_: bool = JsonOpt,
+) -> None:
+    """List every registered piece by kind with its arguments (types and defaults), plugin, distribution and version;
+    with NAME, one piece in full. `--json` carries each signature."""
+    from stagedsl.cli.pieces import list_pieces, show_piece
+
     registry = _registry()
-    entries = registry.entries()
-    if json_:
-        say(json.dumps([
-            {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc,
-             "default": bool(e.meta.get("default"))}
-            for e in entries
-        ], indent=2))
-        return
-    kind = None
-    for entry in entries:
-        if entry.kind != kind:
-            kind = entry.kind
-            say(f"{kind}:")
-        source = f"{entry.distribution or entry.plugin} {entry.version or ''}".strip()
-        default = " (the default)" if entry.meta.get("default") else ""
-        say(f"  {entry.name:<20} {entry.doc}{default}  [{source}]")
+    if name is None:
+        list_pieces(registry, kind=kind, json_=json_)
+    else:
+        show_piece(registry, name, kind=kind, json_=json_)
     for problem in registry.skipped:
         say(render_problems([problem]), err=True)
 
@@ -311,6 +307,10 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except StagedError as exc:
         say(render_problems(exc.problems), err=True)
+        if _Session.debug:
+            for problem in exc.problems:
+                if problem.trace:
+                    say(f"\n--- traceback behind error[{problem.code}] (--debug) ---\n{problem.trace.rstrip()}", err=True)
         return exc.exit_code
     except OSError as exc:  # a full disk, a read-only file system, ... wherever it was met: an error, not a traceback
         from stagedsl.errors import os_failure

@@ -10,6 +10,7 @@ dtypes and what to change; anything else is E400 naming where it happened.
 from __future__ import annotations
 
 import re
+import traceback
 from typing import Any, Optional
 
 from stagedsl.errors import Problem, RunError, StagedError, os_failure
@@ -29,7 +30,7 @@ def describe_failure(exc: BaseException, state: Any, ctx: Optional[Any] = None) 
         return os_failure(exc, where(state), checkpoint=state.last_resume_point)
     message = f"{where(state)} failed: {type(exc).__name__}: {exc}"
     hint = dtype_hint(ctx) if _DTYPE_CLASH.search(str(exc)) else None
-    return RunError([Problem(code="E400", message=message, hint=hint)])
+    return RunError([Problem(code="E400", message=message, hint=hint, trace="".join(traceback.format_exception(exc)))])
 
 
 def dtype_hint(ctx: Optional[Any]) -> str:

@@ -39,6 +39,7 @@ from stagedsl.engine.threads import AUTO, choose_threads
 from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError, os_failure
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
+from stagedsl.registry.import_path import importable, is_live, names_import_paths
 from stagedsl.run_dir import RunDir
 
 _TORCH_THREADS = torch.get_num_threads()  # torch's own default, before any run of this process changed it
@@ -54,7 +55,14 @@ class RunResult:
     stopped_by_gate: Optional[dict]  # the decision that stopped the run, or None
     summary: dict  # summary.json's content
     state: RunState = attrs.field(repr=False)
+    export: Any = attrs.field(default=None, repr=False)  # the ExportReport when the spec's [export] ran after training
     already_complete: bool = False  # `resume_run` of a finished run: nothing was trained
+
+    @property
+    def best(self) -> dict[str, dict]:
+        """Per stage that evaluated: its monitored metric, the best value and the stage step it came at."""
+        return {name: {"monitor": record.get("monitor"), "value": record.get("best_value"), "step": record.get("best_step")}
+                for name, record in self.stages.items() if record.get("best_value") is not None}
 
 
 def run_plan(
@@ -67,6 +75,8 @@ def run_plan(
     callbacks: Iterable[Callback] = (),
     spec_text: Optional[str] = None,
     handle_signals: bool = True,
+    model: Any = None,
+    data: Any = None,
 ) -> RunResult:
     """Run `plan` and return its `RunResult`.
 
@@ -74,7 +84,8 @@ def run_plan(
     stage, reusing the earlier stages' checkpoints in the run directory; `device`
     overrides ``plan.run.device``; `callbacks` run after the plan's own; `spec_text` is
     written to ``spec.toml``; `handle_signals`: SIGINT / SIGTERM save a checkpoint and
-    raise `RunInterrupted` (main thread only). Raises `GateStopped` (exit code 3) when a
+    raise `RunInterrupted` (main thread only). `model` / `data`: the live ``nn.Module`` /
+    `DataSplits` of a plan that names them ``<live:...>`` (trained in place). Raises `GateStopped` (exit code 3) when a
     gate stops the run (after writing ``summary.json``; the exception's `result` holds the
     `RunResult`), `RunError` / `CheckpointError` when the run fails.
     """
@@ -82,7 +93,7 @@ def run_plan(
     run_dir = Path(out if out is not None else plan.run.out)
     start = _start_index(plan, from_stage)
     return execute(plan, registry=registry, run_dir=run_dir, start=start, device=device, callbacks=callbacks,
-                   spec_text=spec_text, handle_signals=handle_signals)
+                   spec_text=spec_text, handle_signals=handle_signals, live=Live(model, data))
 
 
 def execute(
@@ -97,10 +108,12 @@ def execute(
     resume: Optional[ResumePoint] = None,
     handle_signals: bool = True,
     restart: Optional[dict] = None,
+    live: Optional["Live"] = None,
 ) -> RunResult:
     """Run `plan` in `run_dir` from stage index `start`, or from the checkpoint `resume` (see `run_plan`).
 
-    `restart`: the record of a resume that found no checkpoint and starts the run over.
+    `restart`: the record of a resume that found no checkpoint and starts the run over;
+    `live`: the live model and data of a plan that names them ``<live:...>``.
     The run directory's lock (`stagedsl.run_lock`) is held throughout: another process
     writing it is refused (E441). An OS failure (a full disk, a read-only file system)
     is E445, with the last good checkpoint intact and named.
@@ -110,14 +123,14 @@ def execute(
     try:
         with layout.lock(command):
             return _execute(plan, registry=registry, layout=layout, start=start, device=device, callbacks=callbacks,
-                            spec_text=spec_text, resume=resume, handle_signals=handle_signals, restart=restart)
+                            spec_text=spec_text, resume=resume, handle_signals=handle_signals, restart=restart, live=live)
     except OSError as exc:  # taking the lock, opening the run's files
         raise os_failure(exc, f"`staged {command}` in {layout.root}") from None
 
 
 def _execute(plan: Plan, *, registry: Registry, layout: RunDir, start: int, device: Optional[str],
              callbacks: Iterable[Callback], spec_text: Optional[str], resume: Optional[ResumePoint], handle_signals: bool,
-             restart: Optional[dict]) -> RunResult:
+             restart: Optional[dict], live: Optional["Live"]) -> RunResult:
     run_dir = layout.root
     placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory)
     if resume is not None:
@@ -148,7 +161,7 @@ def _execute(plan: Plan, *, registry: Registry, layout: RunDir, start: int, devi
                     trainer_checkpoints.clear_states(layout, stage.name)
             if resume is None and start > 0:
                 _adopt_previous(state, outputs.read_summary(), plan, start)
-            ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks,
+            ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks, live or Live(),
                              preset=auto_values(resume.trainer) if resume is not None else None)
             ctx.fire(Event.RUN_START)
             restore = _previous_weights(ctx, start) if start > 0 and resume is None else None
@@ -259,14 +272,39 @@ def _stage_index(plan: Plan, name: Optional[str], *, after: int) -> int:
     return names.index(name)
 
 
+@attrs.frozen
+class Live:
+    """The live objects a plan names ``<live:ClassName>`` (`stagedsl.run(model=..., data=...)`), handed to the engine."""
+
+    model: Any = None
+    data: Any = None
+
+
+def _piece(kind: str, ref: Any, live: Any, registry: Registry, at: str) -> Any:
+    """The live object a ``<live:...>`` name stands for, or the piece built through the registry."""
+    if is_live(ref.name):
+        if live is None:
+            registry.get(kind, ref.name)  # E086: named live, not handed over
+        return live
+    return registry.build(kind, ref.name, ref.args, at=at)
+
+
+def _piece_names(plan: Plan) -> list[str]:
+    stages = [ref.name for s in plan.stages for ref in (s.optimizer, s.scheduler, *s.metrics, *s.loss.terms)]
+    return [plan.model.name, plan.data.name, *(ref.name for ref in plan.callbacks), *stages]
+
+
 def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Placement, outputs: RunOutputs,
-               progress: Progress, state: RunState, callbacks: Iterable[Callback], preset: Optional[dict] = None) -> RunContext:
+               progress: Progress, state: RunState, callbacks: Iterable[Callback], live: Live,
+               preset: Optional[dict] = None) -> RunContext:
+    if plan.root and names_import_paths(_piece_names(plan)):
+        importable(plan.root)  # the spec's folder, where its "module:attr" pieces may live (a member's or a resumed process)
     gathered = [registry.build("callbacks", ref.name, ref.args, at=f"callbacks[{i}]") for i, ref in enumerate(plan.callbacks)]
     callback_list = CallbackList([*gathered, *callbacks])
 
     _apply_threads(plan, placement, progress)
     seed_everything(plan.run.seed)
-    model = registry.build("models", plan.model.name, plan.model.args, at="model")
+    model = _piece("models", plan.model, live.model, registry, "model")
     if not isinstance(model, torch.nn.Module):
         raise RunError(f"model `{plan.model.name}` did not return a torch.nn.Module", code="E408")
     if plan.parameters:
@@ -277,7 +315,7 @@ def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Place
                            "compile the plan again", code="E402")
     model, forward = placement.prepare_model(model, compile=plan.run.compile, channels_last=plan.run.channels_last)
 
-    splits = registry.build("datasets", plan.data.name, plan.data.args, at="data")
+    splits = _piece("datasets", plan.data, live.data, registry, "data")
     if getattr(splits, "train", None) is None:
         raise RunError(f"dataset `{plan.data.name}` returned no training split (expected stagedsl.DataSplits)", code="E405")
     loaders = build_loaders(splits, plan.data, placement)
