@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 from stagedsl.errors import Problem, UsageError
 from stagedsl.registry import Registry, get_registry
 from stagedsl.run_dir import RunDir
+from stagedsl.spec.loader import effective_spec_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from stagedsl.engine.events import Callback
@@ -36,14 +37,6 @@ def load_and_compile(
     registry = registry if registry is not None else get_registry()
     loaded = load_spec(spec, profile=profile, overrides=overrides, registry=registry)
     return loaded, compile_plan(loaded, registry)
-
-
-def effective_spec_text(spec: "Spec", *, note: str = "") -> str:
-    """The spec as it runs (extends, the profile and --set applied) as TOML text, for ``spec.toml``."""
-    import tomli_w
-
-    header = f"# effective spec of {spec.file}: extends, profile and --set applied{note}\n"
-    return header + tomli_w.dumps(spec.document or {})
 
 
 def resume_run(
