@@ -168,9 +168,10 @@ def main() -> None:
     s = result["seconds"]
     print(f"python benchmarks/search_reuse.py --repeats {args.repeats}{' --quick' if args.quick else ''}  "
           f"(load average {os.getloadavg()[0]:.1f})")
-    print(f"{'case':<10} {'median s':>9} {'x one run':>10} {'stages trained':>15}")
+    print(f"{'case':<10} {'median s':>9} {'x one run':>10} {'stages trained':>15}  each repeat (s)")
     for name, ratio in (("run", 1.0), ("reuse", result["ratio_reuse"]), ("no-reuse", result["ratio_no_reuse"])):
-        print(f"{name:<10} {s[name]:>9.2f} {ratio:>10.2f} {result['stages_trained'][name]:>15}")
+        each = " ".join(f"{t:.2f}" for t in result["all"][name])
+        print(f"{name:<10} {s[name]:>9.2f} {ratio:>10.2f} {result['stages_trained'][name]:>15}  {each}")
     print(f"target: reuse <= 2.0x one run ({'met' if result['ratio_reuse'] <= 2.0 else 'NOT met'}); without reuse ~{TRIALS}x")
     sys.stdout.flush()
 

@@ -34,7 +34,7 @@ from stagedsl.engine.progress import Progress
 from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.engine.seeding import seed_everything
 from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
-from stagedsl.engine.start import StartAt, adopt_files, adopted_record, check_start, from_own_run, in_place
+from stagedsl.engine.start import StartAt, adopt, check_start, from_own_run, in_place
 from stagedsl.errors import GateStopped, Problem, RunError, RunStopped, StagedError, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
@@ -142,7 +142,7 @@ def execute(
                 for stage in plan.stages[first:]:  # a run that starts a stage over drops its old resume points
                     trainer_checkpoints.clear_states(layout, stage.name)
             if resume is None and start is not None:
-                _adopt(state, start, plan, layout, outputs)
+                adopt(state, start, plan, layout, outputs)
             ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks,
                              preset=auto_values(resume.trainer) if resume is not None else None)
             ctx.fire(Event.RUN_START)
@@ -309,34 +309,6 @@ class _Live:
     @property
     def scheduler(self) -> Any:
         return self.stage.scheduler if self.stage else None
-
-
-def _adopt(state: RunState, start: StartAt, plan: Plan, layout: RunDir, outputs: RunOutputs) -> None:
-    """Carry the adopted stages over: their files (from another run), log lines, records, the step count;
-    stages before the start that the adopted decisions skipped are recorded as skipped."""
-    for record in adopt_files(start, layout):
-        outputs.log(record)
-        if record.get("event") in ("train", "eval"):
-            outputs.scalars({k: v for k, v in record.items() if "/" in k}, int(record.get("step") or 0))
-    fields = attrs.fields_dict(StageRecord)
-    adopted = {a.name: a for a in start.adopted}
-    decided = start.index if start.stopped_by_gate is None else plan.stage(start.adopted[-1].name).index + 1
-    for stage in plan.stages[:decided]:
-        if stage.name not in adopted:
-            state.record(stage.name).status = "skipped"
-            continue
-        data = adopted_record(adopted[stage.name], fields)
-        try:
-            state.stages[stage.name] = StageRecord(**{**data, "name": stage.name, "index": stage.index})
-        except TypeError:
-            pass
-        state.gate_decisions.extend(data.get("gate_decisions") or [])
-    state.auto_loss_args.update(start.auto_loss_args)
-    state.global_step = start.end_step
-    if start.stopped_by_gate is not None:
-        state.status, state.stopped_by_gate = "stopped_by_gate", dict(start.stopped_by_gate)
-        for later in plan.stages[decided:]:
-            state.record(later.name).status = "not_run"
 
 
 def _previous_weights(ctx: RunContext, start: StartAt) -> Optional[dict]:

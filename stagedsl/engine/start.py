@@ -30,6 +30,8 @@ from typing import Any, Optional, Sequence
 import attrs
 
 from stagedsl.engine.checkpointing.weights import BEST, LAST
+from stagedsl.engine.outputs import RunOutputs
+from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.errors import CheckpointError, Problem
 from stagedsl.plan.model import Plan
 from stagedsl.run_dir import RunDir
@@ -137,6 +139,34 @@ def adopt_files(start: StartAt, layout: RunDir) -> list[dict]:
     return _log_lines(foreign[-1])
 
 
+def adopt(state: RunState, start: StartAt, plan: Plan, layout: RunDir, outputs: RunOutputs) -> None:
+    """Carry the adopted stages over: their files (from another run), log lines, records, the step count;
+    stages before the start that the adopted decisions skipped are recorded as skipped."""
+    for record in adopt_files(start, layout):
+        outputs.log(record)
+        if record.get("event") in ("train", "eval"):
+            outputs.scalars({k: v for k, v in record.items() if "/" in k}, int(record.get("step") or 0))
+    fields = attrs.fields_dict(StageRecord)
+    adopted = {a.name: a for a in start.adopted}
+    decided = start.index if start.stopped_by_gate is None else plan.stage(start.adopted[-1].name).index + 1
+    for stage in plan.stages[:decided]:
+        if stage.name not in adopted:
+            state.record(stage.name).status = "skipped"
+            continue
+        data = adopted_record(adopted[stage.name], fields)
+        try:
+            state.stages[stage.name] = StageRecord(**{**data, "name": stage.name, "index": stage.index})
+        except TypeError:
+            pass
+        state.gate_decisions.extend(data.get("gate_decisions") or [])
+    state.auto_loss_args.update(start.auto_loss_args)
+    state.global_step = start.end_step
+    if start.stopped_by_gate is not None:
+        state.status, state.stopped_by_gate = "stopped_by_gate", dict(start.stopped_by_gate)
+        for later in plan.stages[decided:]:
+            state.record(later.name).status = "not_run"
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() or target.is_symlink():
@@ -174,5 +204,5 @@ def adopted_record(stage: AdoptedStage, fields: Sequence[str]) -> dict[str, Any]
     return data
 
 
-__all__ = ["REUSABLE", "AdoptedStage", "StartAt", "adopt_files", "adopted_record", "check_start", "from_own_run", "in_place", "next_index",
+__all__ = ["REUSABLE", "AdoptedStage", "StartAt", "adopt", "adopt_files", "adopted_record", "check_start", "from_own_run", "in_place", "next_index",
            "start_after"]
