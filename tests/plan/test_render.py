@@ -14,3 +14,4 @@ def test_each_stage_shows_its_groups_schedule_and_what_it_trains(builtin_registr
     assert "group default        lr 0.0001" in heads
     assert "group backbone       lr 5e-06" in unfreeze and "group margin         lr 0.0003, weight_decay 0" in unfreeze
     assert "◐ backbone" in unfreeze and "init: stage `heads` best" in unfreeze
+    assert f"[hash {plan.stage_hashes['heads']}]" in heads and f"[hash {plan.stage_hashes['unfreeze']}]" in unfreeze

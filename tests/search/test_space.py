@@ -82,3 +82,17 @@ def test_an_integer_range_on_an_integer_key_is_an_integer_axis(tmp_path, registr
     path.write_text(spec_text(search='sampler = "random"\ntrials = 3', space='"stage.finetune.steps" = { low = 2, high = 6, step = 2 }'))
     assert run_cli(["validate", str(path)]) == 0
     assert "stage.finetune.steps int 2 .. 6 (step 2)" in capsys.readouterr().out
+
+
+def test_validate_of_a_search_imports_neither_torch_nor_optuna(specs_dir):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from stagedsl.cli.app import run_cli; "
+            f"assert run_cli(['validate', {str(specs_dir / 'mesh.toml')!r}, '--profile', 'grid']) == 0; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'optuna')]")
+    env = {**os.environ, "STAGEDSL_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "search of 16 trials (grid)" in result.stdout
