@@ -127,7 +127,7 @@ class MissingUse(KeyProblem):
     def __init__(self, near: Optional[str] = None):
         where = (near,) if near else ()
         message = f"`{near}` is not a key here: a piece names what to use with `use`" if near else "a piece needs `use = \"<registered name>\"`"
-        super().__init__(message, path=where, hint='did you mean "use"?' if near else None, code="E004")
+        super().__init__(message, path=where, hint=did_you_mean(near, ["use"], cutoff=0.0) if near else None, code="E004")
         self.near = near
 
 
