@@ -44,6 +44,22 @@ def read_summary(run_dir: RunDir) -> Optional[dict[str, Any]]:
         return None
 
 
+def read_log(run_dir: RunDir) -> list[dict[str, Any]]:
+    """The events of a run directory's ``metrics.jsonl``, up to the first line that is not whole (one a
+    running run is writing); empty when there is none."""
+    try:
+        lines = run_dir.metrics.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            break
+    return events
+
+
 class RunOutputs:
     """Writes the run directory's text outputs (see the module docstring)."""
 

@@ -21,7 +21,6 @@ is followed: a ``goto`` skips to its target, a ``stop`` ends the run as that sta
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Optional, Sequence
 import attrs
 
 from stagedsl.engine.checkpointing.weights import BEST, LAST
-from stagedsl.engine.outputs import RunOutputs
+from stagedsl.engine.outputs import RunOutputs, read_log
 from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.errors import CheckpointError, Problem
 from stagedsl.plan.model import Plan
@@ -178,23 +177,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _log_lines(last: AdoptedStage) -> list[dict]:
-    """The source's ``metrics.jsonl`` lines up to the end of `last` (the stages before it ran before it)."""
-    path = RunDir(last.run_dir).metrics
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    records: list[dict] = []
-    end = None
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            break  # a line being written by a run still going: everything adopted lies before it
-        records.append(record)
-        if record.get("event") == "stage_end" and record.get("stage") == last.name and int(record.get("step") or 0) <= last.end_step:
-            end = len(records)
-    return records[:end] if end is not None else []
+    """The source's ``metrics.jsonl`` events up to the end of `last` (the stages before it ran before it)."""
+    records = read_log(RunDir(last.run_dir))
+    ends = [i for i, r in enumerate(records)
+            if r.get("event") == "stage_end" and r.get("stage") == last.name and int(r.get("step") or 0) <= last.end_step]
+    return records[: ends[-1] + 1] if ends else []
 
 
 def adopted_record(stage: AdoptedStage, fields: Sequence[str]) -> dict[str, Any]:

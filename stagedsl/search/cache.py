@@ -100,19 +100,9 @@ class RunSource:
 
 def _end_steps(layout: RunDir) -> dict[str, int]:
     """Each stage's global step at its last end, from ``metrics.jsonl``."""
-    steps: dict[str, int] = {}
-    try:
-        lines = layout.metrics.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return steps
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("event") == "stage_end":
-            steps[record.get("stage")] = int(record.get("step") or 0)
-    return steps
+    from stagedsl.engine.outputs import read_log
+
+    return {e.get("stage"): int(e.get("step") or 0) for e in read_log(layout) if e.get("event") == "stage_end"}
 
 
 def source_at(path: Path | str):

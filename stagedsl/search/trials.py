@@ -15,7 +15,6 @@ propagates.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -164,27 +163,17 @@ def _resumable(layout: RunDir) -> bool:
 
 def objective_of(layout: RunDir, metric: str, direction: str) -> Optional[float]:
     """The best value of `metric` over the evaluations of the run's last stage (its last attempt), in `direction`."""
-    try:
-        lines = layout.metrics.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
+    from stagedsl.engine.outputs import read_log
+
     values: list[float] = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if row.get("event") == "stage_start":
+    for event in read_log(layout):
+        if event.get("event") == "stage_start":
             values = []
-        elif row.get("event") == "eval" and metric in row:
-            try:
-                values.append(float(row[metric]))
-            except (TypeError, ValueError):
-                pass
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
+        elif event.get("event") == "eval" and isinstance(event.get(metric), (int, float)) and math.isfinite(event[metric]):
+            values.append(float(event[metric]))
+    if not values:
         return None
-    return max(finite) if direction == "maximize" else min(finite)
+    return max(values) if direction == "maximize" else min(values)
 
 
 def record(search_dir: SearchDir, number: int, params: dict, state: str, started: float, *, value: Optional[float] = None,
