@@ -27,16 +27,23 @@ def resume(
     force: bool = typer.Option(False, "--force", help="Accept --set changes to finished stages, the model or the data "
                                                       "(recorded as forced)."),
     device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").'),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (a search: trials)."),
     member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: finish only the members matching this glob (repeatable)."),
 ) -> None:
     """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes).
-    A matrix run finishes its unfinished members and builds its ensembles again."""
+    A matrix run finishes its unfinished members and builds its ensembles again; a search goes on with its study."""
     from stagedsl.cli.matrix_commands import refuse_matrix_options, resume_matrix_dir
     from stagedsl.matrix.layout import MatrixDir
 
     if MatrixDir.holds_matrix(run_dir):
         return resume_matrix_dir(run_dir, jobs=jobs, members=member, device=device, overrides=set_, force=force)
+    from stagedsl.search.layout import SearchDir
+
+    if SearchDir.holds_search(run_dir):
+        from stagedsl.cli.search_commands import resume_search_dir
+
+        refused = [n for n, v in (("--set", set_), ("--force", force), ("--member", member)) if v]
+        return resume_search_dir(run_dir, trials=None, jobs=jobs, device=device, refused=refused)
     refuse_matrix_options(jobs=jobs, member=member)
     from stagedsl.api import resume_run
     from stagedsl.engine.resuming import read_run_plan

@@ -43,7 +43,7 @@ def search(
     with a search run directory, go on with its study (trials left running are continued)."""
     from stagedsl.registry import get_registry
     from stagedsl.search.layout import SearchDir
-    from stagedsl.search.runner import resume_search, run_search
+    from stagedsl.search.runner import run_search
 
     for name, value in (("--trials", trials), ("--jobs", jobs)):
         if value is not None and value < 1:
@@ -52,11 +52,9 @@ def search(
         if not SearchDir.holds_search(target):
             raise UsageError([Problem(code="E802", message=f"`{target}` is not a search run directory (no search.json)",
                                       hint="pass a spec with [search], or the folder `staged search SPEC` wrote")])
-        given = [n for n, v in (("--out", out), ("--storage", storage), ("--profile", profile), ("--set", set_)) if v]
-        if given or not reuse or overwrite:
-            raise UsageError([Problem(code="E090", message=f"{', '.join(given) or '--no-reuse / --overwrite'} cannot change a study that has begun",
-                                      path=given[0] if given else None, hint=f"start a new search from the spec, or go on with `staged search {target}`")])
-        result = resume_search(target, registry=get_registry(), trials=trials, jobs=jobs, device=device, say=_say)
+        given = [n for n, v in (("--out", out), ("--storage", storage), ("--profile", profile), ("--set", set_),
+                                ("--no-reuse", not reuse), ("--overwrite", overwrite)) if v]
+        return resume_search_dir(target, trials=trials, jobs=jobs, device=device, refused=given, json_=json_)
     else:
         from stagedsl.api import effective_spec_text
         from stagedsl.spec.loader import load_spec
@@ -67,6 +65,18 @@ def search(
         result = run_search(loaded, registry=get_registry(), out=out, trials=trials, jobs=jobs, storage=storage, reuse=reuse,
                             device=device, overwrite=overwrite, spec_text=effective_spec_text(loaded), say=_say)
     _finish(result, json_)
+
+
+def resume_search_dir(run_dir: Path, *, trials: Optional[int], jobs: Optional[int], device: Optional[str], refused: List[str],
+                      json_: bool = False) -> None:
+    """`staged search RUN_DIR` (and `staged resume RUN_DIR` of a search): go on with the study."""
+    from stagedsl.registry import get_registry
+    from stagedsl.search.runner import resume_search
+
+    if refused:
+        raise UsageError([Problem(code="E090", message=f"{', '.join(refused)} cannot change a study that has begun", path=refused[0],
+                                  hint=f"start a new search from the spec, or go on with `staged search {run_dir}`")])
+    _finish(resume_search(run_dir, registry=get_registry(), trials=trials, jobs=jobs, device=device, say=_say), json_)
 
 
 def _finish(result: Any, json_: bool) -> None:
@@ -126,4 +136,4 @@ def describe_reuse(plan: Any, reuse: Path) -> str:
     return f"with --reuse {reuse}:\n" + "\n".join(describe_start(plan, start)) + "\n"
 
 
-__all__ = ["add_commands", "describe_reuse", "plan_search_spec", "reuse_start_for", "validate_line"]
+__all__ = ["add_commands", "describe_reuse", "plan_search_spec", "resume_search_dir", "reuse_start_for", "validate_line"]

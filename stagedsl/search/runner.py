@@ -27,7 +27,7 @@ import attrs
 
 from stagedsl.errors import Problem, UsageError
 from stagedsl.search.layout import SearchDir
-from stagedsl.search.study import COMPLETE, FAILED, PRUNED, Ticket, open_study
+from stagedsl.search.study import COMPLETE, FAILED, PRUNED, Ticket, check_backend, open_study
 
 Say = Callable[[str], None]
 INTERRUPTED_CODES = (130, 143)
@@ -70,6 +70,7 @@ def run_search(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
     run_dir = Path(out if out is not None else (spec.run.out or f"runs/{spec.run.name}"))
     search = compile_search(spec, registry, out=run_dir, trials=trials, storage=storage, reuse=reuse, jobs=jobs)
     search_dir = SearchDir(run_dir)
+    check_backend(search.index)  # before the folder is touched: E103 names the extra to install
     if search_dir.holds_run() or RunDir(run_dir).holds_run() or MatrixDir.holds_matrix(run_dir):
         if not overwrite:
             raise UsageError([Problem("E091", f"{run_dir} already holds a run", path="--out",

@@ -46,9 +46,20 @@ def trial_seed(seed: int, number: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/trial/{number}".encode()).digest()[:4], "little")
 
 
+def needs_optuna(index: dict) -> bool:
+    """Whether a study needs Optuna: every sampler but the grid does, and so do a pruner and a storage URL."""
+    return not (index["sampler"] == "grid" and not index.get("storage") and not index.get("pruner"))
+
+
+def check_backend(index: dict) -> None:
+    """A `PluginError` (E103, naming the ``search`` extra) when the study needs Optuna and it is not installed."""
+    if needs_optuna(index):
+        _optuna()
+
+
 def open_study(search_dir: SearchDir, index: dict, *, create: bool = False):
     """The study of a search run directory: Optuna's when it is installed (or needed), else the plain grid."""
-    if index["sampler"] == "grid" and not index.get("storage") and not _has_optuna() and not index.get("pruner"):
+    if not needs_optuna(index) and not _has_optuna():
         return PlainGridStudy(search_dir, index)
     return OptunaStudy(search_dir, index, create=create)
 
@@ -294,4 +305,4 @@ class PlainGridStudy:
         return [Ticket(r["number"], r["params"]) for r in self._read() if r["state"] == RUNNING]
 
 
-__all__ = ["COMPLETE", "FAILED", "FINISHED", "PRUNED", "RUNNING", "OptunaStudy", "PlainGridStudy", "Ticket", "open_study", "trial_seed"]
+__all__ = ["COMPLETE", "FAILED", "FINISHED", "PRUNED", "RUNNING", "OptunaStudy", "check_backend", "needs_optuna", "PlainGridStudy", "Ticket", "open_study", "trial_seed"]

@@ -96,3 +96,11 @@ def test_validate_of_a_search_imports_neither_torch_nor_optuna(specs_dir):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "search of 16 trials (grid)" in result.stdout
+
+
+def test_the_mesh_grid_profile_trains_its_first_stage_once_per_model(specs_dir, registry, capsys):
+    assert run_cli(["plan", str(specs_dir / "mesh.toml"), "--profile", "grid", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["trials"] == 16 and data["sampler"] == "grid"
+    assert data["shared"] == {"converge": 4, "refine": 16}
+    assert data["depends"]["converge"] == ["model.hidden", "model.layers"]

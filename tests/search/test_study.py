@@ -108,3 +108,27 @@ def test_the_grid_runs_without_optuna(write_spec, tmp_path, registry, monkeypatc
     plain = read_json(tmp_path / "study" / "study.json")
     assert [t["state"] for t in plain["trials"]] == ["complete"] * 3
     assert summary["counts"]["stages_reused"] == 4 and summary["best"] is not None
+
+
+def test_a_study_that_needs_optuna_says_which_extra_before_it_writes_anything(write_spec, tmp_path, registry, monkeypatch, capsys):
+    import stagedsl.search.study as study
+    from stagedsl.errors import PluginError, Problem
+
+    def missing():
+        raise PluginError([Problem(code="E103", message="a search with the random or tpe sampler needs `optuna`, which is not installed",
+                                   hint="pip install 'stagedsl[search]'")])
+
+    monkeypatch.setattr(study, "_optuna", missing)
+    path = write_spec(search=TPE, space=LR_RANGE)
+    assert run_cli(["search", str(path), "--out", str(tmp_path / "study")]) == 2
+    assert "stagedsl[search]" in capsys.readouterr().err and not (tmp_path / "study").exists()
+
+
+def test_staged_resume_of_a_search_goes_on_with_its_study(write_spec, tmp_path, registry, capsys):
+    path = write_spec()
+    assert run_cli(["search", str(path), "--out", str(tmp_path / "study"), "--trials", "1"]) == 0
+    assert run_cli(["resume", str(tmp_path / "study"), "--set", "run.seed=2"]) == 2
+    assert run_cli(["search", str(tmp_path / "study"), "--trials", "2"]) == 0
+    assert [r["state"] for r in read_json(tmp_path / "study" / "summary.json")["trials"]] == ["complete", "complete"]
+    assert run_cli(["resume", str(tmp_path / "study")]) == 0
+    assert capsys.readouterr().out.strip().endswith(str(tmp_path / "study"))
