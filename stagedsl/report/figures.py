@@ -322,7 +322,7 @@ def _on_scale(threshold: float, values: list[float]) -> bool:
     if not values:
         return True
     low, high = min(values), max(values)
-    spread = max(high - low, abs(high) * 0.1, 1e-12)
+    spread = max(high - low, abs(high) * 0.5, 1e-12)
     return low - 2 * spread <= threshold <= high + 2 * spread
 
 

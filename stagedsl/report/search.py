@@ -366,7 +366,7 @@ def write_search_report(run_dir: Path | str, out: Path) -> Report:
             f"stages trained {escape(counts.get('stages_trained', '—'))}, reused {escape(counts.get('stages_reused', '—'))} · "
             f"{escape(duration(summary.get('wall_time_s')))} · {code(search_dir.root)}")
     footer = (f"Written by <code>staged report</code> from {code(search_dir.root)}: search.json, summary.json, the trials' "
-              "metrics.jsonl and the best trial's run directory" + (", and the study in study.db (read-only, for the importance)" if found else "")
+              "metrics.jsonl and the best trial's run directory" + (", and a copy of the study in study.db (for the importance)" if found else "")
               + ". The page is self-contained: its figures are the PNG files beside it; it runs no script and loads nothing from the network.")
     figures = [out / f.file for f in drawn if f is not None] + figures
     return write_page(out, f"Search report: {index.get('name') or search_dir.root.name}", lead, sections, figures, hints,

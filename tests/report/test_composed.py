@@ -113,8 +113,35 @@ def test_importance_says_plainly_when_it_cannot_be_computed(tmp_path):
     assert found is None and "reads only a SQLite study file" in why
 
 
+def test_without_optuna_the_page_says_which_extra_computes_the_importance(tmp_path, monkeypatch):
+    import sys
+
+    points = [({"lr": lr, "width": w}, lr * w) for lr, w in ((1e-4, 4), (1e-3, 8), (1e-2, 16))]
+    search_dir, summary_, trials = _study(tmp_path, points)
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` now raises ImportError
+    found, why = importance(search_dir, summary_, trials)
+    assert found is None and "pip install 'stagedsl[search]'" in why
+
+
+def test_a_gate_threshold_far_off_the_values_is_named_not_drawn():
+    from stagedsl.report.figures import _on_scale
+
+    seen = [0.08, 0.09, 0.085]
+    assert _on_scale(0.1, seen) and _on_scale(0.0, seen) and _on_scale(0.8, [0.5, 0.52])  # near the curve: drawn as a line
+    assert not _on_scale(1e9, seen) and not _on_scale(-5.0, seen)  # would flatten the curve to a line at the bottom
+
+
 def test_a_folder_with_a_broken_matrix_index_exits_2(tmp_path, capsys):
     (tmp_path / "matrix.json").write_text("{}")
     assert run_cli(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "error[E702]" in err and "is not a matrix run directory" in err and "Traceback" not in err
+
+
+def test_a_trial_names_the_trial_its_reused_stages_came_from(search_run, tmp_path):
+    trial = summary(search_run)["trials"][2]
+    assert trial["reused"] == {"warmup": {"from": "trials/0", "stage": "warmup", "hash": trial["reused"]["warmup"]["hash"]}}
+    assert run_cli(["report", str(search_run / "trials" / "2"), "--out", str(tmp_path / "page")]) == 0
+    stages = re.search(r'<section id="stages">(.*?)</section>', (tmp_path / "page" / "index.html").read_text(), flags=re.S).group(1)
+    rows = re.findall(r"<tr>(.*?)</tr>", stages)[1:]
+    assert "<td>from trials/0</td>" in rows[0] and "<td>from trials/0</td>" not in rows[1]  # warmup adopted, finetune trained
