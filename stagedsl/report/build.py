@@ -19,7 +19,7 @@ import stagedsl
 from stagedsl.engine.checkpointing.safe_io import atomic_write_text
 from stagedsl.report.diagnosis import Hint, diagnose
 from stagedsl.report.figures import draw_run
-from stagedsl.report.page import Section, code, escape, render_page
+from stagedsl.report.page import Section, code, escape, paragraph, render_page
 from stagedsl.report.rundata import RunData, read_run
 from stagedsl.report.sections import RunView, run_sections, status_badge
 from stagedsl.matrix.layout import MatrixDir
@@ -53,6 +53,26 @@ def view_run(run: RunData, out: Path, *, prefix: str = "", anchor: str = "") -> 
     """Diagnose one run and draw its figures into `out` (file names starting with `prefix`)."""
     hints = tuple(diagnose(run))
     return RunView(run, tuple(draw_run(run, out, prefix, hints)), hints, anchor)
+
+
+@attrs.frozen
+class Part:
+    """A run shown inside a page of several (a matrix's member, a search's best trial)."""
+
+    sections: tuple[Section, ...]
+    figures: tuple[Path, ...]
+    hints: tuple[Hint, ...]
+
+
+def run_part(run_dir: Path, out: Path, *, folder: str, id: str, title: str, label: str, facts: str, note: str = "") -> Part:
+    """The run in `run_dir` as part of a bigger page: a heading `title` (id `id`) with `facts` and the run's lead under it,
+    its sections one level down with `label` in their titles, its figures in ``out/<folder>/``, its hints saying `label`."""
+    run = read_run(run_dir)
+    view = view_run(run, out, prefix=f"{folder}/", anchor=f"{id}-")
+    lead = f"<p class=lead>{escape(facts)} · {run_lead(run)} · {code(run.path)}</p>" + (paragraph(note, "note") if note else "")
+    sections = [Section(id, title, lead), *(attrs.evolve(s, title=f"{s.title} · {label}", level=3) for s in run_sections(view))]
+    hints = tuple(attrs.evolve(h, message=f"{label}: {h.message}") for h in view.hints)
+    return Part(tuple(sections), tuple(out / f.file for f in view.figures), hints)
 
 
 def run_lead(run: RunData) -> str:

@@ -18,12 +18,10 @@ from stagedsl.eval.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, be
 from stagedsl.eval.render import sort_rows
 from stagedsl.matrix.layout import MatrixDir, member_status
 from stagedsl.report import draw
-from stagedsl.report.build import Report, run_lead, view_run, write_page
-from stagedsl.report.diagnosis import Hint
+from stagedsl.report.build import Part, Report, run_part, write_page
 from stagedsl.report.figures import Figure
 from stagedsl.report.page import Section, code, escape, figure, paragraph, table
-from stagedsl.report.rundata import read_run
-from stagedsl.report.sections import duration, run_sections, status_badge, value
+from stagedsl.report.sections import duration, status_badge, value
 from stagedsl.run_dir import RunDir
 
 SPLIT = "val"
@@ -213,23 +211,14 @@ def ensembles_section(index: dict, summary: dict) -> Optional[Section]:
                                                     raw=True))
 
 
-def _member_sections(entry: Entry, matrix_dir: MatrixDir, out: Path) -> tuple[list[Section], list[Path], list[Hint]]:
-    """The member's heading and its run sections one level down, its figures under ``members/<name>/``."""
+def member_part(entry: Entry, matrix_dir: MatrixDir, out: Path) -> Part:
+    """The member as a run (figures under ``members/<name>/``), or a line saying why it has nothing to draw."""
     run_dir = matrix_dir.member(entry.name)
     if not RunDir(run_dir).plan.is_file():
         text = f"{entry.what}: {entry.status.replace('_', ' ')}; its run directory has no plan.json, so there is nothing to draw."
-        if entry.note:
-            text += f" {entry.note}"
-        return [Section(entry.anchor, f"Member {entry.name}", paragraph(text, "note"))], [], []
-    run = read_run(run_dir)
-    view = view_run(run, out, prefix=f"members/{entry.name}/", anchor=f"{entry.name}-")
-    lead = f'<p class=lead>{escape(entry.what)} · {run_lead(run)} · {code(run.path)}</p>'
-    if entry.note:
-        lead += paragraph(entry.note, "note")
-    sections = [Section(entry.anchor, f"Member {entry.name}", lead)]
-    sections += [attrs.evolve(s, title=f"{s.title} · {entry.name}", level=3) for s in run_sections(view)]
-    hints = [attrs.evolve(h, message=f"member {entry.name}: {h.message}") for h in view.hints]
-    return sections, [out / f.file for f in view.figures], hints
+        return Part((Section(entry.anchor, f"Member {entry.name}", paragraph(f"{text} {entry.note}".strip(), "note")),), (), ())
+    return run_part(run_dir, out, folder=f"members/{entry.name}", id=entry.anchor, title=f"Member {entry.name}",
+                    label=f"member {entry.name}", facts=entry.what, note=entry.note)
 
 
 def write_matrix_report(run_dir: Path | str, out: Path) -> Report:
@@ -251,10 +240,10 @@ def write_matrix_report(run_dir: Path | str, out: Path) -> Report:
     figures, hints = [out / bars.file] if bars else [], []
     for entry in rows:
         if entry.kind == "member":
-            more, drawn, found = _member_sections(entry, matrix_dir, out)
-            sections += more
-            figures += drawn
-            hints += found
+            part = member_part(entry, matrix_dir, out)
+            sections += part.sections
+            figures += part.figures
+            hints += part.hints
     members = [r for r in rows if r.kind == "member"]
     counts: dict[str, int] = {}
     for r in members:

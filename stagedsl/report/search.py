@@ -20,11 +20,11 @@ from typing import Any, Optional
 import attrs
 
 from stagedsl.report import draw
-from stagedsl.report.build import Report, run_lead, view_run, write_page
+from stagedsl.report.build import Part, Report, run_part, write_page
 from stagedsl.report.figures import Figure
 from stagedsl.report.page import Section, badge, code, escape, figure, paragraph, table
-from stagedsl.report.rundata import read_events, read_run
-from stagedsl.report.sections import duration, run_sections, status_badge
+from stagedsl.report.rundata import read_events
+from stagedsl.report.sections import duration, status_badge
 from stagedsl.run_dir import RunDir
 from stagedsl.search.layout import SearchDir
 
@@ -312,17 +312,13 @@ def draw_importance(found: dict[str, float], out: Path, name: str = "importance.
                   "accounts for (optuna.importance.get_param_importances, normalised to sum to 1). With few trials it is a rough guide.")
 
 
-def _best_sections(best: Optional[Trial], out: Path) -> tuple[list[Section], list[Path], list]:
+def best_part(best: Optional[Trial], out: Path) -> Optional[Part]:
+    """The best trial as a run (figures under ``trials/<n>/``); None without one."""
     if best is None or best.run_dir is None or not RunDir(best.run_dir).plan.is_file():
-        return [], [], []
-    run = read_run(best.run_dir)
-    view = view_run(run, out, prefix=f"trials/{best.number}/", anchor=f"trial-{best.number}-")
+        return None
     params = ", ".join(f"{k} = {_shown(v)}" for k, v in best.params.items())
-    lead = f"<p class=lead>{escape(params)} · {run_lead(run)} · {code(run.path)}</p>"
-    sections = [Section(f"trial-{best.number}", f"Best trial: {best.number}", lead)]
-    sections += [attrs.evolve(s, title=f"{s.title} · trial {best.number}", level=3) for s in run_sections(view)]
-    hints = [attrs.evolve(h, message=f"trial {best.number}: {h.message}") for h in view.hints]
-    return sections, [out / f.file for f in view.figures], hints
+    return run_part(best.run_dir, out, folder=f"trials/{best.number}", id=f"trial-{best.number}", title=f"Best trial: {best.number}",
+                    label=f"trial {best.number}", facts=params)
 
 
 def write_search_report(run_dir: Path | str, out: Path) -> Report:
@@ -352,10 +348,10 @@ def write_search_report(run_dir: Path | str, out: Path) -> Report:
     else:
         body = paragraph(why, "note")
     sections.append(Section("importance", "Parameter importance", body))
-    more, figures, hints = _best_sections(best, out)
-    if best is None:
+    part = best_part(best, out)
+    if part is None:
         sections.append(Section("best", "Best trial", paragraph("No trial completed: there is no best trial yet.", "note")))
-    sections += more
+    sections += part.sections if part else ()
     counts = summary.get("counts") or {}
     tally = ", ".join(f"{counts.get(s, 0)} {s}" for s in (COMPLETE, PRUNED, FAILED, RUNNING) if counts.get(s) or s == COMPLETE)
     best_text = (f"best: trial {best.number}, {metric} = {best.value:.4g}" if best is not None and best.value is not None
@@ -368,6 +364,6 @@ def write_search_report(run_dir: Path | str, out: Path) -> Report:
     footer = (f"Written by <code>staged report</code> from {code(search_dir.root)}: search.json, summary.json, the trials' "
               "metrics.jsonl and the best trial's run directory" + (", and a copy of the study in study.db (for the importance)" if found else "")
               + ". The page is self-contained: its figures are the PNG files beside it; it runs no script and loads nothing from the network.")
-    figures = [out / f.file for f in drawn if f is not None] + figures
-    return write_page(out, f"Search report: {index.get('name') or search_dir.root.name}", lead, sections, figures, hints,
-                      footer=footer)
+    figures = [out / f.file for f in drawn if f is not None] + list(part.figures if part else ())
+    return write_page(out, f"Search report: {index.get('name') or search_dir.root.name}", lead, sections, figures,
+                      list(part.hints if part else ()), footer=footer)

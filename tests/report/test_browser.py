@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from stagedsl.report.draw import VAL_COLOR
+from .composed import matrix_report, matrix_run, search_report, search_run  # noqa: F401  (fixtures)
 from .conftest import assert_not_blank, pixels_near, require_chromium, summary
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -209,13 +210,13 @@ def test_the_matrix_dom_shows_every_member_with_its_stages_and_gate_decisions(re
     for name in summary(matrix_run)["members"]:
         member = summary(matrix_run / "members" / name)
         assert f'id="member-{name}"' in dom
-        stages = rows_of(dom, f"{name}-stages")[1:]
+        stages = rows_of(dom, f"member-{name}-stages")[1:]
         assert len(stages) == len(member["stages"]) == 2
         for row, stage in zip(stages, member["stages"]):
             assert stage in row, row
         decisions = member["gate_decisions"]
         assert [d["passed"] for d in decisions] == [True, False]
-        gates = rows_of(dom, f"{name}-gates")[1:]
+        gates = rows_of(dom, f"member-{name}-gates")[1:]
         assert len(gates) == len(decisions)
         for row, decision in zip(gates, decisions):
             assert decision["stage"] in row and decision["condition"] in row, row

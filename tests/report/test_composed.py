@@ -16,7 +16,8 @@ from stagedsl.report.matrix import BEST_EDGE
 from stagedsl.report.search import STATE_COLOR, Trial, importance
 from stagedsl.search.layout import SearchDir
 
-from .conftest import WRITTEN, assert_not_blank, pixels_near, summary
+from .composed import WRITTEN, matrix_report, matrix_run, search_report, search_run  # noqa: F401  (fixtures)
+from .conftest import assert_not_blank, pixels_near, summary
 
 
 def _written(folder: Path) -> dict:
@@ -33,7 +34,7 @@ def test_a_matrix_report_compares_then_shows_every_member(matrix_report, matrix_
     assert written["sections"][:3] == ["Members and ensembles", "Bar chart", "Ensembles"]
     for name in members:
         at = written["sections"].index(f"Member {name}")
-        assert written["sections"][at + 1:at + 3] == [f"Run · {name}", f"Diagnosis · {name}"]
+        assert written["sections"][at + 1:at + 3] == [f"Run · member {name}", f"Diagnosis · member {name}"]
     assert _images(matrix_report) == ["comparison.png"] + [f"members/{m}/{f}.png" for m in members for f in ("loss", "metrics", "lr")]
     assert sorted(written["figures"]) == sorted(str(matrix_report / f) for f in _images(matrix_report))
     bars = matrix_report / "comparison.png"
