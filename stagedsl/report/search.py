@@ -164,8 +164,12 @@ def _axis_values(trials: list[Trial], key: str) -> tuple[list, bool]:
     return list(dict.fromkeys(json.dumps(v) for v in seen)) if not numeric else seen, numeric
 
 
-def draw_params(trials: list[Trial], metric: str, best: Optional[int], out: Path, name: str = "params.png") -> Optional[Figure]:
-    """The objective against each parameter: one panel per parameter, a point per complete (and pruned) trial."""
+def draw_params(trials: list[Trial], metric: str, best: Optional[int], out: Path, name: str = "params.png", *,
+                axes_spec: tuple = ()) -> Optional[Figure]:
+    """The objective against each parameter: one panel per parameter, a point per complete (and pruned) trial.
+
+    `axes_spec` is ``search.json``'s axes: a range searched on a log scale gets a log axis."""
+    log_keys = {a.get("key") for a in axes_spec if isinstance(a, dict) and a.get("log")}
     keys = list(dict.fromkeys(k for t in trials for k in t.params))
     placed = [t for t in trials if _trial_value(t) is not None]
     if not keys or not placed:
@@ -189,7 +193,8 @@ def draw_params(trials: list[Trial], metric: str, best: Optional[int], out: Path
                       markerfacecolor=BEST_COLOR if star else (color if t.state == COMPLETE else "white"),
                       markeredgecolor="black" if star else color, markeredgewidth=1.4, zorder=5 if star else 4)
             axes.annotate(str(t.number), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7.5, color="#444444")
-        if numeric and draw.wants_log([float(v) for v in values]):
+        axes.margins(x=0.08, y=0.12)
+        if numeric and (key in log_keys or draw.wants_log([float(v) for v in values])):
             axes.set_xscale("log")
         if not numeric:
             names = [_shown(json.loads(v)) for v in values]
@@ -255,6 +260,8 @@ def importance(search_dir: SearchDir, summary: dict, trials: list[Trial]) -> tup
     """Optuna's parameter importance of the study (PED-ANOVA) and a note on it, or None and why it cannot be computed."""
     keys = list(dict.fromkeys(k for t in trials for k in t.params))
     complete = [t for t in trials if t.state == COMPLETE]
+    if not trials:
+        return None, "No trial has finished yet: there is nothing to compare."
     if len(keys) < 2:
         return None, (f"Parameter importance compares parameters; this search has one ({keys[0] if keys else 'none'}), "
                       "whose share is all of it by definition. How the objective varies with it is in the figure above.")
@@ -332,7 +339,8 @@ def write_search_report(run_dir: Path | str, out: Path) -> Report:
     best_number = (summary.get("best") or {}).get("trial")
     best = next((t for t in trials if t.number == best_number), None)
     out.mkdir(parents=True, exist_ok=True)
-    drawn = [draw_objective(trials, metric, direction, best_number, out), draw_params(trials, metric, best_number, out)]
+    drawn = [draw_objective(trials, metric, direction, best_number, out),
+             draw_params(trials, metric, best_number, out, axes_spec=tuple(index.get("axes") or ()))]
     sections = [Section("objective", "Objective per trial", figure(drawn[0].file, drawn[0].title, drawn[0].caption) if drawn[0]
                         else paragraph("No trial has finished yet: nothing to draw.", "note"))]
     if drawn[1] is not None:

@@ -146,3 +146,16 @@ def test_a_trial_names_the_trial_its_reused_stages_came_from(search_run, tmp_pat
     stages = re.search(r'<section id="stages">(.*?)</section>', (tmp_path / "page" / "index.html").read_text(), flags=re.S).group(1)
     rows = re.findall(r"<tr>(.*?)</tr>", stages)[1:]
     assert "<td>from trials/0</td>" in rows[0] and "<td>from trials/0</td>" not in rows[1]  # warmup adopted, finetune trained
+
+
+def test_a_search_or_matrix_without_its_summary_yet_still_renders_and_says_so(search_run, matrix_run, tmp_path):
+    import shutil
+
+    for run, says in ((search_run, ["No trial has finished yet: nothing to draw.", "there is no best trial yet"]),
+                      (matrix_run, ["no summary.json yet", "No member or ensemble has validation metrics to draw yet."])):
+        copy = tmp_path / run.parent.name
+        shutil.copytree(run, copy)
+        (copy / "summary.json").unlink()
+        assert run_cli(["report", str(copy), "--out", str(tmp_path / f"{copy.name}-page")]) == 0
+        html = (tmp_path / f"{copy.name}-page" / "index.html").read_text()
+        assert all(text in html for text in says), copy.name
