@@ -44,12 +44,12 @@ class Problem:
         return attrs.evolve(self, file=file or self.file, line=line, column=column)
 
     def __str__(self) -> str:
-        where = f"{self.file or '<spec>'}"
-        if self.line:
-            where += f":{self.line}:{self.column or 1}"
+        where = ""
+        if self.file:
+            where = f" --> {self.file}" + (f":{self.line}:{self.column or 1}" if self.line else "")
         at = f" at `{self.path}`" if self.path else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"error[{self.code}]: {self.message}{at} --> {where}{hint}"
+        return f"{self.severity}[{self.code}]: {self.message}{at}{where}{hint}"
 
 
 def closest(word: object, choices: Iterable[str], *, cutoff: float = 0.5) -> Optional[str]:

@@ -21,17 +21,26 @@ def add_commands(app: typer.Typer) -> None:
 
 def resume(
     run_dir: Path = typer.Argument(..., help="The run directory to continue (holds plan.json, spec.toml and stages/).",
-                                   show_default=False),
+                                   show_default=False, metavar="RUN_DIR"),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Change a key from the resume point on: "
-                                             "--set stage.finetune.lr=1e-5 (repeatable); only what has not run yet."),
+                                             "--set stage.finetune.lr=1e-5 (repeatable); only what has not run yet.",
+                                             metavar="KEY=VALUE"),
     force: bool = typer.Option(False, "--force", help="Accept --set changes to finished stages, the model or the data "
                                                       "(recorded as forced)."),
-    device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").'),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (a search: trials)."),
-    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: finish only the members matching this glob (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").',
+                                         metavar="DEVICE"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (a search: trials).",
+                                       metavar="N"),
+    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: finish only the members matching this glob (repeatable).",
+                                               metavar="GLOB"),
+    json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
 ) -> None:
     """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes).
-    A matrix run finishes its unfinished members and builds its ensembles again; a search goes on with its study."""
+
+    A run that already completed is not trained again: it says so and shows its table
+    (exit 0). A matrix run finishes its unfinished members and builds its ensembles again;
+    a search goes on with its study.
+    """
     from stagedsl.cli.matrix_commands import refuse_matrix_options, resume_matrix_dir
     from stagedsl.matrix.layout import MatrixDir
 
@@ -43,19 +52,25 @@ def resume(
         from stagedsl.cli.search_commands import resume_search_dir
 
         refused = [n for n, v in (("--set", set_), ("--force", force), ("--member", member)) if v]
-        return resume_search_dir(run_dir, trials=None, jobs=jobs, device=device, refused=refused)
+        return resume_search_dir(run_dir, trials=None, jobs=jobs, device=device, refused=refused, json_=json_)
     refuse_matrix_options(jobs=jobs, member=member)
     from stagedsl.api import resume_run
+    from stagedsl.cli.app import RunReport, export_at_end, show_result
+    from stagedsl.cli.output import say
     from stagedsl.engine.resuming import read_run_plan
     from stagedsl.registry import get_registry
     from stagedsl.run_dir import RunDir
 
-    result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
-                        warn=lambda message: typer.echo(f"warning: {message}", err=True))
-    plan = read_run_plan(RunDir(run_dir))
+    layout = RunDir(run_dir)
+    plan = read_run_plan(layout) if layout.plan.is_file() else None
+    with RunReport(plan, json_=json_):
+        result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
+                            warn=lambda message: say(f"warning: {message}", err=True))
+    plan = read_run_plan(layout)  # a resume with --set may have changed it
+    if result.already_complete:
+        show_result(result.summary, result.run_dir, plan, json_=json_,
+                    headline=f"{run_dir} is already complete: nothing to resume, nothing trained")
+        return
+    show_result(result.summary, result.run_dir, plan, json_=json_)
     if plan.export is not None:
-        from stagedsl.export.runner import export_run
-
-        report = export_run(result.run_dir)
-        typer.echo(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
-    typer.echo(str(result.run_dir))
+        export_at_end(result.run_dir)

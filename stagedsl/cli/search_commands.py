@@ -27,15 +27,15 @@ def _say(message: str) -> None:
 
 
 def search(
-    target: Path = typer.Argument(..., help="A spec with [search], or a search run directory to go on with.", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default from the spec: runs/<name>)."),
-    trials: Optional[int] = typer.Option(None, "--trials", "-n", help="How many trials (default the spec's `search.trials`, or every grid point)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Trials at once, each in its own process on the study's storage (default `search.jobs`)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///RUN_DIR/study.db)."),
+    target: Path = typer.Argument(..., help="A spec with [search], or a search run directory to go on with.", show_default=False, metavar="TARGET"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default from the spec: runs/<name>).", metavar="DIR"),
+    trials: Optional[int] = typer.Option(None, "--trials", "-n", help="How many trials (default the spec's `search.trials`, or every grid point).", metavar="N"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Trials at once, each in its own process on the study's storage (default `search.jobs`).", metavar="N"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///RUN_DIR/study.db).", metavar="URL"),
     reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="Take a trial's leading stages from an earlier trial whose stage hashes are equal."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A named profile of the spec to apply."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a key: --set stage.finetune.lr=1e-5 (repeatable)."),
-    device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").'),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A named profile of the spec to apply.", metavar="NAME"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a key: --set stage.finetune.lr=1e-5 (repeatable).", metavar="KEY=VALUE"),
+    device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").', metavar="DEVICE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
     json_: bool = typer.Option(False, "--json", help="Print the search's summary as JSON."),
 ) -> None:

@@ -2,7 +2,9 @@
 
 The engine never reads a spec: the caller hands it the plan to resume with (the API
 layer, `stagedsl.api.resume_run`, compiles the run's effective spec with ``--set``
-overrides); without one the run goes on under its own ``plan.json``.
+overrides); without one the run goes on under its own ``plan.json``. A run whose
+``summary.json`` says it completed under that very plan is complete: nothing is trained
+(`RunResult.already_complete`).
 
 1. Find the newest trainer checkpoint whose files match its manifest's checksums; a
    truncated or corrupt newer one is reported, removed and passed over. Without any
@@ -30,6 +32,7 @@ from stagedsl.engine.checkpointing.resume_point import ResumePoint
 from stagedsl.engine.events import Callback
 from stagedsl.engine.plan_diff import PlanDiff, compare
 from stagedsl.engine.runner import RunResult, execute
+from stagedsl.engine.run_state import RunState
 from stagedsl.errors import CheckpointError, Problem, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, get_registry
@@ -57,12 +60,17 @@ def resume_plan(
     (recorded as forced); `device` overrides the plan's device. Raises `UsageError` (E415
     not a run directory, E431 a refused change), `CheckpointError` (E413 a checkpoint
     carrying a pickle payload, E414 no usable checkpoint), and whatever `run_plan` raises.
+    A run that completed under the plan to resume with is not trained again: its result
+    comes back with ``already_complete`` set.
     """
     layout = RunDir(run_dir)
     registry = registry if registry is not None else get_registry()
     warn = warn or _stderr_warning
     current = read_run_plan(layout)
     target = plan if plan is not None else current
+    finished = _finished(layout, target)
+    if finished is not None:
+        return finished
     trainer_checkpoints.remove_temp_files(layout)
     point = find_resume_point(layout, warn)
     if point is None:
@@ -126,6 +134,20 @@ def _record(checkpoint: Optional[str], at: dict, diff: PlanDiff, overrides: Sequ
         "device": device,
         "plan_hash": {"before": base.hash, "after": target.hash},
     }
+
+
+def _finished(layout: RunDir, plan: Plan) -> Optional[RunResult]:
+    """A run whose summary says it completed under `plan`: nothing to resume (`already_complete`)."""
+    try:
+        summary = json.loads(layout.summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "completed" or summary.get("plan_hash") != plan.hash:
+        return None
+    state = RunState(run_name=str(summary.get("run", "")), plan_hash=plan.hash, status="completed",
+                     global_step=int(summary.get("global_steps") or 0), wall_time_s=float(summary.get("wall_time_s") or 0.0))
+    return RunResult(run_dir=layout.root, status="completed", stages=summary.get("stages") or {}, stopped_by_gate=None,
+                     summary=summary, state=state, already_complete=True)
 
 
 # -- plans -------------------------------------------------------------------------------

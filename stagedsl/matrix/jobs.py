@@ -51,6 +51,22 @@ def process_death(what: str, returncode: int, log: Path, *, code: str) -> Proble
     return Problem(code=code, message=f"the process of {what} {how}" + (f": {tail}" if tail else ""), hint=f"see {log}")
 
 
+def worker_exit(label: str, work: Callable[[], str]) -> int:
+    """The exit code of a member's or a trial's own process: 0 whatever `work`'s outcome (it returns the state,
+    said on stderr), 128 + N when signal N stopped it (after saving), 130 for Ctrl-C before the handlers were in place."""
+    from stagedsl.engine.signals import RunInterrupted
+
+    try:
+        state = work()
+    except RunInterrupted as exc:
+        print(f"{label}: {exc.problems[0].message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    print(f"{label}: {state}", file=sys.stderr)
+    return 0
+
+
 def run_members(matrix_dir: MatrixDir, names: Sequence[str], *, jobs: int, resume: dict[str, bool], device: Optional[str],
                 registry: Any, report: Report, start: Optional[Callable[[str], None]] = None) -> dict[str, dict]:
     """Train `names` with `jobs` at a time; `report(name, result)` after each. Returns the results by member."""
@@ -186,4 +202,4 @@ def _outcome(matrix_dir: MatrixDir, name: str, returncode: int, wall_time_s: flo
     return crashed_result(matrix_dir, name, returncode, matrix_dir.log(name), wall_time_s, resume)
 
 
-__all__ = ["WAIT", "Job", "error_text", "problem_dicts", "process_death", "run_members", "run_processes", "slot_device"]
+__all__ = ["WAIT", "Job", "error_text", "problem_dicts", "process_death", "run_members", "run_processes", "slot_device", "worker_exit"]

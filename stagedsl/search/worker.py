@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
 
-    from stagedsl.engine.signals import RunInterrupted
+    from stagedsl.matrix.jobs import worker_exit
     from stagedsl.registry import get_registry
     from stagedsl.search.layout import SearchDir
     from stagedsl.search.study import NoReporter, open_study
@@ -34,15 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trial {args.trial}: another process runs it", file=sys.stderr)
             return 0
         reporter = open_study(search_dir, index).reporter(args.trial) if index.get("pruner") else NoReporter()
-        try:
-            result = run_trial(search_dir, args.trial, registry=get_registry(), reporter=reporter, device=args.device)
-        except RunInterrupted as exc:
-            print(f"trial {args.trial}: {exc.problems[0].message}", file=sys.stderr)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            return 130
-    print(f"trial {args.trial}: {result['state']}", file=sys.stderr)
-    return 0
+        return worker_exit(f"trial {args.trial}", lambda: run_trial(search_dir, args.trial, registry=get_registry(), reporter=reporter,
+                                                                    device=args.device)["state"])
 
 
 if __name__ == "__main__":

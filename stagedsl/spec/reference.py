@@ -260,6 +260,8 @@ def _type(tp: Any) -> str:
     if origin is Union:
         options = [a for a in args if a is not type(None)]
         return " or ".join(_type(a) for a in options)
+    if origin is typing.Literal:
+        return " or ".join(f'`"{a}"`' if isinstance(a, str) else f"`{a}`" for a in args)
     if origin is tuple:
         return f"array of {_type(args[0])}"
     if attrs.has(tp):
@@ -319,9 +321,9 @@ def language_reference() -> str:
         _table("`[export] prune`", PruneSpec),
         _table("`[matrix]`", MatrixSpec),
         _table("`[[ensemble]]`", EnsembleSpec),
-        _table("`[search]`", SearchSpec),
         "Every other key of `[[ensemble]]` is an argument of the ensemble's factory; `stacking`'s `meta` is a "
         "meta-learner piece (`lightgbm`, `logistic`, `ridge`; `staged plugins` lists them).\n",
+        _table("`[search]`", SearchSpec),
         "## Top level\n\n| key | meaning |\n|---|---|\n"
         "| `extends` | Another spec file this one is layered on. |\n"
         "| `[defaults]` | Stage keys every stage inherits. |\n"
