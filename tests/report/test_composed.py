@@ -132,11 +132,14 @@ def test_a_gate_threshold_far_off_the_values_is_named_not_drawn():
     assert not _on_scale(1e9, seen) and not _on_scale(-5.0, seen)  # would flatten the curve to a line at the bottom
 
 
-def test_a_folder_with_a_broken_matrix_index_exits_2(tmp_path, capsys):
-    (tmp_path / "matrix.json").write_text("{}")
-    assert run_cli(["report", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "error[E702]" in err and "is not a matrix run directory" in err and "Traceback" not in err
+def test_a_folder_with_a_broken_matrix_or_search_index_exits_2(tmp_path, capsys):
+    for index, code, says in (("matrix.json", "E702", "is not a matrix run directory"), ("search.json", "E802", "is not a search run directory")):
+        folder = tmp_path / index.split(".")[0]
+        folder.mkdir()
+        (folder / index).write_text("{}")
+        assert run_cli(["report", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert f"error[{code}]" in err and says in err and "Traceback" not in err
 
 
 def test_a_trial_names_the_trial_its_reused_stages_came_from(search_run, tmp_path):
