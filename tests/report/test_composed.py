@@ -9,8 +9,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from stagedsl.cli.app import run_cli
 from stagedsl.report.matrix import BEST_EDGE
 from stagedsl.report.search import STATE_COLOR, Trial, importance
