@@ -358,7 +358,9 @@ def write_search_report(run_dir: Path | str, out: Path) -> Report:
     sections.append(Section("importance", "Parameter importance", body))
     part = best_part(best, out)
     if part is None:
-        sections.append(Section("best", "Best trial", paragraph("No trial completed: there is no best trial yet.", "note")))
+        text = "No trial completed: there is no best trial yet." if best is None else \
+            f"Trial {best.number} is the best, but its run directory ({best.run_dir or 'not recorded'}) has no plan.json to draw."
+        sections.append(Section("best", "Best trial", paragraph(text, "note")))
     sections += part.sections if part else ()
     counts = summary.get("counts") or {}
     tally = ", ".join(f"{counts.get(s, 0)} {s}" for s in (COMPLETE, PRUNED, FAILED, RUNNING) if counts.get(s) or s == COMPLETE)
