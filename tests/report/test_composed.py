@@ -160,3 +160,16 @@ def test_a_search_or_matrix_without_its_summary_yet_still_renders_and_says_so(se
         assert run_cli(["report", str(copy), "--out", str(tmp_path / f"{copy.name}-page")]) == 0
         html = (tmp_path / f"{copy.name}-page" / "index.html").read_text()
         assert all(text in html for text in says), copy.name
+
+
+def test_the_search_page_reads_files_not_the_search_runner(search_run, tmp_path):
+    """Drawn from plain data: only the search's folder layout is imported, not its runner, study or trials (nor torch)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from stagedsl.report.build import write_report; "
+            f"write_report({str(search_run)!r}, {str(tmp_path / 'page')!r}); "
+            "print(sorted(m for m in sys.modules if m.startswith(('stagedsl.search', 'stagedsl.matrix')) or m == 'torch'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == str(["stagedsl.matrix", "stagedsl.matrix.layout", "stagedsl.search", "stagedsl.search.layout"])
