@@ -16,7 +16,7 @@ import typer
 from stagedsl.cli.command import StagedTyper
 from stagedsl.cli.diagnostics import problems_json, render_problems
 from stagedsl.cli.output import say
-from stagedsl.errors import GateStopped, Problem, StagedError, UsageError
+from stagedsl.errors import GateStopped, Problem, StagedError
 
 app = StagedTyper(
     name="staged",
@@ -42,6 +42,12 @@ def _registry(strict: bool = False):
     return get_registry()
 
 
+class _Session:
+    """Options of the whole command line."""
+
+    debug = False
+
+
 def _version(value: bool) -> None:
     if value:
         from stagedsl import __version__
@@ -53,8 +59,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     strict_plugins: bool = typer.Option(False, "--strict-plugins", help="Fail when a third-party plugin cannot be loaded."),
+    debug: bool = typer.Option(False, "--debug", help="After an error a plugin or your own code caused, print its traceback too."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
 ) -> None:
+    _Session.debug = debug
     if strict_plugins:
         _registry(strict=True)
 
@@ -170,22 +178,6 @@ def plan(
     _warnings(compiled)
 
 
-def _prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str]) -> None:
-    """Refuse to mix a new run into an old one's files unless asked to; with `overwrite`, remove
-    exactly what the old run wrote (`RunDir.owned`)."""
-    from stagedsl.run_dir import RunDir
-
-    layout = RunDir(run_dir)
-    if from_stage is not None or not layout.holds_run():
-        return
-    if not overwrite:
-        raise UsageError(
-            [Problem("E091", f"{run_dir} already holds a run", path="--out",
-                     hint=f"continue it with `staged resume {run_dir}`, start over with --overwrite, or pick another --out")]
-        )
-    layout.clear()
-
-
 @app.command()
 def run(
     spec: Path = SpecArg,
@@ -206,7 +198,7 @@ def run(
     value, gate decision), the total time, the run directory and the TensorBoard command.
     A matrix spec trains every member, then builds its ensembles.
     """
-    from stagedsl.api import effective_spec_text
+    from stagedsl.api import effective_spec_text, prepare_run_dir
     from stagedsl.engine.runner import run_plan
 
     loaded = _load(spec, profile, set_)
@@ -230,7 +222,7 @@ def run(
         from stagedsl.cli.search_commands import reuse_start_for
 
         start = reuse_start_for(compiled, reuse, run_dir)
-    _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
+    prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
     with RunReport(compiled, json_=json_):
         result = run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device, spec_text=effective_spec_text(loaded))
     show_result(result.summary, result.run_dir, compiled, json_=json_)  # before the export: a failed export keeps the table
@@ -276,25 +268,20 @@ class RunReport:
 
 
 @app.command()
-def plugins(json_: bool = JsonOpt) -> None:
-    """List every registered piece by kind, with its plugin, distribution, version and summary; the default of a kind is marked."""
+def plugins(
+    name: Optional[str] = typer.Argument(None, help="One piece to show in full: a registered name or an import path (\"torch.optim:SGD\").", show_default=False, metavar="NAME"),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only pieces of this kind (models, datasets, losses, metrics, optimizers, schedulers, freeze_strategies, callbacks, ...).", metavar="KIND"),
+    json_: bool = JsonOpt,
+) -> None:
+    """List every registered piece by kind with its arguments (types and defaults), plugin, distribution and version;
+    with NAME, one piece in full. `--json` carries each signature."""
+    from stagedsl.cli.pieces import list_pieces, show_piece
+
     registry = _registry()
-    entries = registry.entries()
-    if json_:
-        say(json.dumps([
-            {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc,
-             "default": bool(e.meta.get("default"))}
-            for e in entries
-        ], indent=2))
-        return
-    kind = None
-    for entry in entries:
-        if entry.kind != kind:
-            kind = entry.kind
-            say(f"{kind}:")
-        source = f"{entry.distribution or entry.plugin} {entry.version or ''}".strip()
-        default = " (the default)" if entry.meta.get("default") else ""
-        say(f"  {entry.name:<20} {entry.doc}{default}  [{source}]")
+    if name is None:
+        list_pieces(registry, kind=kind, json_=json_)
+    else:
+        show_piece(registry, name, kind=kind, json_=json_)
     for problem in registry.skipped:
         say(render_problems([problem]), err=True)
 
@@ -338,6 +325,10 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except StagedError as exc:
         say(render_problems(exc.problems), err=True)
+        if _Session.debug:
+            for problem in exc.problems:
+                if problem.trace:
+                    say(f"\n--- traceback behind error[{problem.code}] (--debug) ---\n{problem.trace.rstrip()}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         say("interrupted", err=True)

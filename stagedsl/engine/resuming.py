@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.resume_point import ResumePoint
 from stagedsl.engine.events import Callback
 from stagedsl.engine.plan_diff import PlanDiff, compare
-from stagedsl.engine.runner import RunResult, execute
+from stagedsl.engine.runner import Live, RunResult, execute
 from stagedsl.engine.run_state import RunState
 from stagedsl.errors import CheckpointError, Problem, UsageError
 from stagedsl.plan.model import Plan
@@ -51,8 +51,12 @@ def resume_plan(
     callbacks: Iterable[Callback] = (),
     handle_signals: bool = True,
     warn: Optional[Callable[[str], None]] = None,
+    model: Any = None,
+    data: Any = None,
 ) -> RunResult:
     """Continue the run in `run_dir` where it stopped, following `plan` (see the module docstring).
+
+    `model` / `data`: the live objects of a run whose plan names them ``<live:...>`` (`stagedsl.run`).
 
     `plan` is the plan to resume with (default: the run's ``plan.json``); `spec_text` its
     effective spec, written to ``spec.toml``; `overrides` the ``--set`` changes that made
@@ -80,7 +84,7 @@ def resume_plan(
         record = _record(None, {"stage": target.stages[0].name, "attempt": 0, "stage_step": 0, "global_step": 0,
                                 "phase": "start"}, diff, overrides, forced, device, current, target)
         return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
-                       spec_text=spec_text, handle_signals=handle_signals, restart=record)
+                       spec_text=spec_text, handle_signals=handle_signals, restart=record, live=Live(model, data))
     base = _checkpoint_plan(layout, point, current)
     state = point.state
     if state.stage_name not in [s.name for s in target.stages]:
@@ -93,7 +97,7 @@ def resume_plan(
           "global_step": state.global_step, "phase": point.phase}
     point.record = _record(layout.relative(point.path), at, diff, overrides, forced, device, base, target)
     return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
-                   spec_text=spec_text, resume=point, handle_signals=handle_signals)
+                   spec_text=spec_text, resume=point, handle_signals=handle_signals, live=Live(model, data))
 
 
 def find_resume_point(run_dir: RunDir, warn: Callable[[str], None]) -> Optional[ResumePoint]:

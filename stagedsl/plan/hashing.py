@@ -13,7 +13,8 @@ from. So its hash covers:
 - where its weights come from, recursively: a stage without ``init`` continues from the
   previous stage's last weights, so it covers the previous stage's hash; ``init = { stage
   = ... }`` covers that stage's hash and ``which``; ``init = { path = ... }`` the path and
-  the digest of the file the compiler found there. A non-strict init keeps the current
+  the digest of the file the compiler found there; either covers how the file's keys are
+  mapped (``strip_prefix``, ``rename``, ``add_prefix``). A non-strict init keeps the current
   weights where the file has none, so it covers the previous stage's hash as well.
 
 The run's name and folder are not in it: two trials of a search whose first stages
@@ -73,6 +74,8 @@ def _source(stage: StagePlan, hashes: dict[str, str], previous: str | None) -> d
         source: dict[str, Any] = {"stage": hashes.get(init.stage or ""), "which": init.which}
     else:
         source = {"path": init.path, "digest": init.digest}
+    if init.strip_prefix or init.rename or init.add_prefix:  # the file's keys mapped to the model's decide what loads where
+        source["keys"] = {"strip_prefix": init.strip_prefix, "rename": init.rename, "add_prefix": init.add_prefix}
     if not init.strict:
         source["continues"] = previous
     return {"init": source}

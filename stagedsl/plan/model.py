@@ -66,6 +66,9 @@ class InitPlan:
     which: Literal["best", "last"] = "best"
     path: Optional[str] = None  # a file path or glob (newest match wins)
     strict: bool = True
+    strip_prefix: Optional[str] = None  # removed from every key of the file that has it
+    rename: dict = attrs.field(factory=dict)  # old key (or module prefix) -> new, after strip_prefix
+    add_prefix: Optional[str] = None  # put before every key, after rename
     digest: Optional[str] = None  # sha256 of the file `path` named when the plan was compiled (None: no file yet)
 
 
@@ -154,6 +157,7 @@ class DataPlan:
     pin_memory: Optional[bool] = None  # None = when the device is CUDA
     sizes: dict = attrs.field(factory=dict)  # split -> length, when known without loading
     batches_per_epoch: Optional[int] = None
+    sizes_from: Optional[str] = None  # "built": the dataset (no `sizes` function) was built once while planning; "live": handed over
 
 
 @attrs.frozen
@@ -222,6 +226,7 @@ class Plan:
     warnings: tuple[dict, ...] = ()
     spec_file: Optional[str] = None
     format: int = PLAN_FORMAT
+    root: Optional[str] = None  # the spec's folder: modules named by import path ("pkg.module:attr") are found there too
 
     def __attrs_post_init__(self) -> None:
         problems = inconsistencies(self)
@@ -259,7 +264,7 @@ class Plan:
     def hash(self) -> str:
         """A stable hash of what the plan makes the engine do (warnings and paths excluded)."""
         data = self.to_dict()
-        for key in ("warnings", "spec_file"):
+        for key in ("warnings", "spec_file", "root"):
             data.pop(key, None)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -106,6 +106,7 @@ def write_best_spec(search_dir: SearchDir, spec: Any, summary: dict) -> Optional
     import tomli_w
 
     from stagedsl.engine.checkpointing.safe_io import atomic_write_text
+    from stagedsl.spec.loader import anchored
     from stagedsl.spec.search import trial_document
 
     best = summary.get("best")
@@ -118,7 +119,7 @@ def write_best_spec(search_dir: SearchDir, spec: Any, summary: dict) -> Optional
               f"{summary['metric']} = {best['value']:.6g}\n# {shown}\n"
               f"# its spec: {spec.file}" + (f" with profile {spec.profile}" if spec.profile else "")
               + " as it ran (extends, profile and --set applied), the best parameters written in, without [search]\n")
-    text = header + tomli_w.dumps(document)
+    text = header + tomli_w.dumps(anchored(document, spec.root))
     atomic_write_text(search_dir.best_spec, text)
     return text
 

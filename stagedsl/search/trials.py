@@ -41,6 +41,7 @@ def prepare_trial(search_dir: SearchDir, index: dict, spec: Any, ticket: Ticket,
     import tomli_w
 
     from stagedsl.plan.compile import compile_plan
+    from stagedsl.spec.loader import anchored
     from stagedsl.spec.search import trial_spec
 
     run_dir = search_dir.trial(ticket.number)
@@ -52,7 +53,7 @@ def prepare_trial(search_dir: SearchDir, index: dict, spec: Any, ticket: Ticket,
         record(search_dir, ticket.number, ticket.params, FAILED, started, problems=exc.problems)
         return None
     shown = ", ".join(f"{k} = {v!r}" for k, v in ticket.params.items())
-    text = f"# trial {ticket.number} of search {index['name']} ({index['spec_file']}): {shown}\n" + tomli_w.dumps(trial.document or {})
+    text = f"# trial {ticket.number} of search {index['name']} ({index['spec_file']}): {shown}\n" + tomli_w.dumps(anchored(trial.document or {}, spec.root))
     job = {"trial": ticket.number, "params": ticket.params, "plan": plan.to_dict(), "spec_text": text, "hashes": plan.stage_hashes}
     search_dir.write_json(search_dir.job(ticket.number), job)
     return job

@@ -177,9 +177,9 @@ def member_document(spec: Spec, variant: str, seed: int) -> dict:
     return document
 
 
-def structure_document(document: dict, registry: Optional[Registry]) -> tuple[Optional[Spec], list[Row]]:
+def structure_document(document: dict, registry: Optional[Registry], *, root: Optional[str] = None) -> tuple[Optional[Spec], list[Row]]:
     """A layered document (before `[defaults]`) as a checked single `Spec`, or the rows of what is wrong
-    (a matrix member's, a search trial's)."""
+    (a matrix member's, a search trial's); `root` is the folder of the spec it came from (paths are read from it)."""
     try:
         layered = apply_defaults(document)
         spec = structure_spec(layered)
@@ -187,6 +187,7 @@ def structure_document(document: dict, registry: Optional[Registry]) -> tuple[Op
         return None, [(exc.path, str(exc), exc.hint, exc.code)]
     except Exception as exc:  # cattrs' exception groups
         return None, flatten_errors(exc)
+    spec = attrs.evolve(spec, root=root)
     return spec, check_spec(spec, registry)
 
 
@@ -196,7 +197,7 @@ def expand_members(spec: Spec, registry: Optional[Registry] = None) -> list[Memb
     for variant in variants(spec):
         for seed in seeds(spec):
             document = member_document(spec, variant, seed)
-            member, rows = structure_document(document, registry)
+            member, rows = structure_document(document, registry, root=spec.root)
             if rows:
                 raise SpecError([Problem(code, f"member `{member_name(variant, seed)}`: {message}", file=spec.file, path=format_path(list(path)), hint=hint)
                                  for path, message, hint, code in rows])
@@ -225,7 +226,7 @@ def variant_problems(spec: Spec, registry: Optional[Registry], locate: Locate, b
         except KeyProblem as exc:
             problems.append(_in_variant(spec, variant, exc.path, str(exc), exc.hint, exc.code, positions, locate))
             continue
-        member, rows = structure_document(document, registry)
+        member, rows = structure_document(document, registry, root=spec.root)
         stage_names = [s.get("name") if isinstance(s, dict) else None for s in document.get("stage") or []]
         for path, message, hint, code in rows:
             written = _as_written(tuple(path), stage_names)

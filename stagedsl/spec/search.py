@@ -134,7 +134,7 @@ def trial_spec(spec: Spec, params: Mapping[str, Any], registry: Optional[Registr
         document = trial_document(spec, params, name=name, out=out)
     except KeyProblem as exc:
         raise SpecError([Problem(exc.code, f"trial ({shown}): {exc}", file=spec.file, path=format_path(list(exc.path)), hint=exc.hint)]) from None
-    trial, rows = structure_document(document, registry)
+    trial, rows = structure_document(document, registry, root=spec.root)
     if rows:
         raise SpecError([Problem(code, f"trial ({shown}): {message}", file=spec.file, path=format_path(list(path)), hint=hint)
                          for path, message, hint, code in rows])
@@ -245,7 +245,7 @@ def _probe_rows(spec: Spec, key: str, parts: tuple, value: Any, registry: Option
         document = set_path(base_document(spec), list(parts), value)
     except KeyProblem as exc:
         return [(at, f"`{key}` is not a key of the spec: {exc}", exc.hint, "E076")]
-    _, rows = structure_document(document, registry)
+    _, rows = structure_document(document, registry, root=spec.root)
     if not rows:
         return []
     path, message, hint, code = rows[0]

@@ -102,3 +102,11 @@ def test_plan_json_carries_the_stage_hashes_and_reads_back(builtin_registry, tmp
     data = json.loads(plan.to_json())
     assert data["stage_hashes"] == plan.stage_hashes and list(data["stage_hashes"]) == ["a", "b", "c"]
     assert Plan.from_json(plan.to_json()) == plan
+
+
+def test_how_an_init_file_s_keys_are_mapped_is_in_the_hash(builtin_registry, tmp_path):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"one")
+    plain = _hashes(builtin_registry, tmp_path, c_init=f'init = {{ path = "{weights}" }}')
+    stripped = _hashes(builtin_registry, tmp_path, c_init=f'init = {{ path = "{weights}", strip_prefix = "module." }}')
+    assert plain["c"] != stripped["c"] and plain["b"] == stripped["b"]

@@ -55,3 +55,59 @@ def test_search_again_on_its_folder_goes_on_and_trials_raises_the_count(write_sp
     assert run_cli(["search", str(path), "--out", str(study)]) == 2
     assert "error[E091]" in capsys.readouterr().err
     assert run_cli(["search", str(study), "--set", "run.seed=1"]) == 2
+
+
+RELATIVE = """
+[run]
+name = "rel"
+seed = 0
+threads = 1
+
+[model]
+use = "mlp"
+in_features = 4
+hidden = [8]
+out_features = 2
+
+[data]
+use = "npz"
+train = "data/train.npz"
+val = "data/train.npz"
+batch_size = 4
+
+[defaults]
+loss = "mse"
+
+[[stage]]
+name = "first"
+steps = 2
+lr = 1e-3
+
+[[stage]]
+name = "second"
+steps = 2
+lr = 1e-3
+
+[search]
+metric = "val/loss"
+sampler = "grid"
+
+[search.space]
+"stage.second.lr" = [1e-3, 1e-2]
+"""
+
+
+def test_a_spec_s_relative_paths_hold_in_its_trials_and_its_best_spec(tmp_path, registry, monkeypatch):
+    import numpy as np
+
+    folder = tmp_path / "project"
+    (folder / "data").mkdir(parents=True)
+    np.savez(folder / "data" / "train.npz", x=np.zeros((8, 4), "float32"), y=np.zeros((8, 2), "float32"))
+    (folder / "spec.toml").write_text(RELATIVE)
+    monkeypatch.chdir(tmp_path)  # not the spec's folder: `data/train.npz` is read from the spec's
+    assert run_cli(["search", "project/spec.toml", "--out", "study"]) == 0
+    assert read_json(tmp_path / "study" / "summary.json")["counts"]["complete"] == 2
+    best = tmp_path / "study" / "best.toml"
+    assert tomllib.loads(best.read_text())["paths_from"] == str(folder)
+    monkeypatch.chdir(tmp_path / "study")
+    assert run_cli(["run", "best.toml", "--out", str(tmp_path / "best")]) == 0
