@@ -154,6 +154,16 @@ class GateStopped(StagedError):
     exit_code = 3
 
 
+class RunStopped(StagedError):
+    """A callback ended the run before its plan did, on purpose (a search's pruner stops a trial).
+
+    Raised from a callback's event method; the run writes ``summary.json`` with status
+    ``stopped_by_callback`` and the problem under ``stopped_by``, then re-raises it.
+    """
+
+    exit_code = 1
+
+
 OS_HINTS = {
     "EROFS": "the file system is read-only: pick an --out on a writable disk (or remount it read-write)",
     "ENOSPC": "the disk is full: free some space (older runs, a lower checkpoint.keep_last), then `staged resume` "

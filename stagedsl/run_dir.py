@@ -9,6 +9,7 @@ is built here, so the layout is written down once::
       spec.toml          the effective spec text, when the caller passes it
       metrics.jsonl      one JSON object per log event (train, eval, gate, stage)
       summary.json       per-stage results, status, plan hash; rewritten at each stage end
+      trial.json         a search's trial only: its number, parameters, state and objective
       tb/                TensorBoard events
       stages/<stage>/    best.safetensors, last.safetensors, start.safetensors,
                          state/step_<n>[_retry<a>]/ (trainer checkpoints)
@@ -23,6 +24,10 @@ checked by `stagedsl.spec.names` when the spec and the plan are, and must be one
 folder name here too. `remove` is the one way a
 file or folder of the run is deleted. Pure paths otherwise: no file is touched except by
 `clear`, `remove` and `prepare_new_run`. Never imports torch.
+
+Names that become folders here (stages) and in the folders that hold other runs (a
+matrix's members, a search's trials: `stagedsl.matrix.layout.ComposedDir`) are judged by
+`stagedsl.spec.names` (`NAME_PATTERN`).
 """
 
 from __future__ import annotations
@@ -50,7 +55,10 @@ TRAINER_STATES_DIR = "state"
 WEIGHTS_SUFFIX = ".safetensors"
 LOCK_FILE = ".lock"
 
-OWNED = (PLAN_FILE, PLANS_DIR, SPEC_FILE, METRICS_FILE, SUMMARY_FILE, TB_DIR, STAGES_DIR, EXPORT_DIR, REPORT_DIR, LOCK_FILE)
+TRIAL_FILE = "trial.json"
+
+OWNED = (PLAN_FILE, PLANS_DIR, SPEC_FILE, METRICS_FILE, SUMMARY_FILE, TB_DIR, STAGES_DIR, EXPORT_DIR, REPORT_DIR, TRIAL_FILE,
+         LOCK_FILE)
 """Every top-level entry a run writes into its directory."""
 RUN_MARKERS = (PLAN_FILE, PLANS_DIR, METRICS_FILE, SUMMARY_FILE, STAGES_DIR)
 """What only a run writes: a folder holding none of these holds no run, whatever else it holds."""
@@ -110,6 +118,11 @@ class RunDir:
     def summary(self) -> Path:
         """``summary.json``: how the run and each stage ended."""
         return self.root / SUMMARY_FILE
+
+    @property
+    def trial(self) -> Path:
+        """``trial.json``: when the run is a trial of a search, its number, parameters, state and objective."""
+        return self.root / TRIAL_FILE
 
     @property
     def tensorboard(self) -> Path:

@@ -92,10 +92,19 @@ def validate(spec: Path = SpecArg, profile: Optional[str] = ProfileOpt, set_: Op
         members = _member_names(loaded)
     if json_:
         extra = {"members": members, "ensembles": [e.name for e in loaded.ensembles]} if loaded.matrix is not None else {}
+        if loaded.search is not None:
+            from stagedsl.spec.search import check_search, trial_count
+
+            axes, _ = check_search(loaded, _registry())
+            extra["search"] = {"sampler": loaded.search.sampler, "trials": trial_count(loaded, axes), "axes": [a.to_dict() for a in axes]}
         say(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages], **extra}))
     else:
         count = len(loaded.stages)
         matrix = f"; matrix of {len(members)} members, {len(loaded.ensembles)} ensembles" if loaded.matrix is not None else ""
+        if loaded.search is not None:
+            from stagedsl.cli.search_commands import validate_line
+
+            matrix += validate_line(loaded)
         say(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)}{matrix})")
 
 
@@ -133,8 +142,10 @@ def plan(
     json_: bool = JsonOpt,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file.", metavar="PNG"),
     chart: bool = typer.Option(True, "--chart/--no-chart", help="Show the LR curve in the terminal."),
+    reuse: Optional[Path] = typer.Option(None, "--reuse", help="Also show which stages a run with --reuse DIR would take from DIR (a run or a search).", metavar="DIR"),
 ) -> None:
-    """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates (every member of a matrix)."""
+    """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates, stage hashes
+    (every member of a matrix; a search's axes and the stages its trials share)."""
     from stagedsl.plan.render import render_plan
     from stagedsl.plan.schedule import ascii_chart, plan_lr_curve
 
@@ -144,6 +155,10 @@ def plan(
             from stagedsl.cli.matrix_commands import plan_matrix_spec
 
             return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot)
+        if loaded.search is not None and reuse is None:
+            from stagedsl.cli.search_commands import plan_search_spec
+
+            return plan_search_spec(loaded, json_=json_)
         _, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     if json_:
         say(compiled.to_json())
@@ -151,6 +166,10 @@ def plan(
         return
     curve = plan_lr_curve(compiled, _registry()) if (chart or plot) else None
     say(render_plan(compiled, ascii_chart(curve) if (chart and curve) else None), nl=False)
+    if reuse is not None:
+        from stagedsl.cli.search_commands import describe_reuse
+
+        say(describe_reuse(compiled, reuse), nl=False)
     if plot is not None:
         from stagedsl.cli.plot import plot_lr_curve
 
@@ -180,6 +199,7 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Run in a folder that is not empty: delete what an earlier run wrote there (saying what) and nothing else."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (default the spec's `matrix.jobs`).", metavar="N"),
     member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable).", metavar="GLOB"),
+    reuse: Optional[Path] = typer.Option(None, "--reuse", help="Take every leading stage whose stage hash another run (or a search) finished from it instead of training it.", metavar="DIR"),
     json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
 ) -> None:
     """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has an [export] section.
@@ -201,12 +221,22 @@ def run(
     from stagedsl.cli.matrix_commands import refuse_matrix_options
 
     refuse_matrix_options(jobs=jobs, member=member)
+    if loaded.search is not None:
+        say(f"note: {spec} has [search]: `staged run` runs it once as written; `staged search {spec}` runs the study", err=True)
     loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded)
     _warnings(compiled)
     run_dir = Path(out if out is not None else compiled.run.out)
+    start = None
+    if reuse is not None:
+        if from_stage is not None:
+            raise UsageError([Problem("E090", "--reuse and --from-stage both choose where the run starts: give one", path="--reuse")])
+        from stagedsl.cli.search_commands import reuse_start_for
+
+        start = reuse_start_for(compiled, reuse, run_dir)
     with prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=lambda message: say(message, err=True)):
         with RunReport(compiled, json_=json_):
-            result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
+            result = run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device,
+                              spec_text=effective_spec_text(loaded))
         show_result(result.summary, result.run_dir, compiled, json_=json_)  # before the export: a failed export keeps the table
         if compiled.export is not None:
             export_at_end(result.run_dir)
@@ -286,7 +316,7 @@ def _add_optional_commands() -> None:
     import importlib
 
     for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands", "stagedsl.cli.matrix_commands",
-                        "stagedsl.cli.eval_commands", "stagedsl.cli.report_commands"):
+                        "stagedsl.cli.eval_commands", "stagedsl.cli.report_commands", "stagedsl.cli.search_commands"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -13,7 +13,9 @@
       logs/<member>.log         the output of a member trained in its own process
 
 Every path is built here from names checked by `stagedsl.spec.names` and goes through
-`stagedsl.run_dir.contained`: it must resolve inside the run directory; anything else is refused.
+`stagedsl.run_dir.contained`: it must resolve inside the run directory; anything else is
+refused. `ComposedDir` holds that discipline for every folder that holds other runs (a
+search's `SearchDir` too).
 """
 
 from __future__ import annotations
@@ -40,11 +42,59 @@ ARTIFACTS = (INDEX_FILE, SUMMARY_FILE, SPEC_FILE, MEMBERS_DIR, PREDICTIONS_DIR, 
 INDEX_FORMAT = 1
 
 
-class MatrixDir:
-    """Paths and files of one matrix run directory."""
+class ComposedDir:
+    """Base of the folders that hold other runs: checked names, paths kept inside, atomic JSON.
+
+    A subclass lists what it writes at its top level in `ARTIFACTS` (what `clear` removes)
+    and names its error code for a refused path (`PATH_CODE`).
+    """
+
+    ARTIFACTS: tuple[str, ...] = ()
+    PATH_CODE = "E701"
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+
+    def _inside(self, *parts: str) -> Path:
+        return self._within(self.root.joinpath(*parts))
+
+    def _within(self, path: Path) -> Path:
+        return contained(self.root, path, code=self.PATH_CODE)
+
+    def _name(self, name: str, what: str) -> str:
+        if not valid_name(name):
+            raise UsageError([Problem(code=self.PATH_CODE, message=f"`{name}` is not a valid {what} name", hint=NAME_RULE)])
+        return name
+
+    def write_json(self, path: Path, data: Any) -> None:
+        """Write JSON atomically to a path of this layout."""
+        from stagedsl.engine.checkpointing.safe_io import atomic_write_text
+
+        atomic_write_text(self._within(Path(path)), json.dumps(data, indent=2, default=str) + "\n")
+
+    @staticmethod
+    def read_json(path: Path) -> Optional[Any]:
+        """A JSON file's content, or None when it is missing or unreadable."""
+        try:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def clear(self) -> None:
+        """Remove every artifact of an earlier run of this kind (and nothing else); a link is removed, never followed."""
+        for name in self.ARTIFACTS:
+            target = self.root / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(self._within(target))
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+
+
+class MatrixDir(ComposedDir):
+    """Paths and files of one matrix run directory."""
+
+    ARTIFACTS = ARTIFACTS
+    PATH_CODE = "E701"
 
     @staticmethod
     def holds_matrix(path: Path | str) -> bool:
@@ -52,18 +102,6 @@ class MatrixDir:
         return (Path(path) / INDEX_FILE).is_file()
 
     # -- paths -----------------------------------------------------------------------
-    def _inside(self, *parts: str) -> Path:
-        return self._within(self.root.joinpath(*parts))
-
-    def _within(self, path: Path) -> Path:
-        return contained(self.root, path, code="E701")
-
-    @staticmethod
-    def _name(name: str, what: str) -> str:
-        if not valid_name(name):
-            raise UsageError([Problem(code="E701", message=f"`{name}` is not a valid {what} name", hint=NAME_RULE)])
-        return name
-
     @property
     def index_file(self) -> Path:
         """``matrix.json``."""
@@ -108,20 +146,6 @@ class MatrixDir:
         return self._inside(LOGS_DIR, self._name(name, "member") + ".log")
 
     # -- files -----------------------------------------------------------------------
-    def write_json(self, path: Path, data: Any) -> None:
-        """Write JSON atomically to a path of this layout."""
-        from stagedsl.engine.checkpointing.safe_io import atomic_write_text
-
-        atomic_write_text(self._within(Path(path)), json.dumps(data, indent=2, default=str) + "\n")
-
-    @staticmethod
-    def read_json(path: Path) -> Optional[Any]:
-        """A JSON file's content, or None when it is missing or unreadable."""
-        try:
-            return json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-
     def read_index(self) -> dict:
         """``matrix.json``; a `UsageError` (E702) when this is not a matrix run directory."""
         index = self.read_json(self.index_file)
@@ -133,17 +157,6 @@ class MatrixDir:
     def holds_run(self) -> bool:
         """Whether an earlier matrix run left its index or summary here."""
         return self.index_file.exists() or self.summary_file.exists()
-
-    def clear(self) -> None:
-        """Remove every artifact of an earlier matrix run (and nothing else)."""
-        for name in ARTIFACTS:
-            target = self.root / name  # a link is removed, never followed
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(self._within(target))
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-
-
 
 
 COMPLETED, FAILED, INTERRUPTED, PENDING, STOPPED = "completed", "failed", "interrupted", "pending", "stopped_by_gate"
@@ -157,4 +170,4 @@ def member_status(matrix_dir: MatrixDir, name: str) -> str:
     return status if isinstance(status, str) else PENDING
 
 
-__all__ = ["ARTIFACTS", "COMPLETED", "FAILED", "INDEX_FORMAT", "INTERRUPTED", "PENDING", "STOPPED", "MatrixDir", "member_status"]
+__all__ = ["ARTIFACTS", "COMPLETED", "ComposedDir", "FAILED", "INDEX_FORMAT", "INTERRUPTED", "PENDING", "STOPPED", "MatrixDir", "member_status"]

@@ -53,9 +53,9 @@ def _loss(stage: StagePlan) -> str:
     return " + ".join((f"{t.weight:g}·" if t.weight != 1 else "") + term(t) for t in stage.loss.terms)
 
 
-def render_stage(stage: StagePlan) -> str:
-    """One stage as an indented block."""
-    lines = [f"stage {stage.index + 1}: {stage.name}  —  {_duration(stage)}"]
+def render_stage(stage: StagePlan, stage_hash: Optional[str] = None) -> str:
+    """One stage as an indented block (with its content hash when given)."""
+    lines = [f"stage {stage.index + 1}: {stage.name}  —  {_duration(stage)}" + (f"  [hash {stage_hash}]" if stage_hash else "")]
     trainable = sum(v[0] for v in stage.modules.values())
     total = sum(v[1] for v in stage.modules.values())
     lines.append(f"  parameters: {human_count(trainable)} of {human_count(total)} trainable "
@@ -123,8 +123,9 @@ def render_plan(plan: Plan, chart: Optional[str] = None) -> str:
         f"  {plural(len(plan.stages), 'stage')}, {plural(total, 'step')} in all",
         "",
     ]
+    hashes = plan.stage_hashes
     for stage in plan.stages:
-        lines.append(render_stage(stage))
+        lines.append(render_stage(stage, hashes[stage.name]))
         lines.append("")
     if chart:
         lines.append("learning rate over the plan (log scale):")
