@@ -66,12 +66,14 @@ def resume_run(
     change, E431 a refused change), `CheckpointError` (E413, E414), and whatever
     `run_plan` raises.
     """
+    from stagedsl.engine import distributed
     from stagedsl.engine.resuming import resume_plan
 
     registry = registry if registry is not None else get_registry()
     plan, spec_text = None, None
-    if overrides:
-        plan, spec_text = _recompile(RunDir(run_dir), overrides, registry)
+    if overrides:  # under torchrun rank 0 alone reads the run directory
+        distributed.join(distributed.from_environment())
+        plan, spec_text = distributed.from_writer(lambda: _recompile(RunDir(run_dir), overrides, registry))
     return resume_plan(run_dir, plan, spec_text=spec_text, overrides=overrides, force=force, device=device,
                        registry=registry, callbacks=callbacks, handle_signals=handle_signals, warn=warn)
 
@@ -82,13 +84,17 @@ def _recompile(run_dir: RunDir, overrides: Sequence[str], registry: Registry) ->
     from stagedsl.plan.compile import compile_plan
     from stagedsl.spec.loader import loads_spec
 
-    read_run_plan(run_dir)  # E415 first when this is no run directory at all
+    running = read_run_plan(run_dir)  # E415 first when this is no run directory at all
     path = run_dir.spec
     if not path.exists():
         raise UsageError([Problem(code="E415", message=f"{run_dir.root} has no {path.name}, so --set has nothing to apply to",
                                   hint="runs started from Python without spec_text cannot take --set; resume without it")])
     loaded = loads_spec(path.read_text(encoding="utf-8"), file=str(path), overrides=overrides, registry=registry)
-    return compile_plan(loaded, registry), effective_spec_text(loaded, note=f" (resumed with {' '.join(overrides)})")
+    # the spec's batch is per process, of as many processes as made the run's global batch of it
+    global_batch = running.data.batch_size * running.world_size
+    processes = global_batch // loaded.data.batch_size if global_batch % loaded.data.batch_size == 0 else running.world_size
+    return (compile_plan(loaded, registry, world_size=max(1, processes)),
+            effective_spec_text(loaded, note=f" (resumed with {' '.join(overrides)})"))
 
 
 __all__ = ["effective_spec_text", "load_and_compile", "resume_run"]

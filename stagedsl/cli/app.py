@@ -14,6 +14,21 @@ from typing import List, Optional
 import typer
 
 from stagedsl.cli.diagnostics import render_problems
+from stagedsl.cli.launch import (
+    MasterAddrOpt,
+    MasterPortOpt,
+    NnodesOpt,
+    NodeRankOpt,
+    NprocOpt,
+    RdzvBackendOpt,
+    RdzvEndpointOpt,
+    RdzvIdOpt,
+    launch,
+    launch_options,
+    worker_argv,
+    write_error_file,
+)
+from stagedsl.engine import distributed
 from stagedsl.errors import Problem, StagedError, UsageError
 
 app = typer.Typer(
@@ -45,6 +60,9 @@ def _main(
     strict_plugins: bool = typer.Option(False, "--strict-plugins", help="Fail when a third-party plugin cannot be loaded."),
 ) -> None:
     if strict_plugins:
+        import os
+
+        os.environ["STAGEDSL_STRICT_PLUGINS"] = "1"  # and so in the processes --nproc starts
         _registry(strict=True)
 
 
@@ -76,12 +94,13 @@ def _load(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
     return load_spec(spec, profile=profile, overrides=overrides or (), registry=_registry())
 
 
-def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]], *, loaded=None):
-    """Load (unless `loaded` is given) and compile a spec with the process registry (as `stagedsl.api.load_and_compile`)."""
+def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]], *, loaded=None, world_size: int = 1):
+    """Load (unless `loaded` is given) and compile a spec with the process registry (as `stagedsl.api.load_and_compile`),
+    for `world_size` processes."""
     from stagedsl.plan.compile import compile_plan
 
     loaded = loaded if loaded is not None else _load(spec, profile, overrides)
-    return loaded, compile_plan(loaded, _registry())
+    return loaded, compile_plan(loaded, _registry(), world_size=world_size)
 
 
 def _warnings(plan) -> None:
@@ -98,17 +117,22 @@ def plan(
     json_: bool = JsonOpt,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file."),
     chart: bool = typer.Option(True, "--chart/--no-chart", help="Show the LR curve in the terminal."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Plan for N processes a machine (DDP): the global batch and "
+                                        "each stage's find_unused_parameters."),
+    nnodes: Optional[str] = typer.Option(None, "--nnodes", help="... on this many machines."),
 ) -> None:
     """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates (every member of a matrix)."""
     from stagedsl.plan.render import render_plan
     from stagedsl.plan.schedule import ascii_chart, plan_lr_curve
 
     loaded = _load(spec, profile, set_)
+    launching = launch_options(nproc, nnodes=nnodes)
+    world_size = launching.world_size if launching is not None else 1
     if loaded.matrix is not None:
         from stagedsl.cli.matrix_commands import plan_matrix_spec
 
-        return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot)
-    _, compiled = compile_spec(spec, profile, set_, loaded=loaded)
+        return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot, world_size=world_size)
+    _, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=world_size)
     if json_:
         typer.echo(compiled.to_json())
         _warnings(compiled)
@@ -150,26 +174,51 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (default the spec's `matrix.jobs`)."),
     member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable)."),
+    nproc: Optional[int] = NprocOpt,
+    nnodes: Optional[str] = NnodesOpt,
+    node_rank: Optional[int] = NodeRankOpt,
+    rdzv_endpoint: Optional[str] = RdzvEndpointOpt,
+    rdzv_backend: Optional[str] = RdzvBackendOpt,
+    rdzv_id: Optional[str] = RdzvIdOpt,
+    master_addr: Optional[str] = MasterAddrOpt,
+    master_port: Optional[int] = MasterPortOpt,
 ) -> None:
     """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has [export].
-    A matrix spec trains every member, then builds its ensembles."""
+    A matrix spec trains every member, then builds its ensembles. With --nproc N, as N processes (torchrun, DDP)."""
     from stagedsl.api import effective_spec_text
-    from stagedsl.engine.runner import run_plan
 
     loaded = _load(spec, profile, set_)
+    launching = launch_options(nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend,
+                               rdzv_id=rdzv_id, master_addr=master_addr, master_port=master_port)
     if loaded.matrix is not None:
         from stagedsl.cli.matrix_commands import run_matrix_spec
 
         return run_matrix_spec(loaded, out=out, jobs=jobs, members=member, device=device, overwrite=overwrite,
-                               from_stage=from_stage, spec_text=effective_spec_text(loaded))
+                               from_stage=from_stage, spec_text=effective_spec_text(loaded), launching=launching)
     from stagedsl.cli.matrix_commands import refuse_matrix_options
 
     refuse_matrix_options(jobs=jobs, member=member)
-    loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded)
-    _warnings(compiled)
-    run_dir = Path(out if out is not None else compiled.run.out)
-    _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
+    run_dir = Path(out if out is not None else (loaded.run.out or f"runs/{loaded.run.name}"))
+    if launching is not None:  # the same command in N processes; rank 0 writes the run directory
+        if launching.local:
+            _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
+        argv = worker_argv("run", spec, [("--out", run_dir), ("--profile", profile), ("--set", set_), ("--device", device),
+                                         ("--from-stage", from_stage), ("--overwrite", overwrite)])
+        code = launch(launching, argv, run_dir=run_dir)
+        if code:
+            raise typer.Exit(code)
+        return  # rank 0 printed the run directory
+    from stagedsl.engine.runner import run_plan
+
+    processes = distributed.from_environment()  # one process, or one of torchrun's
+    loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=processes.world_size)
+    if processes.is_writer:
+        _warnings(compiled)
+    distributed.join(processes)
+    distributed.from_writer(lambda: _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage))
     result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
+    if not processes.is_writer:
+        return
     if compiled.export is not None:
         from stagedsl.export.runner import export_run
 
@@ -240,12 +289,35 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
     except SystemExit as exc:  # usage errors were already printed by Typer
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except StagedError as exc:
-        typer.echo(render_problems(exc.problems), err=True)
+        _report(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    finally:
+        distributed.leave()
     return 0
+
+
+def _report(error: StagedError) -> None:
+    """Render an error once. Under torchrun rank 0 says what every process decided alike (a bad spec, a gate,
+    a stop); another process speaks only of a failure of its own, marked with its rank. The error is also left
+    for torchrun's agent, which names the process that failed first."""
+    import os
+
+    text = render_problems(error.problems)
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        typer.echo(text, err=True)
+        return
+    first = error.problems[0] if error.problems else None
+    write_error_file(f"{first.code}: {first.message}" if first else str(error))
+    rank = distributed.from_environment().rank
+    if rank == 0:
+        typer.echo(text, err=True)
+    elif error.exit_code == 1:
+        typer.echo("\n".join(f"[rank {rank}] {line}" for line in text.splitlines()), err=True)
+    if error.exit_code != 1:  # a decision every process took: rank 0 finishes saying so before any ends
+        distributed.settle()
 
 
 def main() -> None:

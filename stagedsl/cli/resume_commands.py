@@ -13,6 +13,17 @@ from typing import List, Optional
 
 import typer
 
+from stagedsl.cli.launch import (
+    MasterAddrOpt,
+    MasterPortOpt,
+    NnodesOpt,
+    NodeRankOpt,
+    NprocOpt,
+    RdzvBackendOpt,
+    RdzvEndpointOpt,
+    RdzvIdOpt,
+)
+
 
 def add_commands(app: typer.Typer) -> None:
     """Add `resume` to the `staged` app."""
@@ -29,22 +40,47 @@ def resume(
     device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").'),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process."),
     member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: finish only the members matching this glob (repeatable)."),
+    nproc: Optional[int] = NprocOpt,
+    nnodes: Optional[str] = NnodesOpt,
+    node_rank: Optional[int] = NodeRankOpt,
+    rdzv_endpoint: Optional[str] = RdzvEndpointOpt,
+    rdzv_backend: Optional[str] = RdzvBackendOpt,
+    rdzv_id: Optional[str] = RdzvIdOpt,
+    master_addr: Optional[str] = MasterAddrOpt,
+    master_port: Optional[int] = MasterPortOpt,
 ) -> None:
     """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes).
-    A matrix run finishes its unfinished members and builds its ensembles again."""
+    A matrix run finishes its unfinished members and builds its ensembles again. With --nproc N, as N processes:
+    a run goes on in another number of processes than it started with when they divide its global batch."""
+    from stagedsl.cli.launch import launch, launch_options, worker_argv
     from stagedsl.cli.matrix_commands import refuse_matrix_options, resume_matrix_dir
+    from stagedsl.engine import distributed
     from stagedsl.matrix.layout import MatrixDir
 
-    if MatrixDir.holds_matrix(run_dir):
-        return resume_matrix_dir(run_dir, jobs=jobs, members=member, device=device, overrides=set_, force=force)
+    launching = launch_options(nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend,
+                               rdzv_id=rdzv_id, master_addr=master_addr, master_port=master_port)
+    processes = distributed.from_environment()
+    if not processes.distributed and MatrixDir.holds_matrix(run_dir):
+        return resume_matrix_dir(run_dir, jobs=jobs, members=member, device=device, overrides=set_, force=force,
+                                 launching=launching)
     refuse_matrix_options(jobs=jobs, member=member)
     from stagedsl.api import resume_run
     from stagedsl.engine.resuming import read_run_plan
     from stagedsl.registry import get_registry
     from stagedsl.run_dir import RunDir
 
+    if launching is not None:
+        if launching.local:
+            read_run_plan(RunDir(run_dir))  # E415 here, before any process starts
+        code = launch(launching, worker_argv("resume", run_dir, [("--set", set_), ("--force", force), ("--device", device)]),
+                      run_dir=run_dir)
+        if code:
+            raise typer.Exit(code)
+        return  # rank 0 printed the run directory
     result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
                         warn=lambda message: typer.echo(f"warning: {message}", err=True))
+    if not processes.is_writer:
+        return
     plan = read_run_plan(RunDir(run_dir))
     if plan.export is not None:
         from stagedsl.export.runner import export_run

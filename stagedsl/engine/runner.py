@@ -7,6 +7,11 @@ when the run stops, fails, is interrupted or ends. `execute` also continues a ru
 trainer checkpoint (`resuming.resume_plan` prepares it): the checkpoint's `RunState` is
 carried over to the plan, and the stage it was taken in is rebuilt and loaded.
 SIGINT / SIGTERM are handled while it runs (`signals`).
+
+Under torchrun every process runs `execute` on the same plan (checked by its hash): rank
+0 alone reads and writes the run directory (`Placement.is_writer`); what the others need
+of what it read comes to them through a collective (`distributed.from_writer`) or with
+the model's weights, which each stage's DDP wrapper takes from rank 0.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Iterable, Optional
 import attrs
 import torch
 
+from stagedsl.engine import distributed
 from stagedsl.engine.attempts import run_stage
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.resume_point import ResumePoint
@@ -97,7 +103,11 @@ def execute(
 
     `restart`: the record of a resume that found no checkpoint and starts the run over.
     """
-    placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory)
+    placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory,
+                                 world_size=plan.world_size)
+    if placement.distributed:
+        distributed.check_same(plan.hash, "plan", "every process must compile the same plan: the same spec, code and "
+                                              "plugins on every machine")
     layout = RunDir(run_dir)
     if resume is not None:
         outputs = RunOutputs(layout, enabled=placement.is_writer, append=True, metrics_bytes=resume.metrics_bytes,
@@ -126,7 +136,7 @@ def execute(
                 for stage in plan.stages[start:]:  # a run that starts a stage over drops its old resume points
                     trainer_checkpoints.clear_states(layout, stage.name)
             if resume is None and start > 0:
-                _adopt_previous(state, outputs.read_summary(), plan, start)
+                _adopt_previous(state, distributed.from_writer(outputs.read_summary), plan, start)
             ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks,
                              preset=auto_values(resume.trainer) if resume is not None else None)
             ctx.fire(Event.RUN_START)
@@ -157,13 +167,32 @@ def execute(
     except Exception as exc:
         _fail(state, outputs, started, "failed")
         where = f"stage `{state.stage_name}` at step {state.stage_step}" if state.stage_name else "setting up the run"
+        if placement.distributed:
+            _distributed_failure(exc, where, placement)
         raise RunError(f"{where} failed: {type(exc).__name__}: {exc}", code="E400") from exc
     finally:
         if ctx is not None:  # the last checkpoint lands before anything returns; its error only if nothing else failed
             ctx.writer.close(raise_errors=state.status in ("completed", "stopped_by_gate"))
         state.live = None  # break the state <-> context cycle: the model and data go with the last reference
+        placement.drop_wrapper()  # a DDP wrapper must go before its process group does
         outputs.close()
         progress.close()
+
+
+def _distributed_failure(exc: Exception, where: str, placement: Placement) -> None:
+    """Raise what a failure under torchrun means: another process gone (E481), or a trainable
+    parameter DDP saw no gradient for (E487); return for any other failure."""
+    if distributed.lost_peer(exc):
+        raise RunError([Problem(code="E481", message=f"{where}: process {placement.rank} of {placement.world_size} lost "
+                                "contact with the others (one of them died or was stopped)",
+                                hint="the launcher names the process that failed first; the run's last good checkpoint is "
+                                     "intact: continue with `staged resume RUN_DIR --nproc N`")]) from exc
+    text = str(exc)
+    if "find_unused_parameters" in text or "did not receive grad" in text:
+        raise RunError([Problem(code="E487", message=f"{where}: DDP found trainable parameters that took no part in "
+                                f"the loss: {' '.join(text.split())[:300]}",
+                                hint="the plan's graph check follows the model's output, not the loss: freeze the "
+                                     "parameters the loss does not use in this stage, or use them")]) from exc
 
 
 def _write_plan(outputs: RunOutputs, plan: Plan, spec_text: Optional[str]) -> None:
@@ -278,6 +307,11 @@ class _Live:
         return self.ctx.model
 
     @property
+    def rank(self) -> int:
+        """This process's rank (0 in one process; only rank 0 writes the run directory)."""
+        return self.ctx.placement.rank
+
+    @property
     def run_dir(self) -> Path:
         return self.ctx.run_dir.root
 
@@ -307,9 +341,10 @@ def _adopt_previous(state: RunState, previous: Optional[dict], plan: Plan, start
 
 
 def _previous_weights(ctx: RunContext, start: int) -> Optional[dict]:
-    """For a run started at a later stage without an init: the previous stage's last weights."""
+    """For a run started at a later stage without an init: the previous stage's last weights
+    (read by rank 0 alone; the stage's DDP wrapper gives them to the other processes)."""
     stage = ctx.plan.stages[start]
-    if stage.init is not None:
+    if stage.init is not None or not ctx.placement.is_writer:
         return None
     previous = ctx.plan.stages[start - 1].name
     path = ctx.run_dir.weights(previous, LAST)

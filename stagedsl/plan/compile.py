@@ -63,12 +63,12 @@ def build_meta_model(spec: Spec, registry: Registry) -> Any:
     """The spec's model, built on the meta device (a `PlanError` at ``model`` when its factory fails)."""
     import torch
 
-    with torch.device("meta"), _skip_weight_init():
+    with torch.device("meta"), skip_weight_init():
         return registry.build("models", spec.model.use, spec.model.args, at="model", phase="plan")
 
 
 @contextlib.contextmanager
-def _skip_weight_init():
+def skip_weight_init():
     """Make `torch.nn.init` no-ops while building on meta: there are no values to fill, and
     initialising 10k tensors one dispatch at a time dominates compile time otherwise."""
     import torch.nn.init as init
@@ -88,8 +88,13 @@ def _skip_weight_init():
             setattr(init, name, function)
 
 
-def compile_plan(spec: Spec, registry: Optional[Registry] = None) -> Plan:
-    """Compile a checked `Spec` into a `Plan`; raises `PlanError` listing every problem."""
+def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, world_size: int = 1) -> Plan:
+    """Compile a checked `Spec` into a `Plan`; raises `PlanError` listing every problem.
+
+    `world_size` > 1 compiles it for that many processes (torchrun / DDP): the spec's
+    batch size is each process's, epochs count global batches, and each stage's DDP
+    graph check is made (`stagedsl.plan.distributed`).
+    """
     registry = registry or get_registry()
     problems = _Problems(spec)
     try:
@@ -99,7 +104,7 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None) -> Plan:
         raise PlanError(problems.items) from None
     parameters = {name: int(p.numel()) for name, p in model.named_parameters()}
     names = list(parameters)
-    data, sized = _data_plan(spec, registry, problems)
+    data, sized = _data_plan(spec, registry, problems, world_size)
     stages = []
     for index, stage in enumerate(spec.stages):
         planned = _stage_plan(stage, index, names, parameters, data, sized, registry, problems)
@@ -118,6 +123,10 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None) -> Plan:
         parameters=parameters,
         spec_file=spec.file,
     )
+    if world_size > 1:
+        from stagedsl.plan.distributed import distributed_plan
+
+        plan = attrs.evolve(plan, distributed=distributed_plan(plan, registry, world_size, model=model))
     located = []
     for warning in lint_plan(plan, registry):
         file, line, column = problems.sources.locate(warning.path) if problems.sources and warning.path else (spec.file, None, None)
@@ -125,8 +134,11 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None) -> Plan:
     return attrs.evolve(plan, warnings=tuple(located))
 
 
-def _data_plan(spec: Spec, registry: Registry, problems: _Problems) -> tuple[DataPlan, bool]:
-    """The data plan, and whether the dataset could say how big it is (False after E026)."""
+def _data_plan(spec: Spec, registry: Registry, problems: _Problems, world_size: int = 1) -> tuple[DataPlan, bool]:
+    """The data plan, and whether the dataset could say how big it is (False after E026).
+
+    An epoch is counted in global batches (each process's batch x `world_size`): each process
+    sees ``ceil(n / world_size)`` samples an epoch, in batches of ``batch_size``."""
     section = spec.data
     entry = registry.get("datasets", section.use)
     sizes: dict = {}
@@ -140,9 +152,11 @@ def _data_plan(spec: Spec, registry: Registry, problems: _Problems) -> tuple[Dat
     batches = None
     if "train" in sizes:
         count = sizes["train"]
-        batches = count // section.batch_size if section.drop_last else math.ceil(count / section.batch_size)
+        step = section.batch_size * world_size  # ceil(ceil(n / N) / B) = ceil(n / (N B)), floor likewise
+        batches = count // step if section.drop_last else math.ceil(count / step)
         if batches == 0:
-            problems.add(("data", "batch_size"), f"the training split has {count} samples, fewer than one batch of {section.batch_size}", "lower batch_size or set drop_last = false", "E027")
+            what = f"one batch of {section.batch_size}" + (f" on each of {world_size} processes" if world_size > 1 else "")
+            problems.add(("data", "batch_size"), f"the training split has {count} samples, fewer than {what}", "lower batch_size or set drop_last = false", "E027")
     return DataPlan(
         name=section.use,
         args=dict(section.args),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from stagedsl.plan.model import Plan, StagePlan
+from stagedsl.plan.model import DistributedStagePlan, Plan, StagePlan
 
 
 def human_count(count: int) -> str:
@@ -36,8 +36,17 @@ def _loss(stage: StagePlan) -> str:
     return " + ".join((f"{t.weight:g}·" if t.weight != 1 else "") + term(t) for t in stage.loss.terms)
 
 
-def render_stage(stage: StagePlan) -> str:
-    """One stage as an indented block."""
+def _ddp(stage: DistributedStagePlan) -> str:
+    if not stage.find_unused:
+        return "  DDP: find_unused_parameters off (every trainable parameter reaches the output)"
+    if stage.check != "traced":
+        return f"  DDP: find_unused_parameters on ({stage.check})"
+    shown = ", ".join(stage.unused[:3]) + (f", ... ({len(stage.unused)} in all)" if len(stage.unused) > 3 else "")
+    return f"  DDP: find_unused_parameters on: trainable but not reaching the output: {shown}"
+
+
+def render_stage(stage: StagePlan, ddp: Optional[DistributedStagePlan] = None) -> str:
+    """One stage as an indented block (with its DDP line for a distributed plan)."""
     lines = [f"stage {stage.index + 1}: {stage.name}  —  {_duration(stage)}"]
     trainable = sum(v[0] for v in stage.modules.values())
     total = sum(v[1] for v in stage.modules.values())
@@ -76,6 +85,8 @@ def render_stage(stage: StagePlan) -> str:
         extras.append("norm layers of frozen modules in eval mode")
     if extras:
         lines.append("  " + "; ".join(extras))
+    if ddp is not None:
+        lines.append(_ddp(ddp))
     return "\n".join(lines)
 
 
@@ -87,17 +98,22 @@ def render_plan(plan: Plan, chart: Optional[str] = None) -> str:
     """The whole plan: header, every stage, the LR chart."""
     run = plan.run
     total = sum(s.steps for s in plan.stages)
+    batch = f"batch {plan.data.batch_size}"
+    if plan.distributed is not None:
+        batch += f" per process x {plan.world_size} processes = {plan.distributed.global_batch} a step"
     lines = [
         f"plan `{run.name}`  ({plan.spec_file or 'spec'}, hash {plan.hash})",
         f"  model: {plan.model.name}{_args(plan.model.args)}  —  {human_count(sum(plan.parameters.values()))} parameters",
-        f"  data: {plan.data.name}{_args(plan.data.args)}; batch {plan.data.batch_size}"
+        f"  data: {plan.data.name}{_args(plan.data.args)}; {batch}"
         + (f"; {plan.data.batches_per_epoch} batches per epoch" if plan.data.batches_per_epoch else ""),
-        f"  run: device {run.device}, precision {run.precision}, seed {run.seed}, out {run.out}",
+        f"  run: device {run.device}, precision {run.precision}, seed {run.seed}, out {run.out}"
+        + (f", {plan.world_size} processes (DDP)" if plan.distributed is not None else ""),
         f"  {len(plan.stages)} stages, {total} steps in all",
         "",
     ]
+    ddp = {s.name: s for s in plan.distributed.stages} if plan.distributed is not None else {}
     for stage in plan.stages:
-        lines.append(render_stage(stage))
+        lines.append(render_stage(stage, ddp.get(stage.name)))
         lines.append("")
     if chart:
         lines.append("learning rate over the plan (log scale):")
