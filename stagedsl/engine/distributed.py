@@ -232,5 +232,21 @@ def lost_peer(exc: BaseException) -> bool:
         "gloo" in text or "nccl" in text or "c10d" in text or "connection" in text)
 
 
+def raise_failure(exc: Exception, where: str, processes: Processes) -> None:
+    """Raise what a failure under torchrun means: another process gone (E481), or a trainable parameter
+    DDP saw no gradient for (E487); return for any other failure (the caller's E400)."""
+    if lost_peer(exc):
+        raise RunError([Problem(code="E481", message=f"{where}: process {processes.rank} of {processes.world_size} lost "
+                                "contact with the others (one of them died or was stopped)",
+                                hint="the launcher names the process that failed first; the run's last good checkpoint is "
+                                     "intact: continue with `staged resume RUN_DIR --nproc N`")]) from exc
+    text = str(exc)
+    if "find_unused_parameters" in text or "did not receive grad" in text:
+        raise RunError([Problem(code="E487", message=f"{where}: DDP found trainable parameters that took no part in "
+                                f"the loss: {' '.join(text.split())[:300]}",
+                                hint="the plan's graph check follows the model's output, not the loss: freeze the "
+                                     "parameters the loss does not use in this stage, or use them")]) from exc
+
+
 __all__ = ["Processes", "SINGLE", "all_true", "any_true", "broadcast", "check_same", "from_environment", "from_writer",
-           "gather", "join", "leave", "lost_peer", "rank", "settle", "sum_"]
+           "gather", "join", "leave", "lost_peer", "raise_failure", "rank", "settle", "sum_"]

@@ -168,7 +168,7 @@ def execute(
         _fail(state, outputs, started, "failed")
         where = f"stage `{state.stage_name}` at step {state.stage_step}" if state.stage_name else "setting up the run"
         if placement.distributed:
-            _distributed_failure(exc, where, placement)
+            distributed.raise_failure(exc, where, placement.processes)
         raise RunError(f"{where} failed: {type(exc).__name__}: {exc}", code="E400") from exc
     finally:
         if ctx is not None:  # the last checkpoint lands before anything returns; its error only if nothing else failed
@@ -177,22 +177,6 @@ def execute(
         placement.drop_wrapper()  # a DDP wrapper must go before its process group does
         outputs.close()
         progress.close()
-
-
-def _distributed_failure(exc: Exception, where: str, placement: Placement) -> None:
-    """Raise what a failure under torchrun means: another process gone (E481), or a trainable
-    parameter DDP saw no gradient for (E487); return for any other failure."""
-    if distributed.lost_peer(exc):
-        raise RunError([Problem(code="E481", message=f"{where}: process {placement.rank} of {placement.world_size} lost "
-                                "contact with the others (one of them died or was stopped)",
-                                hint="the launcher names the process that failed first; the run's last good checkpoint is "
-                                     "intact: continue with `staged resume RUN_DIR --nproc N`")]) from exc
-    text = str(exc)
-    if "find_unused_parameters" in text or "did not receive grad" in text:
-        raise RunError([Problem(code="E487", message=f"{where}: DDP found trainable parameters that took no part in "
-                                f"the loss: {' '.join(text.split())[:300]}",
-                                hint="the plan's graph check follows the model's output, not the loss: freeze the "
-                                     "parameters the loss does not use in this stage, or use them")]) from exc
 
 
 def _write_plan(outputs: RunOutputs, plan: Plan, spec_text: Optional[str]) -> None:

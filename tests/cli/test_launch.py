@@ -82,3 +82,20 @@ def test_a_decision_every_process_took_passes_its_exit_code_on(tmp_path):
 def test_launch_options_without_nproc_exit_2(tmp_path, capsys, specs_dir):
     assert run_cli(["run", str(specs_dir / "pde.toml"), "--profile", "tiny", "--nnodes", "2"]) == 2
     assert "error[E093]" in capsys.readouterr().err
+
+
+def test_a_matrix_refuses_members_spread_over_machines():
+    from stagedsl.cli.matrix_commands import member_processes
+
+    assert member_processes(None, 2, None) == 1
+    assert member_processes(Launch(2), 2, "cpu") == 2
+    with pytest.raises(UsageError) as info:
+        member_processes(Launch(2, nnodes=2, rdzv_endpoint="h:1"), 1, None)
+    assert info.value.problems[0].code == "E094"
+
+
+def test_staged_plan_shows_the_plan_of_n_processes(capsys, specs_dir):
+    assert run_cli(["plan", str(specs_dir / "metr.toml"), "--profile", "tiny", "--nproc", "2", "--no-chart"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 64 per process x 2 processes = 128 a step" in out and ", 2 processes (DDP)" in out
+    assert "DDP: find_unused_parameters off" in out

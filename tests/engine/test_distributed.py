@@ -96,12 +96,11 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _staged(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+def _staged(args: list[str], cwd: Path, *, torchrun: bool = False, **env: str) -> subprocess.CompletedProcess:
+    """The probe program with `args`; with `torchrun`, started by torchrun itself (2 processes) instead of --nproc."""
     environment = {**os.environ, "STAGEDSL_DISABLE_PLUGIN_AUTOLOAD": "1", PROBE: str(cwd / "probe"), **env}
-    if not env:
-        environment.pop(KILL, None)
-    return subprocess.run([sys.executable, str(HELPER), *args], cwd=cwd, env=environment, capture_output=True, text=True,
-                          timeout=600)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"] if torchrun else [sys.executable]
+    return subprocess.run([*launcher, str(HELPER), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
 
 
 def _in_process(args: list[str]) -> int:
@@ -173,8 +172,9 @@ def test_a_killed_process_stops_the_group_and_resume_ends_like_the_uninterrupted
     assert json.loads(layout.summary.read_text())["status"] == "failed"
     shutil.copytree(workdir / "two", workdir / "two-then-one")
 
-    resumed = _staged(["resume", str(workdir / "two"), "--nproc", "2"], workdir)
+    resumed = _staged(["resume", str(workdir / "two")], workdir, torchrun=True)  # `torchrun ... resume` works too
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.strip().splitlines() == [str(workdir / "two")]
     _assert_close_weights(workdir / "one", workdir / "two")
     _assert_close_curves(_curve(workdir / "one"), _curve(workdir / "two"))
 
