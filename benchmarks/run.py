@@ -12,7 +12,8 @@ Rows (``--rows`` picks some; all by default):
 - ``checkpoint``  the blocking share of checkpoints in each stage's time (`checkpoint_speed.py`, mesh)
 - ``ddp``         one process against two (``--nproc 2``, gloo) at the same global batch, in turn:
                   the stage's wall time from each run's summary.json
-- ``search``      a search with and without stage reuse, when ``staged search`` exists
+- ``search``      a search with and without stage reuse against one run of the same plan
+                  (`search_reuse.py`, which comes with ``staged search``; n/a without it)
 
 Each row gives the median with [min, max] over its samples. ``--quick`` makes every row
 small (a smoke run: its figures are not for the record). Usage::
@@ -201,14 +202,22 @@ def ddp_rows(table: Table, quick: bool, repeat: int) -> None:
               f"{spread(seconds[1], unit=' s')}", f"{spread(ratios)} two / one", f"{rounds} run(s) each, in turn")
 
 
-def search_rows(table: Table) -> None:
-    from stagedsl.cli.app import app
-
-    names = {command.name or (command.callback.__name__ if command.callback else "") for command in app.registered_commands}
-    if "search" not in names:
+def search_rows(table: Table, quick: bool, repeat: int) -> None:
+    try:
+        from search_reuse import TRIALS, measure  # benchmarks/search_reuse.py comes with `staged search`
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("search_reuse", "stagedsl.search"):
+            raise
         table.add("search with and without stage reuse", "n/a (search not available: no `staged search` in this tree)")
         return
-    table.add("search with and without stage reuse", "n/a (`staged search` exists, but this suite does not drive it yet)")
+    rounds = 1 if quick else max(2, repeat // 2)
+    result = measure(rounds, quick)
+    every = result["all"]
+    for case, label in (("reuse", "stage reuse on"), ("no-reuse", "stage reuse off")):
+        ratios = [c / r for c, r in zip(every[case], every["run"])]
+        table.add(f"search, {TRIALS} trials over the last of 3 stages, {label} (stages trained: "
+                  f"{result['stages_trained'][case]})", spread(every[case], unit=" s"), f"one run {spread(every['run'], unit=' s')}",
+                  f"{spread(ratios)} search / one run", f"{rounds} run(s) each, in turn")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -233,7 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "compile": lambda: compile_rows(table, args.quick, args.repeat),
         "checkpoint": lambda: checkpoint_rows(table, args.quick),
         "ddp": lambda: ddp_rows(table, args.quick, args.repeat),
-        "search": lambda: search_rows(table),
+        "search": lambda: search_rows(table, args.quick, args.repeat),
     }
     for row in chosen:
         runners[row]()

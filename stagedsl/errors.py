@@ -1,7 +1,8 @@
 """Error types of stagedsl and the `Problem` record they carry.
 
 Every fault the user can fix is a `Problem`: a stable code, what is wrong, where
-(file, key path, line, column) and a hint. Errors are raised where the fault is known
+(file, key path, line, column and the span's end; or the command-line argument it is
+in) and a hint. Errors are raised where the fault is known
 and rendered once, by the CLI (`stagedsl.cli.render`).
 """
 
@@ -15,7 +16,15 @@ import attrs
 
 @attrs.frozen
 class Problem:
-    """One thing wrong with a spec, a plan or a run, with where it is and how to fix it."""
+    """One thing wrong with a spec, a plan or a run, with where it is and how to fix it.
+
+    Where, as data for any renderer: `line` and `column` (1-based) start the text at fault
+    in `file` and `end_line`/`end_column` end it (exclusive), on the wrong value for a
+    wrong value, on the key for an unknown key. A problem in a command-line argument
+    (``--set stage[0].steps=ten``) has `argument`, the option and its value as written,
+    `argument_index`, which of that option's occurrences it is (from 0), and `column`/
+    `end_column` counting characters within `argument`; its `line` is None.
+    """
 
     code: str
     message: str
@@ -25,26 +34,41 @@ class Problem:
     column: Optional[int] = None
     hint: Optional[str] = None
     severity: str = "error"
+    end_line: Optional[int] = None
+    end_column: Optional[int] = None
+    argument: Optional[str] = None
+    argument_index: Optional[int] = None
 
     def located(self, file: Optional[str], line: Optional[int], column: Optional[int]) -> "Problem":
         """Return a copy of this problem pointing at `file:line:column`."""
         return attrs.evolve(self, file=file or self.file, line=line, column=column)
 
     def __str__(self) -> str:
-        where = f"{self.file or '<spec>'}"
-        if self.line:
-            where += f":{self.line}:{self.column or 1}"
+        where = ""
+        if self.file:
+            where = f" --> {self.file}" + (f":{self.line}:{self.column or 1}" if self.line else "")
         at = f" at `{self.path}`" if self.path else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"error[{self.code}]: {self.message}{at} --> {where}{hint}"
+        return f"{self.severity}[{self.code}]: {self.message}{at}{where}{hint}"
 
 
 def closest(word: object, choices: Iterable[str], *, cutoff: float = 0.5) -> Optional[str]:
-    """The choice most like `word` (difflib's ratio at least `cutoff`), or None."""
+    """The choice most like `word`, or None when none has a similarity of at least `cutoff`.
+
+    Case does not hide a match (``adamW`` is closest to ``adamw``, not ``adam``): choices are
+    ranked by difflib's ratio of the case-folded words, ties broken by the ratio as written,
+    then by the order of `choices`.
+    """
     if not isinstance(word, str):
         return None
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
-    return close[0] if close else None
+    folded = word.casefold()
+    best: Optional[str] = None
+    best_score = (-1.0, -1.0)
+    for choice in choices:
+        score = (difflib.SequenceMatcher(None, folded, choice.casefold()).ratio(), difflib.SequenceMatcher(None, word, choice).ratio())
+        if score[0] >= cutoff and score > best_score:
+            best, best_score = choice, score
+    return best
 
 
 def did_you_mean(word: object, choices: Iterable[str], *, cutoff: float = 0.5) -> Optional[str]:

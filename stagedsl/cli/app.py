@@ -13,7 +13,8 @@ from typing import List, Optional
 
 import typer
 
-from stagedsl.cli.diagnostics import render_problems
+from stagedsl.cli.command import StagedTyper
+from stagedsl.cli.diagnostics import problems_json, render_problems
 from stagedsl.cli.launch import (
     MasterAddrOpt,
     MasterPortOpt,
@@ -28,10 +29,11 @@ from stagedsl.cli.launch import (
     worker_argv,
     write_error_file,
 )
+from stagedsl.cli.output import say
 from stagedsl.engine import distributed
-from stagedsl.errors import Problem, StagedError, UsageError
+from stagedsl.errors import GateStopped, Problem, StagedError, UsageError
 
-app = typer.Typer(
+app = StagedTyper(
     name="staged",
     help="Declarative staged training for PyTorch: validate, plan, run, resume and export a spec.",
     no_args_is_help=True,
@@ -39,9 +41,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
-SpecArg = typer.Argument(..., help="The spec file (TOML).", show_default=False)
-ProfileOpt = typer.Option(None, "--profile", "-p", help="A named profile of the spec to apply.")
-SetOpt = typer.Option(None, "--set", "-s", help="Override a key: --set stage.finetune.lr=1e-5 (repeatable).")
+SpecArg = typer.Argument(..., help="The spec file (TOML).", show_default=False, metavar="SPEC")
+ProfileOpt = typer.Option(None, "--profile", "-p", help="A named profile of the spec to apply.", metavar="NAME")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a key: --set stage.finetune.lr=1e-5 (repeatable).", metavar="KEY=VALUE")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
@@ -55,9 +57,18 @@ def _registry(strict: bool = False):
     return get_registry()
 
 
+def _version(value: bool) -> None:
+    if value:
+        from stagedsl import __version__
+
+        say(f"staged (stagedsl) {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     strict_plugins: bool = typer.Option(False, "--strict-plugins", help="Fail when a third-party plugin cannot be loaded."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
 ) -> None:
     if strict_plugins:
         import os
@@ -66,20 +77,36 @@ def _main(
         _registry(strict=True)
 
 
+class _JsonProblems:
+    """With --json, a bad spec also prints ``{"ok": false, "errors": [...]}`` on stdout (the error still exits 2)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __enter__(self) -> "_JsonProblems":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if self.enabled and isinstance(error, StagedError):
+            say(json.dumps(problems_json(error.problems)))
+        return False
+
+
 @app.command()
 def validate(spec: Path = SpecArg, profile: Optional[str] = ProfileOpt, set_: Optional[List[str]] = SetOpt, json_: bool = JsonOpt) -> None:
     """Check a spec (syntax, keys, types, references, plugin names and arguments) without torch."""
     from stagedsl.spec.loader import load_spec
 
-    loaded = load_spec(spec, profile=profile, overrides=set_ or (), registry=_registry())
-    members = _member_names(loaded)
+    with _JsonProblems(json_):
+        loaded = load_spec(spec, profile=profile, overrides=set_ or (), registry=_registry())
+        members = _member_names(loaded)
     if json_:
         extra = {"members": members, "ensembles": [e.name for e in loaded.ensembles]} if loaded.matrix is not None else {}
-        typer.echo(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages], **extra}))
+        say(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages], **extra}))
     else:
         count = len(loaded.stages)
         matrix = f"; matrix of {len(members)} members, {len(loaded.ensembles)} ensembles" if loaded.matrix is not None else ""
-        typer.echo(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)}{matrix})")
+        say(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)}{matrix})")
 
 
 def _member_names(loaded) -> list[str]:
@@ -105,7 +132,7 @@ def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[st
 
 def _warnings(plan) -> None:
     if plan.warnings:
-        typer.echo(render_problems([Problem(**w) for w in plan.warnings]), err=True)
+        say(render_problems([Problem(**w) for w in plan.warnings]), err=True)
 
 
 @app.command()
@@ -115,7 +142,7 @@ def plan(
     profile: Optional[str] = ProfileOpt,
     set_: Optional[List[str]] = SetOpt,
     json_: bool = JsonOpt,
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file.", metavar="PNG"),
     chart: bool = typer.Option(True, "--chart/--no-chart", help="Show the LR curve in the terminal."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Plan for N processes a machine (DDP): the global batch and "
                                         "each stage's find_unused_parameters."),
@@ -125,25 +152,26 @@ def plan(
     from stagedsl.plan.render import render_plan
     from stagedsl.plan.schedule import ascii_chart, plan_lr_curve
 
-    loaded = _load(spec, profile, set_)
-    launching = launch_options(nproc, nnodes=nnodes)
-    world_size = launching.world_size if launching is not None else 1
-    if loaded.matrix is not None:
-        from stagedsl.cli.matrix_commands import plan_matrix_spec
+    with _JsonProblems(json_):
+        loaded = _load(spec, profile, set_)
+        launching = launch_options(nproc, nnodes=nnodes)
+        world_size = launching.world_size if launching is not None else 1
+        if loaded.matrix is not None:
+            from stagedsl.cli.matrix_commands import plan_matrix_spec
 
-        return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot, world_size=world_size)
-    _, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=world_size)
+            return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot, world_size=world_size)
+        _, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=world_size)
     if json_:
-        typer.echo(compiled.to_json())
+        say(compiled.to_json())
         _warnings(compiled)
         return
     curve = plan_lr_curve(compiled, _registry()) if (chart or plot) else None
-    typer.echo(render_plan(compiled, ascii_chart(curve) if (chart and curve) else None), nl=False)
+    say(render_plan(compiled, ascii_chart(curve) if (chart and curve) else None), nl=False)
     if plot is not None:
         from stagedsl.cli.plot import plot_lr_curve
 
         plot_lr_curve(curve, plot, title=compiled.run.name)
-        typer.echo(f"LR curve drawn to {plot}", err=True)
+        say(f"LR curve drawn to {plot}", err=True)
     _warnings(compiled)
 
 
@@ -166,14 +194,15 @@ def _prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str
 @app.command()
 def run(
     spec: Path = SpecArg,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default from the spec)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default from the spec).", metavar="DIR"),
     profile: Optional[str] = ProfileOpt,
     set_: Optional[List[str]] = SetOpt,
-    device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").'),
-    from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory)."),
+    device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").', metavar="DEVICE"),
+    from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory).", metavar="STAGE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (default the spec's `matrix.jobs`)."),
-    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (default the spec's `matrix.jobs`).", metavar="N"),
+    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable).", metavar="GLOB"),
+    json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
     nproc: Optional[int] = NprocOpt,
     nnodes: Optional[str] = NnodesOpt,
     node_rank: Optional[int] = NodeRankOpt,
@@ -183,8 +212,13 @@ def run(
     master_addr: Optional[str] = MasterAddrOpt,
     master_port: Optional[int] = MasterPortOpt,
 ) -> None:
-    """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has [export].
-    A matrix spec trains every member, then builds its ensembles. With --nproc N, as N processes (torchrun, DDP)."""
+    """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has an [export] section.
+
+    Progress goes to stderr; at the end a table per stage (steps, time, best monitored
+    value, gate decision), the total time, the run directory and the TensorBoard command.
+    A matrix spec trains every member, then builds its ensembles. With --nproc N the run
+    is N processes on this machine (torchrun, DDP; docs/distributed.md).
+    """
     from stagedsl.api import effective_spec_text
 
     loaded = _load(spec, profile, set_)
@@ -199,15 +233,15 @@ def run(
 
     refuse_matrix_options(jobs=jobs, member=member)
     run_dir = Path(out if out is not None else (loaded.run.out or f"runs/{loaded.run.name}"))
-    if launching is not None:  # the same command in N processes; rank 0 writes the run directory
+    if launching is not None:  # the same command in N processes; rank 0 writes the run directory and the table
         if launching.local:
             _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
         argv = worker_argv("run", spec, [("--out", run_dir), ("--profile", profile), ("--set", set_), ("--device", device),
-                                         ("--from-stage", from_stage), ("--overwrite", overwrite)])
+                                         ("--from-stage", from_stage), ("--overwrite", overwrite), ("--json", json_)])
         code = launch(launching, argv, run_dir=run_dir)
         if code:
             raise typer.Exit(code)
-        return  # rank 0 printed the run directory
+        return
     from stagedsl.engine.runner import run_plan
 
     processes = distributed.from_environment()  # one process, or one of torchrun's
@@ -216,15 +250,51 @@ def run(
         _warnings(compiled)
     distributed.join(processes)
     distributed.from_writer(lambda: _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage))
-    result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
     if not processes.is_writer:
+        run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
         return
+    with RunReport(compiled, json_=json_):
+        result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
+    show_result(result.summary, result.run_dir, compiled, json_=json_)  # before the export: a failed export keeps the table
     if compiled.export is not None:
-        from stagedsl.export.runner import export_run
+        export_at_end(result.run_dir)
 
-        report = export_run(result.run_dir)
-        typer.echo(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
-    typer.echo(str(result.run_dir))
+
+def export_at_end(run_dir: Path) -> None:
+    """The export a spec's [export] section asks for, after `staged run` / `staged resume`."""
+    from stagedsl.export.runner import export_run
+
+    report = export_run(run_dir)
+    say(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
+
+
+def show_result(summary: dict, run_dir: Path, plan, *, json_: bool, headline: Optional[str] = None) -> None:
+    """The end of a run on stdout: the table (or JSON with --json)."""
+    from stagedsl.cli.summary import render_summary, summary_json
+
+    if json_:
+        data = summary_json(summary, run_dir)
+        if headline:
+            data["note"] = headline
+        say(json.dumps(data, indent=2))
+    else:
+        say(render_summary(summary, run_dir, plan, headline=headline))
+
+
+class RunReport:
+    """Around a run: when a gate stops it (exit 3), the table is still shown before the error."""
+
+    def __init__(self, plan, *, json_: bool):
+        self.plan, self.json_ = plan, json_
+
+    def __enter__(self) -> "RunReport":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        result = getattr(error, "result", None) if isinstance(error, GateStopped) else None
+        if result is not None:
+            show_result(result.summary, result.run_dir, self.plan, json_=self.json_)
+        return False
 
 
 @app.command()
@@ -233,7 +303,7 @@ def plugins(json_: bool = JsonOpt) -> None:
     registry = _registry()
     entries = registry.entries()
     if json_:
-        typer.echo(json.dumps([
+        say(json.dumps([
             {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc,
              "default": bool(e.meta.get("default"))}
             for e in entries
@@ -243,25 +313,25 @@ def plugins(json_: bool = JsonOpt) -> None:
     for entry in entries:
         if entry.kind != kind:
             kind = entry.kind
-            typer.echo(f"{kind}:")
+            say(f"{kind}:")
         source = f"{entry.distribution or entry.plugin} {entry.version or ''}".strip()
         default = " (the default)" if entry.meta.get("default") else ""
-        typer.echo(f"  {entry.name:<20} {entry.doc}{default}  [{source}]")
+        say(f"  {entry.name:<20} {entry.doc}{default}  [{source}]")
     for problem in registry.skipped:
-        typer.echo(render_problems([problem]), err=True)
+        say(render_problems([problem]), err=True)
 
 
 @app.command()
-def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schema to this file instead of stdout.")) -> None:
+def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schema to this file instead of stdout.", metavar="FILE")) -> None:
     """Print the JSON Schema (draft 2020-12) of the spec language, for editor completion."""
     from stagedsl.spec.schema import spec_schema
 
     text = json.dumps(spec_schema(), indent=2)
     if out is None:
-        typer.echo(text)
+        say(text)
     else:
         out.write_text(text + "\n", encoding="utf-8")
-        typer.echo(f"schema written to {out}", err=True)
+        say(f"schema written to {out}", err=True)
 
 
 def _add_optional_commands() -> None:
@@ -292,7 +362,7 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
         _report(exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        say("interrupted", err=True)
         return 130
     finally:
         distributed.leave()
@@ -307,15 +377,15 @@ def _report(error: StagedError) -> None:
 
     text = render_problems(error.problems)
     if "TORCHELASTIC_RUN_ID" not in os.environ:
-        typer.echo(text, err=True)
+        say(text, err=True)
         return
     first = error.problems[0] if error.problems else None
     write_error_file(f"{first.code}: {first.message}" if first else str(error))
     rank = distributed.from_environment().rank
     if rank == 0:
-        typer.echo(text, err=True)
+        say(text, err=True)
     elif error.exit_code == 1:
-        typer.echo("\n".join(f"[rank {rank}] {line}" for line in text.splitlines()), err=True)
+        say("\n".join(f"[rank {rank}] {line}" for line in text.splitlines()), err=True)
     if error.exit_code != 1:  # a decision every process took: rank 0 finishes saying so before any ends
         distributed.settle()
 
@@ -325,4 +395,4 @@ def main() -> None:
     sys.exit(run_cli())
 
 
-__all__ = ["app", "compile_spec", "main", "run_cli"]
+__all__ = ["app", "compile_spec", "export_at_end", "main", "run_cli", "show_result"]

@@ -34,21 +34,37 @@ def _source_line(problem: Problem, texts: dict[str, str]) -> Optional[str]:
     return lines[problem.line - 1] if 0 < problem.line <= len(lines) else None
 
 
+def _caret(line: str, problem: Problem) -> str:
+    """The caret line under `line`: from the problem's column to its end (the line's end when the span
+    goes on below; the token at the column when the problem has no end)."""
+    column = max(1, problem.column or 1)
+    if problem.end_column is not None and (problem.end_line is None or problem.end_line == problem.line):
+        width = problem.end_column - column
+    elif problem.end_line is not None and problem.line is not None and problem.end_line > problem.line:
+        width = len(line.rstrip()) - (column - 1)
+    else:
+        match = _TOKEN_END.match(line, column - 1)
+        width = (match.end() - match.start()) if match else 1
+    return f"{' ' * (column - 1)}{'^' * max(1, width)}"
+
+
 def render_problem(problem: Problem, texts: Optional[dict[str, str]] = None) -> str:
     """One problem as a block of text (no trailing newline)."""
     texts = {} if texts is None else texts
     out = [f"{problem.severity}[{problem.code}]: {problem.message}"]
-    if problem.file:
-        where = problem.file + (f":{problem.line}:{problem.column or 1}" if problem.line else "")
-        out.append(f" --> {where}")
-    line = _source_line(problem, texts)
+    if problem.argument is not None:
+        option = problem.argument.split(" ", 1)[0]
+        number = f" #{problem.argument_index + 1}" if problem.argument_index is not None else ""
+        out.append(f" --> {option}{number}")
+        number, line = "", problem.argument
+    else:
+        if problem.file:
+            where = problem.file + (f":{problem.line}:{problem.column or 1}" if problem.line else "")
+            out.append(f" --> {where}")
+        number, line = str(problem.line), _source_line(problem, texts)
     if line is not None:
-        number = str(problem.line)
         pad = " " * len(number)
-        column = max(1, problem.column or 1)
-        match = _TOKEN_END.match(line, column - 1)
-        width = max(1, (match.end() - match.start()) if match else 1)
-        out += [f"{pad} |", f"{number} | {line}", f"{pad} | {' ' * (column - 1)}{'^' * width}"]
+        out += [f"{pad} |", f"{number} | {line}", f"{pad} | {_caret(line, problem)}"]
         indent = pad + " "
     else:
         indent = " "
@@ -72,3 +88,11 @@ def render_problems(problems: Iterable[Problem]) -> str:
     if warnings:
         summary.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
     return "\n\n".join(blocks) + ("\n\n" + ", ".join(summary) if summary else "")
+
+
+def problems_json(problems: Iterable[Problem]) -> dict:
+    """``{"ok": false, "errors": [...], "warnings": [...]}``: what ``--json`` prints for a bad spec."""
+    rows = [{"code": p.code, "message": p.message, "file": p.file, "line": p.line, "column": p.column,
+             "path": p.path, "hint": p.hint, "severity": p.severity} for p in problems]
+    return {"ok": False, "errors": [r for r in rows if r["severity"] == "error"],
+            "warnings": [r for r in rows if r["severity"] != "error"]}

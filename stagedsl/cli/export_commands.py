@@ -13,6 +13,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from stagedsl.cli.output import say
 from stagedsl.errors import ExportError, Problem, UsageError
 
 
@@ -23,15 +24,22 @@ def add_commands(app: typer.Typer) -> None:
 
 
 def export(
-    run_dir: Path = typer.Argument(..., help="The run directory (holds plan.json and stages/).", show_default=False),
-    stage: Optional[str] = typer.Option(None, "--stage", help="Stage to export (default: the last stage with checkpoints)."),
-    which: Optional[str] = typer.Option(None, "--which", help='Checkpoint of the stage: "best" (default) or "last".'),
-    format_: Optional[str] = typer.Option(None, "--format", "-f", help="Comma-separated formats: onnx,onnx-fp16,package (default: the spec's [export] formats, else all three)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Destination folder (default: RUN_DIR/export)."),
+    run_dir: Path = typer.Argument(..., help="The run directory (holds plan.json and stages/).", show_default=False, metavar="RUN_DIR"),
+    stage: Optional[str] = typer.Option(None, "--stage", help="Stage to export (default: the last stage with checkpoints).", metavar="STAGE"),
+    which: Optional[str] = typer.Option(None, "--which", help='Checkpoint of the stage: "best" (default) or "last".', metavar="best|last"),
+    format_: Optional[str] = typer.Option(None, "--format", "-f", help="Comma-separated formats: onnx,onnx-fp16,package "
+                                          "(default: the formats of the spec's [export] section, else all three).", metavar="FORMATS"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Destination folder (default: RUN_DIR/export).", metavar="DIR"),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Take the [export] section of the run's spec file under this profile.", metavar="NAME"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Change an export setting: --set export.fp16_atol=0.05 (repeatable); nothing is retrained.", metavar="KEY=VALUE"),
     json_: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    ensemble: Optional[str] = typer.Option(None, "--ensemble", "-e", help="Export this ensemble of a matrix run as one ONNX graph, verified against PyTorch and the fitted ensemble."),
+    ensemble: Optional[str] = typer.Option(None, "--ensemble", "-e", help="Export this ensemble of a matrix run as one ONNX graph, verified against PyTorch and the fitted ensemble.", metavar="NAME"),
 ) -> None:
-    """Export a run's checkpoint to ONNX, FP16 ONNX and a model package, each verified against PyTorch (or a matrix run's ensemble)."""
+    """Export a run's checkpoint to ONNX, FP16 ONNX and a model package, each verified against PyTorch (or a matrix run's ensemble).
+
+    A finished run can be exported again with other settings (--set export.key=value,
+    --profile) without retraining; the report says which check failed and by how much.
+    """
     from stagedsl.export.runner import export_run
     from stagedsl.matrix.layout import MatrixDir
 
@@ -41,8 +49,9 @@ def export(
         return export_ensemble_command(run_dir, ensemble, out=out, json_=json_)
 
     formats = [f.strip() for f in format_.split(",") if f.strip()] if format_ else None
-    report = echo_report(lambda: export_run(run_dir, stage=stage, which=which, formats=formats, out=out), render_report, json_)
-    typer.echo(f"exported stage `{report.stage}` ({report.which}) in {report.seconds:.1f}s to {report.out}", err=True)
+    report = echo_report(lambda: export_run(run_dir, stage=stage, which=which, formats=formats, out=out, profile=profile,
+                                            overrides=set_ or ()), render_report, json_)
+    say(f"exported stage `{report.stage}` ({report.which}) in {report.seconds:.1f}s to {report.out}", err=True)
 
 
 def echo_report(export: Callable[[], Any], render: Callable[[Any], str], json_: bool) -> Any:
@@ -52,9 +61,9 @@ def echo_report(export: Callable[[], Any], render: Callable[[Any], str], json_: 
     except ExportError as exc:
         report = getattr(exc, "report", None)
         if report is not None:
-            typer.echo(report.to_json() if json_ else render(report))
+            say(report.to_json() if json_ else render(report))
         raise
-    typer.echo(report.to_json() if json_ else render(report))
+    say(report.to_json() if json_ else render(report))
     return report
 
 
@@ -62,27 +71,55 @@ def _figure(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def _metrics(before: dict, after: dict) -> str:
-    return ", ".join(f"{name} {before[name]:.5g} -> {after.get(name, float('nan')):.5g}" for name in before) or "-"
+def _tolerance(name: str, result: Any) -> str:
+    if result.atol is None:
+        return "-"
+    if result.atol == 0 and result.rtol == 0:
+        return "identical"
+    scale = " x scale" if name == "onnx-fp16" else ""
+    return f"atol {result.atol:g}{scale}, rtol {result.rtol:g}"
+
+
+def _scaled(result: Any) -> str:
+    from stagedsl.export.checks import percent
+
+    return "-" if result.max_scaled is None else percent(result.max_scaled)
+
+
+def _metric_lines(before: dict, after: dict) -> list[str]:
+    return [f"{name} {value:.4g} -> {after.get(name, float('nan')):.4g}" for name, value in before.items()]
+
+
+def _details(name: str, result: Any) -> list[str]:
+    """The lines under the table for one format: its checks, or its metric before -> after, and its error."""
+    lines = []
+    if result.checks:
+        for check in result.checks:
+            mark = ("ok  " if check["passed"] else "FAIL") if check["decides"] else "info"
+            lines.append(f"  {mark} {check['detail']}")
+        if not any(c["name"].startswith("metric ") for c in result.checks):
+            lines += [f"  info {line}" for line in _metric_lines(result.metric_before, result.metric_after)]
+    elif result.metric_before:
+        lines += [f"  info {line}" for line in _metric_lines(result.metric_before, result.metric_after)]
+    if result.error and not result.passed:
+        lines.append(f"  {result.status}: {result.error}")
+    return [f"{name}:"] + lines if lines else []
 
 
 def render_report(report: Any) -> str:
-    """The export report as a plain-text table."""
-    rows = [("format", "status", "max abs", "max rel", "tolerance", "metric before -> after", "file")]
+    """The export report as plain text: a table, then each format's checks."""
+    rows = [("format", "status", "max abs", "of scale", "tolerance", "file")]
     for name, result in report.formats.items():
-        tolerance = f"atol {result.atol:g} rtol {result.rtol:g}" if result.atol is not None else "-"
         files = ", ".join(_short(f, report.out) for f in result.files) or "-"
-        rows.append((name, result.status, _figure(result.max_abs), _figure(result.max_rel), tolerance,
-                     _metrics(result.metric_before, result.metric_after), files))
+        rows.append((name, result.status, _figure(result.max_abs), _scaled(result), _tolerance(name, result), files))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     for name, result in report.formats.items():
-        if result.error:
-            lines.append(f"{name}: {result.error}")
+        lines += _details(name, result)
     if report.prune is not None:
         prune = report.prune
         lines.append(f"prune: amount {prune.amount:g}: {prune.sparsity:.1%} of {prune.tensors} Linear/Conv weight tensors zeroed "
-                     f"({prune.model_sparsity:.1%} of all parameters); {_metrics(prune.metric_before, prune.metric_after)}; "
+                     f"({prune.model_sparsity:.1%} of all parameters); {', '.join(_metric_lines(prune.metric_before, prune.metric_after)) or '-'}; "
                      f"{_short(prune.file, report.out) if prune.file else '-'}")
     lines.append(f"checked on {report.check_split} batches; report: {_short(str(Path(report.out) / 'report.json'), report.out)}")
     lines.append("PASSED" if report.passed else "FAILED")
@@ -97,13 +134,13 @@ def _short(path: str, out: str) -> str:
 
 
 def predict(
-    package: Path = typer.Argument(..., help="The model package folder (RUN_DIR/export/package).", show_default=False),
-    inputs: Path = typer.Argument(..., help="An .npz file with the model's input arrays.", show_default=False),
-    out: Path = typer.Option(..., "--out", "-o", help="The .npz file to write the outputs to."),
-    input_key: Optional[List[str]] = typer.Option(None, "--input-key", "-k", help="The npz key of each model input, in order (repeatable; default: the package's input names, or the file's only array)."),
+    package: Path = typer.Argument(..., help="The model package folder (RUN_DIR/export/package).", show_default=False, metavar="PACKAGE"),
+    inputs: Path = typer.Argument(..., help="An .npz file with the model's input arrays.", show_default=False, metavar="INPUT.npz"),
+    out: Path = typer.Option(..., "--out", "-o", help="The .npz file to write the outputs to.", metavar="OUT.npz"),
+    input_key: Optional[List[str]] = typer.Option(None, "--input-key", "-k", help="The npz key of each model input, in order (repeatable; default: the package's input names, or the file's only array).", metavar="KEY"),
     onnx: bool = typer.Option(False, "--onnx", help="Run the package's ONNX model in onnxruntime instead of PyTorch."),
     fp16: bool = typer.Option(False, "--fp16", help="Run the package's float16 ONNX model."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass.", metavar="N"),
     json_: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Run a model package on the arrays of an .npz file and write its outputs to another .npz."""
@@ -128,11 +165,12 @@ def predict(
     np.savez(out, **dict(zip(names, outputs)))
     written = {"out": str(out), "backend": "onnx-fp16" if fp16 else "onnx" if onnx else "torch", "inputs": keys,
                "outputs": {name: list(array.shape) for name, array in zip(names, outputs)}}
+
     if json_:
-        typer.echo(json.dumps(written))
+        say(json.dumps(written))
     else:
         shapes = ", ".join(f"{n} {tuple(s)}" for n, s in written["outputs"].items())
-        typer.echo(f"{out}: {shapes}")
+        say(f"{out}: {shapes}")
 
 
 def _input_keys(given: Optional[List[str]], names: List[str], files: List[str], path: Path) -> List[str]:

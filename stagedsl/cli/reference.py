@@ -36,14 +36,18 @@ def _cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _metavar(param: Any) -> str:
+    return param.metavar or ("VALUE" if getattr(param, "param_type_name", "") == "option" else param.name.upper())
+
+
 def _names(param: Any) -> str:
     if getattr(param, "param_type_name", "") == "argument":
-        return f"`{param.name.upper()}`"
+        return f"`{_metavar(param)}`"
     names = ", ".join(f"`{o}`" for o in param.opts)
     if param.secondary_opts:
         names += " / " + ", ".join(f"`{o}`" for o in param.secondary_opts)
     if not getattr(param, "is_flag", False):
-        names += " VALUE"
+        names += f" {_metavar(param)}"
     return names
 
 
@@ -79,7 +83,7 @@ def _usage(name: str, command: Any) -> str:
     pieces = ["staged", name]
     if any(getattr(p, "param_type_name", "") == "option" for p in command.params):
         pieces.append("[OPTIONS]")
-    pieces += [p.name.upper() if p.required else f"[{p.name.upper()}]" for p in arguments]
+    pieces += [_metavar(p) if p.required else f"[{_metavar(p)}]" for p in arguments]
     return " ".join(pieces)
 
 

@@ -32,14 +32,19 @@ def add_commands(app: typer.Typer) -> None:
 
 def resume(
     run_dir: Path = typer.Argument(..., help="The run directory to continue (holds plan.json, spec.toml and stages/).",
-                                   show_default=False),
+                                   show_default=False, metavar="RUN_DIR"),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Change a key from the resume point on: "
-                                             "--set stage.finetune.lr=1e-5 (repeatable); only what has not run yet."),
+                                             "--set stage.finetune.lr=1e-5 (repeatable); only what has not run yet.",
+                                             metavar="KEY=VALUE"),
     force: bool = typer.Option(False, "--force", help="Accept --set changes to finished stages, the model or the data "
                                                       "(recorded as forced)."),
-    device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").'),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process."),
-    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: finish only the members matching this glob (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").',
+                                         metavar="DEVICE"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process.",
+                                       metavar="N"),
+    member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: finish only the members matching this glob (repeatable).",
+                                               metavar="GLOB"),
+    json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
     nproc: Optional[int] = NprocOpt,
     nnodes: Optional[str] = NnodesOpt,
     node_rank: Optional[int] = NodeRankOpt,
@@ -50,8 +55,12 @@ def resume(
     master_port: Optional[int] = MasterPortOpt,
 ) -> None:
     """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes).
-    A matrix run finishes its unfinished members and builds its ensembles again. With --nproc N, as N processes:
-    a run goes on in another number of processes than it started with when they divide its global batch."""
+
+    A run that already completed is not trained again: it says so and shows its table
+    (exit 0). A matrix run finishes its unfinished members and builds its ensembles again.
+    With --nproc N it goes on as N processes, also when it started with another number of
+    them, as long as they divide its global batch.
+    """
     from stagedsl.cli.launch import launch, launch_options, worker_argv
     from stagedsl.cli.matrix_commands import refuse_matrix_options, resume_matrix_dir
     from stagedsl.engine import distributed
@@ -65,26 +74,33 @@ def resume(
                                  launching=launching)
     refuse_matrix_options(jobs=jobs, member=member)
     from stagedsl.api import resume_run
+    from stagedsl.cli.app import RunReport, export_at_end, show_result
+    from stagedsl.cli.output import say
     from stagedsl.engine.resuming import read_run_plan
     from stagedsl.registry import get_registry
     from stagedsl.run_dir import RunDir
 
+    layout = RunDir(run_dir)
     if launching is not None:
         if launching.local:
-            read_run_plan(RunDir(run_dir))  # E415 here, before any process starts
-        code = launch(launching, worker_argv("resume", run_dir, [("--set", set_), ("--force", force), ("--device", device)]),
-                      run_dir=run_dir)
+            read_run_plan(layout)  # E415 here, before any process starts
+        code = launch(launching, worker_argv("resume", run_dir, [("--set", set_), ("--force", force), ("--device", device),
+                                                                 ("--json", json_)]), run_dir=run_dir)
         if code:
             raise typer.Exit(code)
-        return  # rank 0 printed the run directory
-    result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
-                        warn=lambda message: typer.echo(f"warning: {message}", err=True))
-    if not processes.is_writer:
+        return  # rank 0 showed the table
+    if not processes.is_writer:  # under torchrun: the others never read the run directory
+        resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry())
         return
-    plan = read_run_plan(RunDir(run_dir))
+    plan = read_run_plan(layout) if layout.plan.is_file() else None
+    with RunReport(plan, json_=json_):
+        result = resume_run(run_dir, overrides=set_ or (), force=force, device=device, registry=get_registry(),
+                            warn=lambda message: say(f"warning: {message}", err=True))
+    plan = read_run_plan(layout)  # a resume with --set may have changed it
+    if result.already_complete:
+        show_result(result.summary, result.run_dir, plan, json_=json_,
+                    headline=f"{run_dir} is already complete: nothing to resume, nothing trained")
+        return
+    show_result(result.summary, result.run_dir, plan, json_=json_)
     if plan.export is not None:
-        from stagedsl.export.runner import export_run
-
-        report = export_run(result.run_dir)
-        typer.echo(f"exported: {', '.join(str(f) for f in report.files)}", err=True)
-    typer.echo(str(result.run_dir))
+        export_at_end(result.run_dir)

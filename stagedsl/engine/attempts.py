@@ -88,8 +88,7 @@ def run_stage(ctx: RunContext, stage: StagePlan, restore: Optional[dict], resume
                          "best_step": record.best_step})
         ctx.outputs.text("stages", f"stage {stage.name} ended at step {state.global_step}: {record.status}", state.global_step)
         ctx.outputs.flush()
-        ctx.progress.stage_end(f"stage {stage.name}: {record.status} after {record.steps} steps "
-                               f"({record.wall_time_s:.1f}s); best {record.monitor} = {record.best_value}")
+        ctx.progress.stage_end(stage.name, record.status, record.steps, record.wall_time_s, record.monitor, record.best_value)
         ctx.fire(Event.STAGE_END)
         if decision is not None and decision.action == RETRY:
             state.retries[stage.name] = state.retries.get(stage.name, 0) + 1
@@ -127,7 +126,7 @@ def _stage_started(ctx: RunContext, stage: StagePlan, attempt: int, resume: Opti
         ctx.progress.notice(f"resuming stage {stage.name}{again} at step {state.stage_step} from `{resume.path}`"
                             + (f" with {len(changes)} change(s): " + ", ".join(
                                 f"{c['key']} {c['old']!r} -> {c['new']!r}" for c in changes) if changes else ""))
-    ctx.progress.stage_start(stage.name, stage.steps, attempt)
+    ctx.progress.stage_start(stage.name, stage.steps, attempt, start_step=state.stage_step)
     ctx.fire(Event.STAGE_START)
 
 

@@ -228,7 +228,7 @@ class AttemptDriver:
             if state.early_stop_bad_evals >= early.patience and state.stage_step < stage.steps:
                 ctx.progress.notice(
                     f"stage {stage.name}: early stop at step {state.stage_step}: {early.monitor} did not improve "
-                    f"for {early.patience} evaluation(s) (best {state.early_stop_best:.6g})"
+                    f"for {early.patience} evaluation(s) (best {state.early_stop_best:.4g})"
                 )
                 return AttemptOutcome(EARLY_STOPPED)
         return None

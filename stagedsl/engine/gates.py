@@ -58,7 +58,7 @@ class GateDecision:
 def _fmt(value: Optional[float]) -> str:
     if value is None:
         return "missing"
-    return f"{value:.6g}"
+    return f"{value:.4g}"  # the screen shows 4 significant digits; the decision record keeps the value
 
 
 def decide(gate: GatePlan, values: Mapping[str, float], *, stage: str, attempt: int, step: int, stage_step: int) -> GateDecision:

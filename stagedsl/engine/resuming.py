@@ -2,7 +2,9 @@
 
 The engine never reads a spec: the caller hands it the plan to resume with (the API
 layer, `stagedsl.api.resume_run`, compiles the run's effective spec with ``--set``
-overrides); without one the run goes on under its own ``plan.json``.
+overrides); without one the run goes on under its own ``plan.json``. A run whose
+``summary.json`` says it completed under that very plan is complete: nothing is trained
+(`RunResult.already_complete`).
 
 1. Find the newest trainer checkpoint whose files match its manifest's checksums; a
    truncated or corrupt newer one is reported, removed and passed over. Without any
@@ -37,6 +39,7 @@ from stagedsl.engine.checkpointing.resume_point import ResumePoint
 from stagedsl.engine.events import Callback
 from stagedsl.engine.plan_diff import PlanDiff, compare
 from stagedsl.engine.runner import RunResult, execute
+from stagedsl.engine.run_state import RunState
 from stagedsl.errors import CheckpointError, Problem, UsageError
 from stagedsl.plan.distributed import for_world_size
 from stagedsl.plan.model import Plan
@@ -65,15 +68,19 @@ def resume_plan(
     (recorded as forced); `device` overrides the plan's device. Raises `UsageError` (E415
     not a run directory, E431 a refused change), `CheckpointError` (E413 a checkpoint
     carrying a pickle payload, E414 no usable checkpoint), and whatever `run_plan` raises.
+    A run that completed under the plan to resume with is not trained again: its result
+    comes back with ``already_complete`` set.
     """
     layout = RunDir(run_dir)
     registry = registry if registry is not None else get_registry()
     warn = warn or _stderr_warning
     processes = distributed.from_environment()
     distributed.join(processes)  # rank 0 alone reads the run directory; the others get what it found
-    target, point, restart = distributed.from_writer(
+    target, point, restart, finished = distributed.from_writer(
         lambda: _prepare(layout, plan, processes.world_size, overrides=overrides, force=force, device=device,
                          registry=registry, warn=warn))
+    if finished is not None:
+        return finished
     if point is None:
         return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
                        spec_text=spec_text, handle_signals=handle_signals, restart=restart)
@@ -83,10 +90,14 @@ def resume_plan(
 
 def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides: Sequence[str], force: bool,
              device: Optional[str], registry: Registry, warn: Callable[[str], None]
-             ) -> tuple[Plan, Optional[ResumePoint], Optional[dict]]:
-    """The plan to resume with (for `world_size` processes), the checkpoint to resume from (None: start over)
-    and, without one, the record of the restart. Steps 1 and 2 of the module docstring."""
+             ) -> tuple[Plan, Optional[ResumePoint], Optional[dict], Optional[RunResult]]:
+    """The plan to resume with (for `world_size` processes), the checkpoint to resume from (None: start over),
+    without one the record of the restart, and the result of a run that had completed already (then
+    nothing else). Steps 1 and 2 of the module docstring."""
     current = read_run_plan(layout)
+    finished = _finished(layout, plan if plan is not None else current)
+    if finished is not None:
+        return current, None, None, finished
     target = for_world_size(plan if plan is not None else current, world_size, registry)
     trainer_checkpoints.remove_temp_files(layout)
     point = find_resume_point(layout, warn)
@@ -96,7 +107,7 @@ def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides
         forced = _judge(diff, force)
         record = _record(None, {"stage": target.stages[0].name, "attempt": 0, "stage_step": 0, "global_step": 0,
                                 "phase": "start"}, diff, overrides, forced, device, current, target)
-        return target, None, record
+        return target, None, record, None
     base = _checkpoint_plan(layout, point, current)
     state = point.state
     if state.stage_name not in [s.name for s in target.stages]:
@@ -108,7 +119,7 @@ def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides
     at = {"stage": state.stage_name, "attempt": state.attempt, "stage_step": state.stage_step,
           "global_step": state.global_step, "phase": point.phase}
     point.record = _record(layout.relative(point.path), at, diff, overrides, forced, device, base, target)
-    return target, point, None
+    return target, point, None, None
 
 
 def find_resume_point(run_dir: RunDir, warn: Callable[[str], None]) -> Optional[ResumePoint]:
@@ -149,6 +160,20 @@ def _record(checkpoint: Optional[str], at: dict, diff: PlanDiff, overrides: Sequ
         "device": device,
         "plan_hash": {"before": base.hash, "after": target.hash},
     }
+
+
+def _finished(layout: RunDir, plan: Plan) -> Optional[RunResult]:
+    """A run whose summary says it completed under `plan`: nothing to resume (`already_complete`)."""
+    try:
+        summary = json.loads(layout.summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "completed" or summary.get("plan_hash") != plan.hash:
+        return None
+    state = RunState(run_name=str(summary.get("run", "")), plan_hash=plan.hash, status="completed",
+                     global_step=int(summary.get("global_steps") or 0), wall_time_s=float(summary.get("wall_time_s") or 0.0))
+    return RunResult(run_dir=layout.root, status="completed", stages=summary.get("stages") or {}, stopped_by_gate=None,
+                     summary=summary, state=state, already_complete=True)
 
 
 # -- plans -------------------------------------------------------------------------------

@@ -40,10 +40,13 @@ from stagedsl.engine.progress import Progress
 from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.engine.seeding import seed_everything
 from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
+from stagedsl.engine.threads import AUTO, choose_threads
 from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
 from stagedsl.run_dir import RunDir
+
+_TORCH_THREADS = torch.get_num_threads()  # torch's own default, before any run of this process changed it
 
 
 @attrs.frozen
@@ -56,6 +59,7 @@ class RunResult:
     stopped_by_gate: Optional[dict]  # the decision that stopped the run, or None
     summary: dict  # summary.json's content
     state: RunState = attrs.field(repr=False)
+    already_complete: bool = False  # `resume_run` of a finished run: nothing was trained
 
 
 def run_plan(
@@ -121,7 +125,7 @@ def execute(
             state.stages[stage.name] = StageRecord(name=stage.name, index=stage.index, planned_steps=stage.steps)
         if restart is not None:
             state.resumes.append(restart)
-    progress = Progress(enabled=placement.is_writer)
+    progress = Progress(enabled=placement.is_writer, step=lambda: state.stage_step)
     ctx: Optional[RunContext] = None
     started = time.perf_counter() - (state.wall_time_s if resume is not None else 0.0)
     try:
@@ -252,8 +256,7 @@ def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Place
     gathered = [registry.build("callbacks", ref.name, ref.args, at=f"callbacks[{i}]") for i, ref in enumerate(plan.callbacks)]
     callback_list = CallbackList([*gathered, *callbacks])
 
-    if plan.run.threads:
-        torch.set_num_threads(plan.run.threads)
+    _apply_threads(plan, placement, progress)
     seed_everything(plan.run.seed)
     model = registry.build("models", plan.model.name, plan.model.args, at="model")
     if not isinstance(model, torch.nn.Module):
@@ -277,6 +280,16 @@ def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Place
                      state=state, auto=AutoArgs(state.auto_loss_args, preset))
     state.live = _Live(ctx)
     return ctx
+
+
+def _apply_threads(plan: Plan, placement: Placement, progress: Progress) -> None:
+    """Set torch's intra-op threads as `run.threads` says (a CPU run only; the rule is `engine.threads`)."""
+    if plan.run.threads == AUTO and placement.device.type != "cpu":
+        return
+    choice = choose_threads(plan.run.threads, sum(plan.parameters.values()), torch_default=_TORCH_THREADS)
+    if choice.threads is not None:
+        torch.set_num_threads(choice.threads)
+        progress.notice(f"{choice.threads} CPU thread{'s' if choice.threads != 1 else ''} ({choice.reason})")
 
 
 @attrs.define(eq=False)

@@ -6,15 +6,23 @@ caller's overrides (keyword arguments of `export_run`, CLI flags) and returns an
 (`stagedsl.spec.convert` for keys and types, `stagedsl.spec.check.check_export` for
 values): every problem at once, as `UsageError`s (E530) with a did-you-mean.
 
-Tolerances. An output element passes when ``|onnx - torch| <= atol + rtol * |torch|``
-(NumPy's ``allclose`` rule, with the PyTorch fp32 eval-mode output as reference); a
-format passes when every element of every checked batch does and nothing is
-non-finite where PyTorch is finite.
+`override_options` reads ``--set export.key=value`` strings and `profile_options` the
+``[export]`` section of the run's spec file under a profile, so a finished run is
+exported again with other settings without retraining.
+
+Tolerances. An fp32 ONNX output element passes when ``|onnx - torch| <= atol + rtol *
+|torch|`` (NumPy's ``allclose`` rule, with the PyTorch fp32 eval-mode output as
+reference); the format passes when every element of every checked batch does and
+nothing is non-finite where PyTorch is finite. fp16 is judged for what it is: its
+``fp16_atol`` is relative to the output's scale (``|fp16 - torch| <= fp16_atol *
+max|torch| + fp16_rtol * |torch|``), and a classifier passes on its classes
+(``fp16_min_agreement``) and its task metric (``fp16_metric_tol``), with the
+element-wise figures reported beside them (see `stagedsl.export.checks`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import attrs
 
@@ -61,6 +69,43 @@ def resolve_options(*sections: Union[ExportPlan, Mapping[str, Any], None], regis
     return ExportPlan.from_spec(spec)
 
 
+def override_options(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["export.fp16_atol=0.05", "export.prune.amount=0.3"]`` -> ``{"fp16_atol": 0.05, "prune": {"amount": 0.3}}``.
+
+    Values are TOML, as for ``staged run --set``; a key outside ``export.`` is a `UsageError` (E530).
+    """
+    from stagedsl.spec.convert import KeyProblem
+    from stagedsl.spec.merge import parse_override, set_path
+
+    document: dict[str, Any] = {}
+    problems = []
+    for text in overrides:
+        try:
+            parts, value = parse_override(text)
+            if parts[0] != "export" or len(parts) < 2:
+                raise KeyProblem(f"--set {text.split('=', 1)[0]}: an export takes only export.* keys",
+                                 hint="e.g. --set export.fp16_atol=0.05; to change training, use `staged resume --set` or a new run")
+            document = set_path(document, parts, value)
+        except KeyProblem as exc:
+            problems.append(Problem(code="E530", message=str(exc), path="--set", hint=exc.hint))
+    if problems:
+        raise UsageError(problems)
+    return document.get("export", {})
+
+
+def profile_options(spec_file: Optional[str], profile: str, registry: Any = None) -> Optional[ExportPlan]:
+    """The ``[export]`` section of the run's spec file under `profile` (None when it has none)."""
+    from pathlib import Path
+
+    if not spec_file or not Path(spec_file).is_file():
+        raise UsageError([Problem(code="E530", message=f"--profile {profile}: the run's spec file `{spec_file}` is not here",
+                                  path="--profile", hint="run the export from the folder the run was started in, or use --set export.<key>=...")])
+    from stagedsl.spec.loader import load_spec
+
+    loaded = load_spec(spec_file, profile=profile, registry=registry)
+    return ExportPlan.from_spec(loaded.export) if loaded.export is not None else None
+
+
 def _merge(sections: tuple) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for section in sections:
@@ -90,4 +135,5 @@ def _merge(sections: tuple) -> dict[str, Any]:
     return merged
 
 
-__all__ = ["BUILTIN_FORMATS", "ExportOptions", "ONNX", "ONNX_FP16", "PACKAGE", "PruneOptions", "resolve_options"]
+__all__ = ["BUILTIN_FORMATS", "ExportOptions", "ONNX", "ONNX_FP16", "PACKAGE", "PruneOptions", "override_options",
+           "profile_options", "resolve_options"]

@@ -112,6 +112,25 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError([Problem(code="E520", message=f"cannot read {path.name}: {exc}", file=str(path))]) from None
 
 
+def _missing_package(path: Path) -> Problem:
+    """No package folder at `path`: when an export report sits beside it, say what the export did instead."""
+    report_path = path.parent / "report.json"
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        result = report["formats"]["package"]
+    except (OSError, ValueError, KeyError, TypeError):
+        what = "does not exist" if not path.exists() else "is not a folder"
+        return Problem(code="E520", message=f"`{path}` is not a model package folder (it {what})",
+                       hint="`staged export RUN_DIR` writes one to RUN_DIR/export/package")
+    run_dir = report.get("run_dir", "RUN_DIR")
+    formats = ",".join(name for name, r in report["formats"].items() if r.get("passed") or name == "package")
+    return Problem(code="E520", message=f"`{path}` does not exist: the export {result.get('status', 'did not write it')} "
+                                        f"the package ({result.get('error') or 'see its report'})",
+                   file=str(report_path),
+                   hint=f"export the package again: `staged export {run_dir} --format {formats}` "
+                        "(or loosen the failed check with --set export.<key>=...)")
+
+
 @attrs.define
 class Package:
     """A loaded model package: the model (eval mode, CPU) and its documents."""
@@ -213,7 +232,7 @@ def load_package(path: Path | str, *, registry: Optional[Any] = None, verify: bo
 
     path = Path(path)
     if not path.is_dir():
-        raise UsageError([Problem(code="E520", message=f"`{path}` is not a model package folder")])
+        raise UsageError([_missing_package(path)])
     config = _read_json(path / CONFIG)
     if not isinstance(config, dict) or config.get("format") != PACKAGE_FORMAT or "model" not in config:
         raise CheckpointError([Problem(code="E520", message=f"`{path / CONFIG}` is not a stagedsl package config "

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any, Optional
 
 import attrs
+
+REPORT = "report.json"
 
 PASSED = "passed"
 FAILED = "failed"
@@ -23,8 +26,15 @@ class FormatResult:
     files: list[str] = attrs.field(factory=list)
     max_abs: Optional[float] = None
     max_rel: Optional[float] = None
+    max_scaled: Optional[float] = None
+    """Largest error relative to the output's scale (its largest magnitude)."""
     worst: Optional[float] = None
     """Largest error as a multiple of its tolerance (``<= 1`` passes)."""
+    agreement: Optional[float] = None
+    """fp16 of a classifier: share of held-out rows where it picks PyTorch's class."""
+    agreement_rows: int = 0
+    checks: list[dict] = attrs.field(factory=list)
+    """fp16: each criterion of the verdict (`checks.Check.to_dict`): name, value, limit, passed, decides, detail."""
     atol: Optional[float] = None
     rtol: Optional[float] = None
     batches: int = 0
@@ -132,6 +142,19 @@ class ExportReport:
     def to_json(self, *, indent: Optional[int] = 2) -> str:
         """The report as JSON; non-finite figures are written as the strings "inf" / "nan"."""
         return json.dumps(_finite(self.to_dict()), indent=indent, default=_json_default)
+
+
+def failure_hint(name: str, report: ExportReport, run_dir: Any, out: Any) -> str:
+    """What to do about a failed format: without retraining, re-check it or leave it out."""
+    others = ",".join(f for f in report.formats if report.formats[f].passed or f == "package")
+    if name == "onnx-fp16":
+        looser = ("--set export.fp16_min_agreement=0.95 --set export.fp16_metric_tol=0.02"
+                  if report.formats[name].agreement is not None else "--set export.fp16_atol=0.05")
+        return (f"see {Path(out) / REPORT}; re-check without retraining: `staged export {run_dir} {looser}`, "
+                f"or leave fp16 out: `staged export {run_dir} --format {others or 'onnx'}`")
+    if name == "package" and report.formats["package"].status == SKIPPED:
+        return f"export the package without the failed format(s): `staged export {run_dir} --format {others or 'package'}`"
+    return f"see {Path(out) / REPORT}; failed files are renamed *.invalid"
 
 
 def _finite(value: Any) -> Any:

@@ -5,8 +5,9 @@ only then given its real name; a format that fails is renamed ``*.invalid``)::
 
     plan.json ─▶ stage + checkpoint ─▶ model (eval, fp32) + held-out batches
       onnx       torch.onnx.export ─▶ onnx.checker ─▶ onnxruntime vs PyTorch (atol, rtol)
-      onnx-fp16  float16 graph ─▶ onnxruntime vs PyTorch fp32 (fp16_atol, fp16_rtol)
-                 + the stage's metric on the validation split, PyTorch vs fp16
+      onnx-fp16  float16 graph ─▶ onnxruntime vs PyTorch fp32 (fp16_atol x the output's scale, fp16_rtol)
+                 + the stage's metric on the validation split, PyTorch vs fp16, and for a
+                 classifier argmax agreement; the verdict (`checks.fp16_checks`) after both
       package    weights + config + preprocessing + metrics + the verified ONNX files,
                  loaded back with `load_package` and compared: outputs must be identical
       <name>     a registered exporter (unverified by stagedsl)
@@ -30,10 +31,11 @@ import attrs
 
 from stagedsl.errors import ExportError, Problem, StagedError
 from stagedsl.export import source as src
-from stagedsl.export.checks import MetricSet, Parity
+from stagedsl.export.checks import Agreement, Parity, fp16_checks
+from stagedsl.export.metric_pass import run_metric_pass, torch_outputs
 from stagedsl.export.onnx_io import OnnxRunner, check_onnx, convert_fp16, export_onnx, io_names, probe_onnx
-from stagedsl.export.options import BUILTIN_FORMATS, ONNX, ONNX_FP16, PACKAGE, ExportOptions, resolve_options
-from stagedsl.export.report import FAILED, PASSED, SKIPPED, UNVERIFIED, ExportReport, FormatResult, PruneResult
+from stagedsl.export.options import BUILTIN_FORMATS, ONNX, ONNX_FP16, PACKAGE, ExportOptions, override_options, profile_options, resolve_options
+from stagedsl.export.report import FAILED, PASSED, REPORT, SKIPPED, UNVERIFIED, ExportReport, FormatResult, PruneResult, failure_hint
 from stagedsl.run_dir import RunDir
 
 log = logging.getLogger("stagedsl.export")
@@ -41,7 +43,6 @@ log = logging.getLogger("stagedsl.export")
 FILES = {ONNX: "model.onnx", ONNX_FP16: "model.fp16.onnx", PACKAGE: "package"}
 PRUNED = "model.pruned.safetensors"
 INTERMEDIATE = ".model.onnx"  # the fp32 graph behind an fp16-only export, removed afterwards
-REPORT = "report.json"
 
 
 @attrs.frozen
@@ -67,13 +68,18 @@ def export_run(
     out: Optional[Path | str] = None,
     options: Optional[Mapping[str, Any]] = None,
     registry: Optional[Any] = None,
+    profile: Optional[str] = None,
+    overrides: Sequence[str] = (),
 ) -> ExportReport:
     """Export a run's checkpoint and verify every file against PyTorch.
 
-    `stage`, `which` ("best" | "last"), `formats` and `options` override the plan's
-    ``[export]`` section (keys: `stagedsl.plan.model.ExportPlan`); `which` defaults to "best". Files go
-    to `out` (default ``RUN_DIR/export``). Raises `ExportError` when a format fails,
-    `CheckpointError` / `UsageError` when there is nothing sound to export.
+    The settings, later winning: the plan's ``[export]`` section; with `profile`, that
+    section of the run's spec file under the profile; `overrides` (``"export.key=value"``
+    strings, as ``--set``); `options` (keys: `stagedsl.plan.model.ExportPlan`); `stage`,
+    `which` ("best" | "last", default "best") and `formats`. So a finished run is exported
+    again with other settings without retraining. Files go to `out` (default
+    ``RUN_DIR/export``). Raises `ExportError` when a format fails, `CheckpointError` /
+    `UsageError` when there is nothing sound to export.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -82,7 +88,8 @@ def export_run(
 
         registry = get_registry()
     plan = src.read_plan(run_dir)
-    opts = resolve_options(plan.export, options, {"stage": stage, "which": which, "formats": formats}, registry=registry)
+    layers = [plan.export, profile_options(plan.spec_file, profile, registry) if profile else None, override_options(overrides)]
+    opts = resolve_options(*layers, options, {"stage": stage, "which": which, "formats": formats}, registry=registry)
     source = src.open_run(run_dir, stage=opts.stage, which=opts.which)
     out = Path(out) if out is not None else RunDir(run_dir).export
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +112,7 @@ def export_run(
     if not opts.dynamic_batch:  # a fixed batch axis takes batches of the traced size only
         ranges = [r for r in ranges if r[1] - r[0] == ranges[0][1] - ranges[0][0]]
     check = [src.fetch(split, a, b) for a, b in ranges]
-    references = [_torch_outputs(model, inputs) for inputs, _ in check]
+    references = [torch_outputs(model, inputs) for inputs, _ in check]
     sample = _sample(check[0][0], opts.dynamic_batch)
     input_names = io_names(len(sample), "input")
     output_names = io_names(len(references[0]), "output")
@@ -117,6 +124,7 @@ def export_run(
     metrics = {}
     if fp16_runner is not None or opts.prune is not None or PACKAGE in wanted:
         metrics = job.metrics(split, batch_size, source.stage.metrics, registry, fp16_runner, split_name)
+    job.settle_fp16()
     if PACKAGE in wanted:
         job.package(source, plan, splits, registry, metrics)
     for name in opts.formats:
@@ -129,11 +137,9 @@ def export_run(
     report.seconds = round(time.perf_counter() - started, 3)
     (out / REPORT).write_text(report.to_json() + "\n", encoding="utf-8")
     if not report.passed:
-        problems = [
-            Problem(code="E512", message=f"export format `{name}` {result.status}: {result.error}",
-                    hint=f"see {out / REPORT}; failed files are renamed *.invalid")
-            for name, result in report.formats.items() if not result.passed
-        ]
+        problems = [Problem(code="E512", message=f"export format `{name}` {result.status}: {result.error}",
+                            hint=failure_hint(name, report, run_dir, out))
+                    for name, result in report.formats.items() if not result.passed]
         error = ExportError(problems)
         error.report = report
         raise error
@@ -154,18 +160,6 @@ def _clear_previous(out: Path, opts: ExportOptions) -> None:
 def _notice(report: ExportReport, text: str) -> None:
     report.notices.append(text)
     log.warning(text)
-
-
-def _torch_outputs(model: Any, inputs: tuple) -> list:
-    import torch
-
-    with torch.no_grad():
-        result = model(*inputs)
-    if isinstance(result, torch.Tensor):
-        result = [result]
-    if not isinstance(result, (list, tuple)) or not all(isinstance(r, torch.Tensor) for r in result):
-        raise ExportError(f"the model returns {type(result).__name__}; export needs a tensor or a tuple of tensors", code="E510")
-    return [r.detach().float().numpy() if r.is_floating_point() else r.detach().numpy() for r in result]
 
 
 def _sample(inputs: tuple, dynamic_batch: bool) -> tuple:
@@ -198,19 +192,21 @@ class _Job:
     sample: tuple
     input_names: list
     output_names: list
+    pending_fp16: Optional[tuple] = None  # (result, partial, final, parity, started): judged after the metric pass
+    agreement: Agreement = attrs.field(factory=Agreement)
 
-    def _compare(self, runner: Any, atol: float, rtol: float) -> Parity:
-        parity = Parity(atol, rtol)
+    def _compare(self, runner: Any, atol: float, rtol: float, scaled: bool = False) -> Parity:
+        parity = Parity(atol, rtol, scaled=scaled)
         for (inputs, _), reference in zip(self.check, self.references):
             parity.update(reference, runner([x.numpy() for x in inputs]))
         return parity
 
-    def _verify_onnx(self, path: Path, atol: float, rtol: float) -> tuple[Parity, OnnxRunner]:
+    def _verify_onnx(self, path: Path, atol: float, rtol: float, scaled: bool = False) -> tuple[Parity, OnnxRunner]:
         """Checker, a fresh-process run of the first batch, then every check batch in process."""
         check_onnx(path)
         probed = probe_onnx(path, [x.numpy() for x in self.check[0][0]])
         runner = OnnxRunner(path)
-        parity = self._compare(runner, atol, rtol)
+        parity = self._compare(runner, atol, rtol, scaled)
         parity.update(self.references[0], probed, count=False)
         return parity, runner
 
@@ -218,8 +214,13 @@ class _Job:
         """Record the figures; give the file its real name if it passed, else ``*.invalid``."""
         if parity is not None:
             result.max_abs, result.max_rel, result.worst = parity.max_abs, parity.max_rel, parity.worst
+            result.max_scaled = parity.max_scaled
             result.atol, result.rtol, result.batches, result.samples = parity.atol, parity.rtol, parity.batches, parity.samples
-            if not parity.passed:
+            if result.checks:
+                failed = [c["detail"] for c in result.checks if c["decides"] and not c["passed"]]
+                if parity.problem or failed:
+                    result.error = "does not match PyTorch: " + "; ".join(([parity.problem] if parity.problem else []) + failed)
+            elif not parity.passed:
                 result.error = f"does not match PyTorch: {parity.describe()}"
         result.seconds = round(time.perf_counter() - started, 3)
         passed = result.error is None
@@ -258,7 +259,8 @@ class _Job:
         return final if passed else None
 
     def fp16(self, onnx_path: Optional[Path]) -> Optional[OnnxRunner]:
-        """Convert to float16 and verify against PyTorch fp32. Returns its runner when it passed."""
+        """Convert to float16 and compare with PyTorch fp32. Returns its runner when it runs; the verdict
+        waits for the metric pass (`settle_fp16`)."""
         if ONNX_FP16 in self.report.formats:
             return None  # already failed with its fp32 source
         started = time.perf_counter()
@@ -274,18 +276,32 @@ class _Job:
             notice = convert_fp16(onnx_path, partial, keep_io_types=self.opts.keep_io_types)
             if notice:
                 _notice(self.report, notice)
-            parity, runner = self._verify_onnx(partial, self.opts.fp16_atol, self.opts.fp16_rtol)
+            parity, runner = self._verify_onnx(partial, self.opts.fp16_atol, self.opts.fp16_rtol, scaled=True)
         except StagedError as exc:
             result.error = "; ".join(p.message for p in exc.problems)
         except Exception as exc:
             result.error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
         result.exporter = "float16"
-        passed = self._settle(result, partial, final, parity, started)
-        return runner if passed else None
+        if result.error is not None or parity.problem is not None:
+            self._settle(result, partial, final, parity, started)
+            return None
+        self.pending_fp16 = (result, partial, final, parity, started)
+        return runner
+
+    def settle_fp16(self) -> None:
+        """The fp16 verdict, from the element-wise figures, argmax agreement and the metric before/after."""
+        if self.pending_fp16 is None:
+            return
+        result, partial, final, parity, started = self.pending_fp16
+        self.pending_fp16 = None
+        result.agreement, result.agreement_rows = self.agreement.rate, self.agreement.rows
+        checks = fp16_checks(parity, self.agreement, result.metric_before, result.metric_after,
+                             min_agreement=self.opts.fp16_min_agreement, metric_tol=self.opts.fp16_metric_tol)
+        result.checks = [c.to_dict() for c in checks]
+        self._settle(result, partial, final, parity, started)
 
     def metrics(self, split: Any, batch_size: int, refs: Sequence[Any], registry: Any, fp16_runner: Any, split_name: str) -> dict:
-        """One pass over the held-out split: the stage's metric for PyTorch, fp16 ONNX and
-        (with the `prune` option) the pruned model. Returns PyTorch's values."""
+        """The metric pass (`metric_pass`): PyTorch's metric, fp16's (and agreement), the pruned model's. Returns PyTorch's values."""
         started = time.perf_counter()
         pruned = None
         if self.opts.prune is not None:
@@ -294,35 +310,23 @@ class _Job:
             pruned = copy.deepcopy(self.model)
             counts = prune_model(pruned, self.opts.prune.amount)
             self.report.prune = PruneResult(amount=self.opts.prune.amount, **counts)
-        notices: list[str] = []
-        before = MetricSet(refs, registry, notices)
-        after_fp16 = MetricSet(refs, registry, []) if fp16_runner is not None else None
-        after_prune = MetricSet(refs, registry, []) if pruned is not None else None
-        length = len(split) if self.opts.metric_samples is None else min(len(split), self.opts.metric_samples)
-        for start, stop in src.batch_ranges(length, batch_size):
-            inputs, target = src.fetch(split, start, stop)
-            import torch
-
-            before.update(torch.from_numpy(_torch_outputs(self.model, inputs)[0]), target)
-            if after_fp16 is not None:
-                after_fp16.update(torch.from_numpy(fp16_runner([x.numpy() for x in inputs])[0]), target)
-            if after_prune is not None:
-                after_prune.update(torch.from_numpy(_torch_outputs(pruned, inputs)[0]), target)
-        values = before.compute()
-        for text in dict.fromkeys(notices):
+        measured = run_metric_pass(self.model, split, batch_size, refs, registry, samples=self.opts.metric_samples,
+                                   fp16_runner=fp16_runner, pruned=pruned)
+        for text in measured.notices:
             _notice(self.report, text)
-        if after_fp16 is not None:
+        self.agreement = measured.agreement
+        if measured.fp16 is not None:
             fp16 = self.report.formats[ONNX_FP16]
-            fp16.metric_before, fp16.metric_after = values, after_fp16.compute()
+            fp16.metric_before, fp16.metric_after = measured.before, measured.fp16
         if pruned is not None:
             from safetensors.torch import save_model
 
             prune = self.report.prune
-            prune.metric_before, prune.metric_after = values, after_prune.compute()
+            prune.metric_before, prune.metric_after = measured.before, measured.pruned
             save_model(pruned, str(self.out / PRUNED), metadata={"format": "pt", "pruned_amount": str(prune.amount)})
             prune.file = str(self.out / PRUNED)
-        log.info("metrics on the %s split (%d samples) in %.2fs", split_name, length, time.perf_counter() - started)
-        return values
+        log.info("metrics on the %s split (%d samples) in %.2fs", split_name, measured.samples, time.perf_counter() - started)
+        return measured.before
 
     def package(self, source: Any, plan: Any, splits: Any, registry: Any, metrics: dict) -> None:
         """Write the package, load it back and require identical outputs."""
@@ -332,7 +336,7 @@ class _Job:
         result = self.report.formats[PACKAGE] = FormatResult(PACKAGE)
         failed = [name for name in (ONNX, ONNX_FP16) if name in self.report.formats and not self.report.formats[name].passed]
         if failed:
-            result.error = f"it would hold the failed format(s) {', '.join(failed)}"
+            result.error = f"it would hold the failed format(s) {', '.join(failed)}; nothing was written"
             return
         final = self.out / FILES[PACKAGE]
         partial = final.with_name(final.name + ".partial")

@@ -38,20 +38,33 @@ from stagedsl.registry import Registry, get_registry
 from stagedsl.spec.check import SCHEDULER_MONITOR_KEY
 from stagedsl.spec.durations import Duration, DurationError, Steps, parse_duration
 from stagedsl.spec.gates import gate_metrics, parse_gate
-from stagedsl.spec.locate import SourceMap, format_path, parse_path
+from stagedsl.spec.locate import SourceMap, format_path, parse_path, points_at_key
+from stagedsl.spec.overrides import written_overrides
 from stagedsl.spec.model import Piece, Spec, StageSpec
 
 
 class _Problems:
+    """The errors and warnings found while compiling, each located at its key path in the spec's
+    text (or in the ``--set`` argument that wrote it)."""
+
     def __init__(self, spec: Spec):
         self.items: list[Problem] = []
+        self.warnings: list[Problem] = []
         names = tuple(stage.name for stage in spec.stages)
-        self.sources = SourceMap(list(spec.sources), profile=spec.profile, stage_names=names) if spec.sources else None
+        overrides = written_overrides(spec.overrides, spec.document or {})
+        self.sources = SourceMap(list(spec.sources), profile=spec.profile, stage_names=names, overrides=overrides) if spec.sources else None
         self.file = spec.file
 
-    def add(self, path: tuple, message: str, hint: Optional[str], code: str) -> None:
-        file, line, column = self.sources.locate(list(path)) if self.sources else (self.file, None, None)
-        self.items.append(Problem(code, message, file=file, path=format_path(list(path)), line=line, column=column, hint=hint))
+    def located(self, problem: Problem) -> Problem:
+        """`problem` pointing at the value written at its key path (at the key, for a problem with the key)."""
+        if self.sources is None or not problem.path:
+            return attrs.evolve(problem, file=problem.file or self.file)
+        where = self.sources.where(problem.path, on_key=points_at_key(problem.code, problem.message))
+        return attrs.evolve(problem, **where.fields())
+
+    def add(self, path: tuple, message: str, hint: Optional[str], code: str, severity: str = "error") -> None:
+        problem = self.located(Problem(code, message, path=format_path(list(path)), hint=hint, severity=severity))
+        (self.items if severity == "error" else self.warnings).append(problem)
 
     def extend(self, error: StagedError) -> None:
         """Add an error's problems, each located at its key path in the spec's text."""
@@ -127,11 +140,8 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, world_size:
         from stagedsl.plan.distributed import distributed_plan
 
         plan = attrs.evolve(plan, distributed=distributed_plan(plan, registry, world_size, model=model))
-    located = []
-    for warning in lint_plan(plan, registry):
-        file, line, column = problems.sources.locate(warning.path) if problems.sources and warning.path else (spec.file, None, None)
-        located.append(attrs.asdict(warning.located(file, line, column)))
-    return attrs.evolve(plan, warnings=tuple(located))
+    warnings = problems.warnings + [problems.located(warning) for warning in lint_plan(plan, registry)]
+    return attrs.evolve(plan, warnings=tuple(attrs.asdict(warning) for warning in warnings))
 
 
 def _data_plan(spec: Spec, registry: Registry, problems: _Problems, world_size: int = 1) -> tuple[DataPlan, bool]:
@@ -195,11 +205,11 @@ def _stage_plan(stage: StageSpec, index: int, names: list[str], parameters: dict
         trainable = set()
         for j, matched, problem in select(stage.train, names, registry):
             if problem:
-                problems.add(at + ("train", j), str(problem), problem.hint, problem.code)
+                problems.add(at + ("train", j), str(problem), problem.hint, problem.code, problem.severity)
             trainable.update(matched)
     for j, matched, problem in select(stage.freeze, names, registry):
         if problem:
-            problems.add(at + ("freeze", j), str(problem), problem.hint, problem.code)
+            problems.add(at + ("freeze", j), str(problem), problem.hint, problem.code, problem.severity)
         trainable.difference_update(matched)
     trainable_names = tuple(n for n in names if n in trainable)
     frozen_names = tuple(n for n in names if n not in trainable)

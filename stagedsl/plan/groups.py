@@ -28,7 +28,7 @@ def plan_groups(stage: StageSpec, at: tuple, names: Sequence[str], trainable: Se
         chosen: set[str] = set()
         for j, matched, problem in select(group.params, names, registry):
             if problem:
-                problems.add(at + ("groups", g, "params", j), str(problem), problem.hint, problem.code)
+                problems.add(at + ("groups", g, "params", j), str(problem), problem.hint, problem.code, problem.severity)
             chosen.update(matched)
         overlap = next((name for name in names if name in chosen and name in owner), None)
         if overlap is not None:

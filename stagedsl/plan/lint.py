@@ -6,7 +6,10 @@
   ``worst_case``, `stagedsl.registry.meta.SchedulerMeta`); the lint knows no scheduler;
 - W002: evaluation cadence longer than the stage (it only evaluates at the end);
 - W003: a stage identical to the one before it;
-- W004: a parameter group whose parameters are all frozen (it optimizes nothing).
+- W004: a parameter group whose parameters are all frozen (it optimizes nothing);
+- W005: a selector that names a module and selects part of it (``transformer.*``, where
+  ``transformer.**`` was meant): found where selectors are resolved
+  (`stagedsl.plan.selectors`), and listed with these among the plan's warnings.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import attrs
 
@@ -164,7 +164,7 @@ class RunPlan:
     out: str
     compile: bool = False
     channels_last: bool = False
-    threads: Optional[int] = None
+    threads: Union[int, Literal["auto"], None] = None  # "auto": `engine.threads.choose_threads` decides; None: torch's default
 
 
 @attrs.frozen
@@ -184,8 +184,10 @@ class ExportPlan:
     opset: int = 18
     atol: float = 1e-4
     rtol: float = 1e-4
-    fp16_atol: float = 1e-2
+    fp16_atol: float = 1e-2  # relative to the output's scale
     fp16_rtol: float = 1e-2
+    fp16_min_agreement: float = 0.99  # classifiers: share of rows where fp16 picks PyTorch's class
+    fp16_metric_tol: float = 0.01  # classifiers: largest change of each task metric
     keep_io_types: bool = True
     check_batches: int = 4
     prune: Optional[PrunePlan] = None

@@ -15,10 +15,16 @@ def human_count(count: int) -> str:
     return str(count)
 
 
+def plural(count: float, word: str) -> str:
+    """``1 stage``, ``2 stages``, ``1.5 epochs`` (numbers as `:g`, 3 significant digits)."""
+    shown = f"{count:.3g}" if isinstance(count, float) else str(count)
+    return f"{shown} {word}" if shown == "1" else f"{shown} {word}s"
+
+
 def _duration(stage: StagePlan) -> str:
-    text = f"{stage.steps} steps"
+    text = plural(stage.steps, "step")
     if stage.epochs is not None:
-        text += f" ≈ {stage.epochs:.3g} epochs"
+        text += f" ≈ {plural(float(stage.epochs), 'epoch')}"
     if stage.accumulate > 1:
         text += f" (×{stage.accumulate} micro-batches)"
     return text
@@ -108,7 +114,7 @@ def render_plan(plan: Plan, chart: Optional[str] = None) -> str:
         + (f"; {plan.data.batches_per_epoch} batches per epoch" if plan.data.batches_per_epoch else ""),
         f"  run: device {run.device}, precision {run.precision}, seed {run.seed}, out {run.out}"
         + (f", {plan.world_size} processes (DDP)" if plan.distributed is not None else ""),
-        f"  {len(plan.stages)} stages, {total} steps in all",
+        f"  {plural(len(plan.stages), 'stage')}, {plural(total, 'step')} in all",
         "",
     ]
     ddp = {s.name: s for s in plan.distributed.stages} if plan.distributed is not None else {}

@@ -4,11 +4,15 @@ The core holds no matching logic and names no strategy of its own: a string star
 with a prefix a strategy registered (``"re:"``) is that strategy, any other string the
 strategy registered as the default (a glob, among the built-ins), a table names any
 registered strategy. The string arrives as the strategy's ``pattern``.
+
+What the core knows of the default strategy's strings is what its messages need: a dotted
+name, whose first segment is a top-level module, and that a last segment ``*`` that
+stops short of a module's subtree likely meant ``**`` (W005, and E060's suggestion).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from stagedsl.errors import PlanError, closest, did_you_mean
 from stagedsl.registry import Registry
@@ -16,12 +20,14 @@ from stagedsl.spec.model import Piece
 
 
 class SelectorProblem(ValueError):
-    """A selector that matches nothing or that its strategy rejects."""
+    """A selector that matches nothing or that its strategy rejects (or, as a warning, one that
+    selects part of a module it names)."""
 
-    def __init__(self, message: str, hint: Optional[str], code: str):
+    def __init__(self, message: str, hint: Optional[str], code: str, severity: str = "error"):
         super().__init__(message)
         self.hint = hint
         self.code = code
+        self.severity = severity
 
 
 def as_piece(selector: Union[str, Piece], registry: Registry) -> Optional[Piece]:
@@ -44,23 +50,65 @@ def describe(selector: Union[str, Piece]) -> str:
     return f"{{ use = {selector.use!r}{', ' + args if args else ''} }}"
 
 
-def suggest(selector: Union[str, Piece], names: Sequence[str]) -> Optional[str]:
-    """A did-you-mean for a selector that matched nothing."""
+Matcher = Callable[[str], Sequence[str]]
+"""The names a pattern selects (with the selector's own strategy)."""
+
+
+def partial_module(pattern: str, selected: Sequence[str], names: Sequence[str]) -> Optional[tuple[str, int, int]]:
+    """``(module, selected, under)`` when `pattern` is a module's dotted name then ``.*`` and selects
+    only `selected` of the `under` parameters below that module (``*`` stays within one segment:
+    ``transformer.*`` misses ``transformer.layers.0.weight``); None otherwise."""
+    module, dot, last = pattern.rpartition(".")
+    if not dot or last != "*" or any(char in module for char in "*?[]:"):
+        return None
+    under = [name for name in names if name.startswith(module + ".")]
+    chosen = set(selected)
+    count = sum(1 for name in under if name in chosen)
+    return (module, count, len(under)) if count < len(under) else None
+
+
+def suggest(selector: Union[str, Piece], names: Sequence[str], matches: Optional[Matcher] = None) -> Optional[str]:
+    """A did-you-mean for a selector that matched nothing, in the user's shape: the module name
+    mended (``transformr.**`` -> ``transformer.**``) and, where a last ``*`` stops short of the
+    module's subtree, ``**`` (``transformers.*`` and ``backbone.*`` -> ``transformer.**``,
+    ``backbone.**``). With `matches`, a suggestion is offered only if it selects something."""
     tops = sorted({name.split(".")[0] for name in names})
     text = selector if isinstance(selector, str) else str(selector.args.get("pattern") or selector.args.get("module") or "")
     text = text.split(":", 1)[1] if ":" in text else text
     head, _, rest = text.partition(".")
     module = closest(head, tops)
-    if module is not None and module != head:
-        return f'did you mean "{module}{"." + rest if rest else ".**"}"?'
+    if module is not None:
+        mended = f"{module}.{rest}" if rest else f"{module}.**"
+        if matches is not None and partial_module(mended, matches(mended), names):
+            mended = mended[:-1] + "**"
+        if mended != text and (matches is None or matches(mended)):
+            return did_you_mean(text, [mended], cutoff=0.0)
     hint = did_you_mean(text, names, cutoff=0.6)
     if hint:
         return hint
     return f"top-level modules: {', '.join(tops)}; `*` matches within one dotted segment, `**` across segments"
 
 
+def _part_of_module(selector: Union[str, Piece], selected: Sequence[str], names: Sequence[str],
+                    registry: Registry) -> Optional[SelectorProblem]:
+    """W005 for a selector string of the default strategy that names a module and selects part of it."""
+    if not isinstance(selector, str) or registry.by_prefix("freeze_strategies", selector) is not None:
+        return None
+    partial = partial_module(selector, selected, names)
+    if partial is None:
+        return None
+    module, count, under = partial
+    whole = f"{module}.**"
+    return SelectorProblem(
+        f"`{selector}` selects {count} of the {under} parameter tensors under `{module}`",
+        f"{did_you_mean(selector, [whole], cutoff=0.0)} `*` matches within one dotted segment, `**` the whole subtree",
+        "W005", severity="warning",
+    )
+
+
 def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registry: Registry) -> list[tuple[int, list[str], Optional[SelectorProblem]]]:
-    """For each selector: the names it selects (in model order), or the problem with it."""
+    """For each selector: the names it selects (in model order), and the problem with it (an error
+    with no names, or a warning beside them)."""
     out = []
     for index, selector in enumerate(selectors):
         piece = as_piece(selector, registry)
@@ -79,7 +127,22 @@ def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registr
             continue
         matched = [name for name in names if name in chosen]
         if not matched:
-            out.append((index, [], SelectorProblem(f"{describe(selector)} matches no parameter of the model", suggest(selector, names), "E060")))
+            hint = suggest(selector, names, _matcher(piece, names, registry))
+            out.append((index, [], SelectorProblem(f"{describe(selector)} matches no parameter of the model", hint, "E060")))
         else:
-            out.append((index, matched, None))
+            out.append((index, matched, _part_of_module(selector, matched, names, registry)))
     return out
+
+
+def _matcher(piece: Piece, names: Sequence[str], registry: Registry) -> Optional[Matcher]:
+    """What another `pattern` would select with `piece`'s strategy (None for a strategy without one)."""
+    if "pattern" not in piece.args:
+        return None
+
+    def matches(pattern: str) -> Sequence[str]:
+        try:
+            return list(registry.build("freeze_strategies", piece.use, {**piece.args, "pattern": pattern}, phase="plan", names=list(names)))
+        except PlanError:
+            return []
+
+    return matches

@@ -51,7 +51,7 @@ def _check_run(spec: Spec) -> list[Row]:
     run = spec.run
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", run.device):
         rows.append((("run", "device"), f"unknown device {run.device!r}", 'use "auto", "cpu", "cuda" or "cuda:N"', "E011"))
-    if run.threads is not None and run.threads < 1:
+    if isinstance(run.threads, int) and run.threads < 1:
         rows.append((("run", "threads"), f"`threads` must be at least 1, found {run.threads}", None, "E012"))
     data = spec.data
     for key in ("batch_size", "eval_batch_size"):
@@ -167,9 +167,12 @@ def check_export(export: ExportSpec, stages: Optional[list[str]], registry: Opti
             rows.append((("export", "formats", j), f"format {fmt!r} is named twice", None, "E012"))
         elif fmt not in known and registry is not None:
             rows.append((("export", "formats", j), f"unknown export format {fmt!r}", did_you_mean(fmt, known) or f"one of {', '.join(known)}", "E011"))
-    for key in ("atol", "rtol", "fp16_atol", "fp16_rtol"):
+    for key in ("atol", "rtol", "fp16_atol", "fp16_rtol", "fp16_metric_tol"):
         if getattr(export, key) < 0:
             rows.append((("export", key), f"`{key}` cannot be negative, found {getattr(export, key)}", None, "E012"))
+    if not 0.0 <= export.fp16_min_agreement <= 1.0:
+        rows.append((("export", "fp16_min_agreement"), f"`fp16_min_agreement` is a share of rows in [0, 1], found {export.fp16_min_agreement}",
+                     None, "E012"))
     for key, low in (("opset", 7), ("check_batches", 1), ("metric_samples", 1)):
         value = getattr(export, key)
         if value is not None and value < low:

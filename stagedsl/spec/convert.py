@@ -83,6 +83,12 @@ def _strict_str(value: Any, _: Any) -> str:
     return value
 
 
+def _threads(value: Any, _: Any) -> Union[int, str]:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise KeyProblem(f'expected a number of threads or "auto", found {_shown(value)}')
+
+
 def _strict_bool(value: Any, _: Any) -> bool:
     if not isinstance(value, bool):
         raise KeyProblem(f"expected true or false, found {_shown(value)}")
@@ -127,7 +133,7 @@ class MissingUse(KeyProblem):
     def __init__(self, near: Optional[str] = None):
         where = (near,) if near else ()
         message = f"`{near}` is not a key here: a piece names what to use with `use`" if near else "a piece needs `use = \"<registered name>\"`"
-        super().__init__(message, path=where, hint='did you mean "use"?' if near else None, code="E004")
+        super().__init__(message, path=where, hint=did_you_mean(near, ["use"], cutoff=0.0) if near else None, code="E004")
         self.near = near
 
 
@@ -270,6 +276,8 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(dict, _table)
     conv.register_structure_hook(Duration, _duration)
     conv.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is Literal, _choice)
+    conv.register_structure_hook(Union[int, Literal["auto"]], _threads)
+    conv.register_structure_hook(Optional[Union[int, Literal["auto"]]], lambda v, t: None if v is None else _threads(v, t))
     conv.register_structure_hook(Piece, structure_piece)
     conv.register_structure_hook(Union[str, Piece], _selector)
     conv.register_structure_hook(LossSpec, structure_loss)

@@ -22,8 +22,9 @@ from stagedsl.errors import Problem, SpecError, did_you_mean
 from stagedsl.registry import Registry
 from stagedsl.spec.check import check_spec
 from stagedsl.spec.convert import KeyProblem, flatten_errors, structure_spec
-from stagedsl.spec.locate import SourceMap, format_path, parse_path, scan_positions
-from stagedsl.spec.merge import apply_defaults, deep_merge, parse_override, set_path
+from stagedsl.spec.locate import Location, SourceMap, format_path, parse_path, points_at_key
+from stagedsl.spec.merge import apply_defaults, deep_merge, set_path
+from stagedsl.spec.overrides import OPTION, Override, OverrideProblem, resolve_names
 from stagedsl.spec.model import Spec
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
@@ -53,9 +54,9 @@ def _read(path: Path, sources: list[tuple[str, str]]) -> Optional[dict]:
 
 
 def _extends_error(message: str, file: str, text: str, hint: Optional[str] = None) -> SpecError:
-    """An E008 pointing at the `extends = ...` line of `text`."""
-    line, column = scan_positions(text).get(("extends",), (None, None))
-    return SpecError([Problem("E008", message, file=file, path="extends", line=line, column=column, hint=hint)])
+    """An E008 pointing at the value of `extends = ...` in `text`."""
+    where = SourceMap([(file, text)]).where(("extends",))
+    return SpecError([Problem("E008", message, path="extends", hint=hint, **where.fields())])
 
 
 def _read_with_extends(path: Path, sources: list[tuple[str, str]], chain: tuple[Path, ...] = ()) -> dict:
@@ -101,9 +102,29 @@ def _apply_profile(document: dict, profile: Optional[str]) -> dict:
 
 
 def _problem(sources: SourceMap, path: tuple, message: str, hint: Optional[str], code: str) -> Problem:
+    """A problem at `path`, pointing at the value written there (at the key, for a problem with the key)."""
     key_path = format_path(list(path)) or None
-    file, line, column = sources.locate(list(path)) if path else (sources.sources[0][0], None, None)
-    return Problem(code, message, file=file, path=key_path, line=line, column=column, hint=hint)
+    where = sources.where(list(path), on_key=points_at_key(code, message)) if path else Location(sources.sources[0][0])
+    return Problem(code, message, path=key_path, hint=hint, **where.fields())
+
+
+def _apply_overrides(document: dict, texts: tuple[str, ...], file: str) -> tuple[dict, list[tuple[Override, tuple]], list[Problem]]:
+    """`document` with every ``--set`` in `texts` applied that can be; the overrides applied (each with
+    the index path it wrote) and a problem, pointing into the argument, for each one that cannot be."""
+    written, problems = [], []
+    for index, text in enumerate(texts):
+        override: Optional[Override] = None
+        try:
+            override = Override.parse(text, index)
+            path = resolve_names(document, override.parts)
+            document = set_path(document, list(override.parts), override.value)
+            written.append((override, path))
+        except KeyProblem as exc:
+            start, end = exc.span if isinstance(exc, OverrideProblem) else override.problem_span(exc)
+            prefix = len(OPTION) + 1
+            problems.append(Problem(exc.code, str(exc), file=file, path=format_path(list(exc.path)) or None, hint=exc.hint,
+                                    column=prefix + start + 1, end_column=prefix + end + 1, argument=f"{OPTION} {text}", argument_index=index))
+    return document, written, problems
 
 
 def _stage_names(document: dict) -> tuple[str, ...]:
@@ -119,7 +140,8 @@ def _unique(problems) -> list[Problem]:
     out = []
     for problem in problems:
         message = re.sub(r"stage `[^`]*`", "stage", problem.message)
-        key = (problem.code, message, problem.file, problem.line, problem.column) if problem.line else id(problem)
+        located = problem.line or problem.argument is not None
+        key = (problem.code, message, problem.file, problem.line, problem.column, problem.argument_index) if located else id(problem)
         if key not in seen:
             seen.add(key)
             out.append(problem)
@@ -184,52 +206,110 @@ def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, pro
                   overrides: tuple[str, ...], registry: Optional[Registry], *, matrix: bool = False) -> tuple[Optional[Spec], list[Problem]]:
     """The spec with `profile` and `overrides` applied, or the problems that stop it (with `matrix`, the
     `[matrix]` and its variants are checked too)."""
-    source_map = SourceMap(sources, profile=profile, stage_names=_stage_names(document))
+    stage_names = _stage_names(document)
     try:
         layered = _apply_profile(dict(document), profile)
-        for override in overrides:
-            parts, value = parse_override(override)
-            layered = set_path(layered, parts, value)
-        effective = layered
+    except KeyProblem as exc:
+        return None, [_problem(SourceMap(sources, profile=profile, stage_names=stage_names), exc.path, str(exc), exc.hint, exc.code)]
+    layered, written, problems = _apply_overrides(layered, overrides, file)
+    source_map = SourceMap(sources, profile=profile, stage_names=stage_names, overrides=written)
+    effective = layered
+    try:
         layered = apply_defaults(layered)
     except KeyProblem as exc:
-        return None, [_problem(source_map, exc.path, str(exc), exc.hint, exc.code)]
+        return None, problems + [_problem(source_map, exc.path, str(exc), exc.hint, exc.code)]
     rows: list[tuple] = []
+    removed: list[tuple] = []
     try:
         spec = structure_spec(layered)
     except Exception as exc:  # cattrs raises exception groups; flatten them all
         rows = flatten_errors(exc)
-        spec = _structure_without(layered, rows)
+        spec, removed = _structure_without(layered, rows)
         if spec is None:
-            return None, [_problem(source_map, *row) for row in rows]
+            return None, problems + [_problem(source_map, *row) for row in rows]
     spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=effective, profile=profile, overrides=overrides)
-    tables = [path[:-1] for path, *_ in rows]
-    checks = [row for row in check_spec(spec, registry) if not any(row[0][:len(t)] == t for t in tables)]
-    problems = [_problem(source_map, *row) for row in rows + checks]
+    repairable = all(code in REPAIRABLE for *_, code in rows)
+    checks = [row for row in check_spec(spec, registry) if _independent(row, removed, repairable)]
+    problems += [_problem(source_map, *row) for row in rows + checks]
     if matrix and not rows:
         problems += _matrix_problems(spec, source_map, registry, problems)
     return (spec if not rows else None), problems
 
 
 REPAIRABLE = ("E010", "E011", "E041")
-"""Codes of values that have a default (a duration, a choice): the other checks can run without them."""
+"""Codes of values that have a default (a duration, a choice): every other check can run without them."""
+PLUGIN_CODES = ("E020", "E021", "E022", "E023")
+"""Codes of the checks of plugin names and arguments: each piece on its own, so they run beside any
+shape error that is not in the piece itself."""
 
 
-def _structure_without(layered: dict, rows: list[tuple]) -> Optional[Spec]:
-    """The spec with the values `rows` fault left out, when all of them can be (so that the checks that
-    need a typed spec still report what else is wrong); None otherwise."""
-    if not rows or any(code not in REPAIRABLE for *_, code in rows):
-        return None
+def _structure_without(layered: dict, rows: list[tuple]) -> tuple[Optional[Spec], list[tuple]]:
+    """The spec with the values `rows` fault left out (and, where leaving one out faults the table it
+    was in, that table), and the paths left out; None for the spec when it does not structure even so
+    (a required top-level table is wrong, say)."""
     document = copy.deepcopy(layered)
-    for path, *_ in rows:
-        node = document
-        for part in path[:-1]:
-            node = node[part]
-        node.pop(path[-1], None)
-    try:
-        return structure_spec(document)
-    except Exception:
-        return None
+    removed: list[tuple] = []
+    pending = [path for path, *_ in rows]
+    for _ in range(4):
+        for path in sorted(pending, key=_order, reverse=True):  # a later array entry first: the earlier keep their index
+            gone = _remove(document, tuple(path))
+            if gone is None:
+                return None, removed
+            removed.append(gone)
+        try:
+            return structure_spec(document), removed
+        except Exception as exc:
+            pending = [path for path, *_ in flatten_errors(exc)]
+    return None, removed
+
+
+def _remove(document: dict, path: tuple) -> Optional[tuple]:
+    """Delete the value at `path` or, when it is not there (a missing key), its closest ancestor below
+    the top; the path deleted, or None."""
+    for length in range(len(path), 1 if len(path) > 1 else 0, -1):
+        node: object = document
+        for part in path[: length - 1]:
+            node = _child(node, part)
+        key = path[length - 1]
+        if _child(node, key) is not _ABSENT:
+            del node[key]  # type: ignore[union-attr]
+            return path[:length]
+    return None
+
+
+_ABSENT = object()
+
+
+def _child(node: object, part: object) -> object:
+    if isinstance(node, dict) and part in node:
+        return node[part]
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _ABSENT
+
+
+def _order(path: tuple) -> tuple:
+    return tuple((0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in path)
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+    return a[: len(b)] == b or b[: len(a)] == a
+
+
+def _independent(row: tuple, removed: list[tuple], repairable: bool) -> bool:
+    """Whether a check's `row` on the spec structured without the `removed` values is the user's to see:
+    nothing under an array an entry was removed from; with only values that have a default removed,
+    every check outside their tables; otherwise only plugin names and arguments that do not touch a
+    removed value."""
+    path, *_, code = row
+    for gone in removed:
+        if isinstance(gone[-1], int) and _overlap(path, gone[:-1]):
+            return False
+        if repairable and path[: len(gone) - 1] == gone[:-1]:
+            return False
+        if not repairable and _overlap(path, gone):
+            return False
+    return repairable or code in PLUGIN_CODES
 
 
 def _profile_problems(document: dict, sources: list[tuple[str, str]], file: str, profile: str,

@@ -22,7 +22,7 @@ from stagedsl.errors import Problem, SpecError
 from stagedsl.registry import Registry, did_you_mean, singular
 from stagedsl.spec.check import Row, check_args, check_spec
 from stagedsl.spec.convert import KeyProblem, flatten_errors, structure_piece, structure_spec
-from stagedsl.spec.locate import PathPart, format_path, scan_positions
+from stagedsl.spec.locate import PathPart, ScannedText, format_path, points_at_key
 from stagedsl.spec.merge import apply_defaults, deep_merge, parse_override, set_path
 from stagedsl.spec.model import MEMBER_NAME, Spec
 
@@ -215,7 +215,7 @@ def variant_problems(spec: Spec, registry: Optional[Registry], locate: Locate, b
     if spec.matrix is None or not all(isinstance(v, dict) for v in spec.matrix.variant.values()):
         return []
     seen = {(p.code, p.path, p.message) for p in base}
-    positions = [(file, scan_positions(text)) for file, text in spec.sources]
+    positions = [(file, ScannedText(text)) for file, text in spec.sources]
     problems = []
     for variant in variants(spec):
         if not valid_name(variant):
@@ -252,11 +252,11 @@ def _in_variant(spec: Spec, variant: str, path: tuple, message: str, hint: Optio
     for length in range(len(path), 0, -1):
         for prefix in prefixes:
             key = prefix + path[:length]
-            for file, found in positions:
-                if key in found:
-                    line, column = found[key]
+            for file, scanned in positions:
+                where = scanned.location(file, key, on_key=points_at_key(code, message) or length < len(path))
+                if where is not None:
                     shown = format_path(list(("matrix", "variant", variant) + path))
-                    return Problem(code, message, file=file, path=shown, line=line, column=column, hint=hint)
+                    return Problem(code, message, path=shown, hint=hint, **where.fields())
     located = locate(_as_index(path, spec), f"variant `{variant}`: {message}", hint, code)
     return located
 

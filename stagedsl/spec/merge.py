@@ -8,13 +8,12 @@ name: ``[profile.tiny.stage.warmup] steps = 20``); any other value is replaced.
 from __future__ import annotations
 
 import copy
-import re
-import tomllib
 from typing import Any
 
 from stagedsl.errors import did_you_mean
 from stagedsl.spec.convert import KeyProblem
 from stagedsl.spec.locate import PathPart
+from stagedsl.spec.overrides import Override
 
 
 def _is_named_tables(value: Any) -> bool:
@@ -79,21 +78,10 @@ def _merge_by_name(base: list[dict], layer: list[dict], path: tuple, *, addresse
 
 
 def parse_override(text: str) -> tuple[list[PathPart], Any]:
-    """``"stage.warmup.lr=1e-5"`` -> (["stage", "warmup", "lr"], 1e-05). Values are TOML, else strings."""
-    if "=" not in text:
-        raise KeyProblem(f"--set takes key.path=value, found {text!r}", code="E007", hint="e.g. --set stage.finetune.lr=1e-5")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not re.fullmatch(r"[A-Za-z0-9_-]+(\[\d+\])?(\.[A-Za-z0-9_-]+(\[\d+\])?)*", key):
-        raise KeyProblem(f"--set key {key!r} is not a dotted key path", code="E007", hint="e.g. --set run.seed=3 or --set stage[0].steps=100")
-    parts: list[PathPart] = []
-    for match in re.finditer(r"([A-Za-z0-9_-]+)|\[(\d+)\]", key):
-        parts.append(int(match.group(2)) if match.group(2) is not None else match.group(1))
-    try:
-        value = tomllib.loads(f"value = {raw.strip()}")["value"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return parts, value
+    """``"stage.warmup.lr=1e-5"`` -> (["stage", "warmup", "lr"], 1e-05). Values are TOML, else strings
+    (`stagedsl.spec.overrides.Override` keeps where each part is written, for messages)."""
+    override = Override.parse(text)
+    return list(override.parts), override.value
 
 
 def set_path(document: dict, parts: list[PathPart], value: Any) -> dict:

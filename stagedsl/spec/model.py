@@ -53,7 +53,7 @@ class RunSection:
     out: Optional[str] = attrs.field(default=None, metadata=doc("Run directory; default `runs/<name>`."))
     compile: bool = attrs.field(default=False, metadata=doc("Wrap the model in `torch.compile`."))
     channels_last: bool = attrs.field(default=False, metadata=doc("Use the channels-last memory format for 4D inputs."))
-    threads: Optional[int] = attrs.field(default=None, metadata=doc("CPU threads torch may use (torch.set_num_threads); default torch's own choice. 1 is often fastest for small models on a busy machine."))
+    threads: Union[int, Literal["auto"]] = attrs.field(default="auto", metadata=doc('CPU threads torch may use (torch.set_num_threads). "auto": one for a model under 2M parameters, else the cores not busy with other processes.'))
 
 
 @attrs.frozen
@@ -203,8 +203,10 @@ class ExportSpec:
     opset: int = attrs.field(default=18, metadata=doc("ONNX opset version."))
     atol: float = attrs.field(default=1e-4, metadata=doc("Absolute tolerance of the fp32 ONNX check."))
     rtol: float = attrs.field(default=1e-4, metadata=doc("Relative tolerance of the fp32 ONNX check."))
-    fp16_atol: float = attrs.field(default=1e-2, metadata=doc("Absolute tolerance of the fp16 ONNX check."))
-    fp16_rtol: float = attrs.field(default=1e-2, metadata=doc("Relative tolerance of the fp16 ONNX check."))
+    fp16_atol: float = attrs.field(default=1e-2, metadata=doc("Tolerance of the fp16 ONNX check, relative to the output's scale (its largest magnitude)."))
+    fp16_rtol: float = attrs.field(default=1e-2, metadata=doc("Relative (per-element) tolerance of the fp16 ONNX check."))
+    fp16_min_agreement: float = attrs.field(default=0.99, metadata=doc("Classifiers: least share of held-out rows where fp16 picks PyTorch's class."))
+    fp16_metric_tol: float = attrs.field(default=0.01, metadata=doc("Classifiers: largest change of each task metric from PyTorch to fp16."))
     keep_io_types: bool = attrs.field(default=True, metadata=doc("Keep fp32 inputs and outputs in the fp16 graph."))
     check_batches: int = attrs.field(default=4, metadata=doc("Held-out batches compared against PyTorch."))
     prune: Optional[PruneSpec] = attrs.field(default=None, metadata=doc("L1 unstructured pruning after export, e.g. {amount = 0.3}."))

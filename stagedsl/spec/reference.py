@@ -205,6 +205,8 @@ def _type(tp: Any) -> str:
     if origin is Union:
         options = [a for a in args if a is not type(None)]
         return " or ".join(_type(a) for a in options)
+    if origin is typing.Literal:
+        return " or ".join(f'`"{a}"`' if isinstance(a, str) else f"`{a}`" for a in args)
     if origin is tuple:
         return f"array of {_type(args[0])}"
     if attrs.has(tp):

@@ -68,6 +68,8 @@ def _type_schema(tp: Any) -> dict:
     if origin is Union:
         options = [a for a in args if a is not type(None)]
         return _type_schema(options[0]) if len(options) == 1 else {"anyOf": [_type_schema(a) for a in options]}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
     if origin is tuple:
         return {"type": "array", "items": _type_schema(args[0])}
     if attrs.has(tp):

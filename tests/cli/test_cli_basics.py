@@ -54,13 +54,16 @@ def test_python_dash_m_stagedsl_is_the_command(tmp_path):
     assert result.stderr == ""
 
 
-def test_errors_go_to_stderr_and_nothing_to_stdout(tmp_path, registry, capsys):
+def test_errors_go_to_stderr_and_nothing_to_stdout_unless_json(tmp_path, registry, capsys):
     spec = tmp_path / "bad.toml"
     spec.write_text('[model]\nuse = "mlp"\n')
-    assert run_cli(["validate", str(spec), "--json"]) == 2
+    assert run_cli(["validate", str(spec)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert "error[E001]" in err and "Traceback" not in err
+    assert run_cli(["validate", str(spec), "--json"]) == 2  # --json: the errors as data on stdout, for editors and CI
+    out, err = capsys.readouterr()
+    assert [e["code"] for e in json.loads(out)["errors"]] == ["E001", "E001"] and "error[E001]" in err
 
 
 def test_a_missing_spec_file_exits_2(tmp_path, registry, capsys):

@@ -74,7 +74,7 @@ def test_a_changed_model_is_refused_without_force_and_tried_with_it(toy_registry
 
     assert run_cli(["resume", str(run_dir), "--set", 'model.activation="tanh"', "--force"]) == 0  # same parameters
     out = capsys.readouterr().out
-    assert out.strip() == str(run_dir)
+    assert f"run directory: {run_dir}" in out.splitlines()
     record = json.loads((run_dir / "summary.json").read_text())["resumes"][-1]
     assert record["forced"] and record["changes"][0]["key"] == "model.args.activation"
     assert record["changes"][0]["status"] == "forced"

@@ -135,11 +135,18 @@ def _assert_close_weights(reference: Path, run_dir: Path) -> None:
                 torch.testing.assert_close(mine[name], tensor, rtol=1e-5, atol=1e-6, msg=f"{stage}/{which}: {name}")
 
 
+def _assert_one_table(stdout: str, run_dir: Path) -> None:
+    """Rank 0 alone showed the end-of-run table: one header, one run directory line."""
+    lines = stdout.splitlines()
+    assert sum(line.startswith("stage ") and "status" in line for line in lines) == 1, stdout
+    assert [line for line in lines if line.startswith("run directory:")] == [f"run directory: {run_dir}"], stdout
+
+
 def test_two_processes_train_like_one_with_the_same_global_batch(workdir):
     assert _in_process(["run", str(workdir / "one.toml"), "--out", str(workdir / "one")]) == 0
     child = _staged(["run", "two.toml", "--nproc", "2", "--out", str(workdir / "two")], workdir)
     assert child.returncode == 0, child.stderr[-3000:]
-    assert child.stdout.strip().splitlines() == [str(workdir / "two")]  # rank 0 says where, once
+    _assert_one_table(child.stdout, workdir / "two")
 
     summary = json.loads((workdir / "two" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["status"] == "completed"
@@ -174,7 +181,7 @@ def test_a_killed_process_stops_the_group_and_resume_ends_like_the_uninterrupted
 
     resumed = _staged(["resume", str(workdir / "two")], workdir, torchrun=True)  # `torchrun ... resume` works too
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert resumed.stdout.strip().splitlines() == [str(workdir / "two")]
+    _assert_one_table(resumed.stdout, workdir / "two")
     _assert_close_weights(workdir / "one", workdir / "two")
     _assert_close_curves(_curve(workdir / "one"), _curve(workdir / "two"))
 

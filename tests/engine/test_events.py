@@ -84,11 +84,11 @@ def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_otherwise():
         def isatty(self):
             return True
 
-    for stream, expect in ((Terminal(), "warning: careful"), (io.StringIO(), "[s] step 5/10  loss 0.5")):
+    for stream, expect in ((Terminal(), "warning: careful"), (io.StringIO(), "[s] step 5/10 (50%)  loss 0.5  100 steps/s")):
         progress = Progress(stream=stream)
         progress.stage_start("s", 10)
         progress.update(5, {"loss": 0.5}, 100.0)
         progress.warn("careful")
-        progress.stage_end("stage s: completed")
+        progress.stage_end("s", "completed", 10, 1.5, "val/loss", 0.123456789)
         progress.close()
-        assert expect in stream.getvalue() and "stage s: completed" in stream.getvalue()
+        assert expect in stream.getvalue() and "stage s: completed after 10 steps (1.5s); best val/loss = 0.1235" in stream.getvalue()

@@ -142,11 +142,21 @@ def test_resume_takes_a_device_override_and_refuses_what_is_not_a_run(engine_reg
     with pytest.raises(UsageError, match="not a run directory") as caught:
         resume_run(tmp_path, registry=engine_registry)
     assert caught.value.problems[0].code == "E415"
-    run_plan(make_plan(make_stage("a", steps=2), out=tmp_path), registry=engine_registry)
+    plan = make_plan(make_stage("a", steps=4, checkpoint=CheckpointPlan(every=2), log_every=1), out=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(plan, registry=engine_registry, callbacks=[Stop("step_end", "a", 3)])
     with pytest.raises(UsageError, match="has no spec.toml") as caught:
         resume_run(tmp_path, registry=engine_registry, overrides=["stage.a.lr=0.1"])
     result = resume_run(tmp_path, registry=engine_registry, device="cpu")
-    assert result.summary["resumes"][-1]["device"] == "cpu"
+    assert result.summary["resumes"][-1]["device"] == "cpu" and not result.already_complete
+
+
+def test_resume_of_a_completed_run_trains_nothing(engine_registry, tmp_path):
+    run_plan(make_plan(make_stage("a", steps=2), out=tmp_path), registry=engine_registry)
+    files = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    result = resume_run(tmp_path, registry=engine_registry)
+    assert result.already_complete and result.status == "completed" and result.summary["stages"]["a"]["steps"] == 2
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == files  # not a byte written
 
 
 # -- judging --set changes -----------------------------------------------------------------------

@@ -78,6 +78,24 @@ def branching_linear(features: int = 6, outputs: int = 3):
     return Branching()
 
 
+def scaled_classifier(features: int = 6, classes: int = 3, scale: float = 1.0, offset: float = 0.0):
+    """A linear classifier with logits ``scale * (W x + b) + shift``: large ones with a big `scale`; with an
+    `offset`, `shift` is stored as ``offset + [0, 0.05, 0.1, ...]`` and the offset taken off in the forward
+    pass, so the weights' float16 copy (spacing 0.5 near 1000) loses what tells the classes apart."""
+    import torch
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(features, classes)
+            self.shift = torch.nn.Parameter(offset + 0.05 * torch.arange(classes, dtype=torch.float32))
+
+        def forward(self, x):
+            return self.linear(x) * scale + ((self.shift + 0.0 * x[:, :1]) - offset)  # not constant-folded at export
+
+    return Scaled()
+
+
 def table(n_train: int = 48, n_val: int = 40, features: int = 6, outputs: int = 3, classes: int = 0, seed: int = 0, parts: int = 1):
     """Random features -> a fixed random linear map (regression) or its argmax (classes > 0);
     with `parts` > 1 the features come as that many input tensors."""
@@ -117,6 +135,7 @@ class ExportTestPlugin:
         register("export_drifting", drifting_linear)
         register("export_masked", masked_linear)
         register("export_branching", branching_linear)
+        register("export_scaled", scaled_classifier)
 
     @stagedsl.hookimpl
     def register_datasets(self, register):

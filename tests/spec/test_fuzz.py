@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stagedsl import Registry, hookimpl
+from stagedsl.cli.diagnostics import render_problem
 from stagedsl.errors import PlanError, SpecError
 from stagedsl.plan.compile import compile_plan
 from stagedsl.registry import KINDS
@@ -208,11 +209,26 @@ def check(text: str, *, registry, file: str = "fuzz.toml", profile=None, overrid
         assert exc.problems, "a SpecError must carry its problems"
         for problem in exc.problems:
             assert problem.code.startswith("E") and problem.message
+            _renders(problem, file, text)
         return
     try:
         compile_plan(spec, registry)
     except PlanError as exc:
         assert exc.problems, "a PlanError must carry its problems"
+        for problem in exc.problems:
+            _renders(problem, file, text)
+
+
+def _renders(problem, file: str, text: str) -> None:
+    """The problem renders, its span (when it has one) inside the text or the argument it points into."""
+    rendered = render_problem(problem, {file: text})
+    assert rendered.startswith(f"error[{problem.code}]")
+    if problem.argument is not None:
+        assert 1 <= problem.column <= problem.end_column <= len(problem.argument) + 1
+    elif problem.line is not None and problem.end_line is not None and problem.file == file:
+        lines = text.splitlines() or [""]
+        assert problem.line <= problem.end_line <= len(lines) + 1
+        assert (problem.end_line, problem.end_column) >= (problem.line, problem.column)
 
 
 # -- random documents -------------------------------------------------------------------

@@ -58,7 +58,7 @@ WRONG_VARIANTS = [
     ("[matrix.variant.fused]", "[matrix.variant.\".fused\"]", "E070", 'matrix.variant..fused', '".fused"', "letters"),
     ("seeds = [1, 2]", "seeds = [1, 1]", "E074", "matrix.seeds[1]", "seeds = [1, 1]", None),
     ('meta = { use = "logistic" }', 'meta = { use = "logistik" }', "E020", "ensemble[1].meta.use", "logistik", 'did you mean "logistic"?'),
-    ('meta = { use = "logistic" }', 'meta = { use = "logistic", c = 2.0 }', "E021", "ensemble[1].meta.c", "c = 2.0", "its arguments: C"),
+    ('meta = { use = "logistic" }', 'meta = { use = "logistic", c = 2.0 }', "E021", "ensemble[1].meta.c", "c = 2.0", 'did you mean "C"?'),
     ('use = "stacking"', 'use = "stackin"', "E020", "ensemble[1].use", "stackin", 'did you mean "stacking"?'),
     ('name = "mean"\nuse = "mean"', 'name = "mean"\nuse = "mean"\nmembers = ["fusd-*"]', "E072", "ensemble[0].members[0]", "fusd", None),
     ('name = "stack"', 'name = "mean"', "E071", "ensemble[1].name", 'name = "mean"', None),

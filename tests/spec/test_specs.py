@@ -79,8 +79,16 @@ def test_pde_json_stages_train_what_the_seed_says(pde_json):
     assert transformer and all(n.startswith("transformer.") for n in transformer)
     assert set(transformer) == {n for n in every if n.startswith("transformer.")}
     assert finetune == every
-    assert [s["steps"] for s in stages] == [2000, 4000, 2000]
+    assert [s["steps"] for s in stages] == [1000, 2000, 1000]  # half the seed's: the README's first run stays short
     assert [s["init"] and s["init"]["stage"] for s in stages] == [None, "warmup_encdec", "transformer"]
+
+
+@pytest.mark.parametrize("profile", ["seed", "full"])
+def test_pde_profiles_keep_the_seeds_step_counts(profile, registry):
+    from stagedsl.spec.loader import load_spec
+
+    loaded = load_spec(PDE, profile=profile, registry=registry)
+    assert [s.steps for s in loaded.stages] == [2000, 4000, 2000]
 
 
 def test_pde_json_round_trips_with_its_hash(pde_json):
