@@ -93,6 +93,8 @@ def render_problems(problems: Iterable[Problem]) -> str:
 def problems_json(problems: Iterable[Problem]) -> dict:
     """``{"ok": false, "errors": [...], "warnings": [...]}``: what ``--json`` prints for a bad spec."""
     rows = [{"code": p.code, "message": p.message, "file": p.file, "line": p.line, "column": p.column,
-             "path": p.path, "hint": p.hint, "severity": p.severity} for p in problems]
+             "end_line": p.end_line, "end_column": p.end_column, "argument": p.argument,
+             "argument_index": p.argument_index, "path": p.path, "hint": p.hint, "severity": p.severity}
+            for p in problems]
     return {"ok": False, "errors": [r for r in rows if r["severity"] == "error"],
             "warnings": [r for r in rows if r["severity"] != "error"]}

@@ -150,3 +150,12 @@ def test_json_on_a_bad_spec_prints_the_errors_on_stdout(command, tmp_path, regis
     assert first["file"] == str(spec) and first["line"] == 12 and first["path"] == "stage[0].stepz"
     assert 'did you mean "steps"' in (first["hint"] or "")
     assert "error[" in captured.err  # people still get the rendered message
+
+
+def test_json_errors_carry_the_span_and_the_set_argument(tmp_path, registry, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(BAD_SPEC.replace("stepz = 10", "steps = 10"))
+    assert run_cli(["validate", str(spec), "--json", "--set", "stage[0].steps=ten"]) == 2
+    error = json.loads(capsys.readouterr().out)["errors"][0]
+    assert error["argument"] == "--set stage[0].steps=ten" and error["argument_index"] == 0
+    assert error["argument"][error["column"] - 1:error["end_column"] - 1] == "ten"
