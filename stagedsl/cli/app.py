@@ -30,7 +30,6 @@ from stagedsl.cli.launch import (
     write_error_file,
 )
 from stagedsl.cli.output import say
-from stagedsl.engine import distributed
 from stagedsl.errors import GateStopped, Problem, StagedError, UsageError
 
 app = StagedTyper(
@@ -242,6 +241,7 @@ def run(
         if code:
             raise typer.Exit(code)
         return
+    from stagedsl.engine import distributed
     from stagedsl.engine.runner import run_plan
 
     processes = distributed.from_environment()  # one process, or one of torchrun's
@@ -365,7 +365,10 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
         say("interrupted", err=True)
         return 130
     finally:
-        distributed.leave()
+        if "torch.distributed" in sys.modules:  # a worker under torchrun leaves its process group
+            from stagedsl.engine import distributed
+
+            distributed.leave()
     return 0
 
 
@@ -379,6 +382,8 @@ def _report(error: StagedError) -> None:
     if "TORCHELASTIC_RUN_ID" not in os.environ:
         say(text, err=True)
         return
+    from stagedsl.engine import distributed
+
     first = error.problems[0] if error.problems else None
     write_error_file(f"{first.code}: {first.message}" if first else str(error))
     rank = distributed.from_environment().rank

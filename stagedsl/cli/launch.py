@@ -21,7 +21,6 @@ the run, a stop signal) was already reported by rank 0 and only its exit code is
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -157,11 +156,12 @@ def launch(plan: Launch, argv: Sequence[str], *, run_dir: Optional[Path] = None)
 
     Raises `RunError` (E480) naming the process that failed first when one died or failed alone.
     """
+    import logging
+    import os
+
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
-
-    import os
 
     args = get_args_parser().parse_args([*plan.torchrun_args(), *worker_program(), *argv])
     # torchrun would set 1 thread a process (and say so); share this machine's cores instead
