@@ -11,16 +11,16 @@ import numpy as np
 
 def resolve(path: str) -> str:
     """`path` with ``~`` expanded; a FileNotFoundError naming it if there is no such file."""
-    full = os.path.expanduser(path)
+    full = os.path.expanduser(str(path))
     if not os.path.isfile(full):
-        raise FileNotFoundError(f"no .npz file at {path!r} (relative paths are read from {os.getcwd()})")
+        raise FileNotFoundError(f"no .npz file at {str(path)!r} (a relative path in a spec is read from the spec's folder)")
     return full
 
 
 def _member(archive: zipfile.ZipFile, path: str, name: str) -> str:
     members = {m[:-4] if m.endswith(".npy") else m: m for m in archive.namelist()}
     if name not in members:
-        raise KeyError(f"{path!r} has no array {name!r}; it holds {sorted(members)}")
+        raise KeyError(f"{str(path)!r} has no array {name!r}; it holds {sorted(members)}")
     return members[name]
 
 
@@ -35,7 +35,7 @@ def array_length(path: str, name: str) -> int:
             else:
                 shape, _, _ = np.lib.format.read_array_header_2_0(stream)
     if not shape:
-        raise ValueError(f"array {name!r} in {path!r} is a scalar, not a list of samples")
+        raise ValueError(f"array {name!r} in {str(path)!r} is a scalar, not a list of samples")
     return int(shape[0])
 
 
@@ -58,5 +58,5 @@ def load_arrays(path: str, names: Sequence[str]) -> list:
     with np.load(full, allow_pickle=False) as archive:
         missing = [n for n in names if n not in archive.files]
         if missing:
-            raise KeyError(f"{path!r} has no array {missing[0]!r}; it holds {sorted(archive.files)}")
+            raise KeyError(f"{str(path)!r} has no array {missing[0]!r}; it holds {sorted(archive.files)}")
         return [as_tensor(archive[n]) for n in names]

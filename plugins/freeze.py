@@ -1,7 +1,10 @@
 """Freeze strategies: select parameter names, ``factory(names, **args) -> list[str]``.
 
 `names` is every parameter name of the model in registration order; the result keeps
-that order. Pure Python: no torch.
+that order. A strategy that takes `modules` also receives the model's module tree (one
+`stagedsl.ModuleInfo` per ``named_modules()`` entry: name, class and bases, own
+parameters), so it can select by module type or count parameter-less children. Pure
+Python: no torch.
 """
 
 import functools
@@ -41,6 +44,61 @@ def fraction(names: list[str], module: str, fraction: float, end: str = "last") 
         raise ValueError(f"no parameters under module {module!r}{hint}")
     count = math.ceil(fraction * len(under) - 1e-9)
     return under[-count:] if end == "last" else under[:count]
+
+
+def _under(modules, module: str) -> list:
+    """`module` and every module inside it (the whole model for "")."""
+    return [m for m in modules if not module or m.name == module or m.name.startswith(module + ".")]
+
+
+def _module(modules, module: str):
+    found = next((m for m in modules if m.name == module), None)
+    if found is None:
+        named = [m.name for m in modules if m.name]
+        hint = did_you_mean(module, named, cutoff=0.6)
+        tops = sorted({m.name for m in modules if m.depth == 1})
+        raise ValueError(f"the model has no module {module!r}; {hint or 'its top-level modules: ' + ', '.join(tops)}")
+    return found
+
+
+def _parameters_under(names: list[str], modules, chosen) -> list[str]:
+    selected = {p for m in chosen for inside in _under(modules, m.name) for p in inside.parameters}
+    return [name for name in names if name in selected]
+
+
+def modules_of_type(names: list[str], modules: list, type: str | list[str], module: str = "") -> list[str]:
+    """The parameters of every module of a type (its class or a base: "BatchNorm2d", "LayerNorm", "_NormBase"), inside `module`."""
+    wanted = [type] if isinstance(type, str) else list(type)
+    if not wanted:
+        raise ValueError("type names no module type")
+    if module:
+        _module(modules, module)  # a ValueError naming the modules there are
+    inside = _under(modules, module)
+    chosen = [m for m in inside if any(m.is_a(t) for t in wanted)]
+    if not chosen:
+        present = sorted({m.type for m in inside})
+        hint = did_you_mean(wanted[0], present)
+        where = f"inside {module!r}" if module else "in the model"
+        raise ValueError(f"no module of type {', '.join(wanted)} {where}; {hint or 'its module types: ' + ', '.join(present)}")
+    return _parameters_under(names, modules, chosen)
+
+
+def children(names: list[str], modules: list, module: str = "", first: int | None = None, last: int | None = None,
+             parameterless: bool = True) -> list[str]:
+    """The parameters of the first (or last) K children of `module`; parameter-less children (relu, maxpool) count unless parameterless = false."""
+    if (first is None) == (last is None):
+        raise ValueError("give exactly one of `first` or `last`")
+    count = first if first is not None else last
+    if count < 1:
+        raise ValueError(f"`{'first' if first is not None else 'last'}` must be at least 1, found {count}")
+    parent = _module(modules, module)
+    kids = [m for m in modules if parent.parent_of(m)]
+    if not parameterless:
+        kids = [kid for kid in kids if any(inside.parameters for inside in _under(modules, kid.name))]
+    if not kids:
+        raise ValueError(f"module {module or 'the model'!r} has no children" + ("" if parameterless else " with parameters"))
+    picked = kids[:count] if first is not None else kids[-count:]
+    return _parameters_under(names, modules, picked)
 
 
 # -- globs over dotted names ------------------------------------------------------------
@@ -123,3 +181,5 @@ def register_freeze_strategies(register):
     register("glob", glob, default=True)
     register("regex", regex, prefix="re:")
     register("fraction", fraction)
+    register("modules_of_type", modules_of_type)
+    register("children", children)

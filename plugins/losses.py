@@ -28,6 +28,8 @@ def huber(delta: float = 1.0):
     """Huber loss: quadratic below delta, linear above."""
     from torch import nn
 
+    if not delta > 0:
+        raise ValueError(f"delta must be positive, found {delta}")
     return nn.HuberLoss(delta=delta)
 
 
@@ -35,6 +37,8 @@ def smooth_l1(beta: float = 1.0):
     """Smooth L1 loss (Huber divided by beta)."""
     from torch import nn
 
+    if beta < 0:
+        raise ValueError(f"beta cannot be negative, found {beta}")
     return nn.SmoothL1Loss(beta=beta)
 
 
@@ -43,6 +47,10 @@ def cross_entropy(label_smoothing: float = 0.0, weight: list[float] | None = Non
     import torch
     from torch import nn
 
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), found {label_smoothing}")
+    if weight is not None and any(w < 0 for w in weight):
+        raise ValueError(f"class weights cannot be negative, found {weight}")
     class_weight = None if weight is None else torch.tensor(weight, dtype=torch.float32)
     return nn.CrossEntropyLoss(weight=class_weight, label_smoothing=label_smoothing)
 

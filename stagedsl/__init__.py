@@ -35,6 +35,8 @@ _LAZY = {
     "Plan": "stagedsl.plan.model",
     "run_plan": "stagedsl.engine.runner",
     "resume_run": "stagedsl.api",
+    "run": "stagedsl.api",
+    "ModuleInfo": "stagedsl.plan.modules",
     "Callback": "stagedsl.engine.events",
     "Event": "stagedsl.engine.events",
     "RunState": "stagedsl.engine.run_state",
@@ -51,6 +53,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "plan":  # the plan package, which is callable: stagedsl.plan(spec, ...) is stagedsl.api.plan
+        return importlib.import_module("stagedsl.plan")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'stagedsl' has no attribute {name!r}")
@@ -62,5 +66,5 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CheckpointError", "DataSplits", "Duration", "Entry", "ExportError", "GateStopped", "PlanError",
     "PluginError", "Problem", "Registry", "RunError", "SpecError", "StagedError", "Steps", "TensorSplit",
-    "UsageError", "did_you_mean", "get_registry", "hookimpl", "parse_duration", "set_registry", *sorted(_LAZY),
+    "UsageError", "did_you_mean", "get_registry", "hookimpl", "parse_duration", "plan", "set_registry", *sorted(_LAZY),
 ]

@@ -38,6 +38,8 @@ class Problem:
     end_column: Optional[int] = None
     argument: Optional[str] = None
     argument_index: Optional[int] = None
+    trace: Optional[str] = attrs.field(default=None, eq=False, repr=False)
+    """The traceback of a plugin's exception behind this problem: shown only with ``staged --debug``."""
 
     def located(self, file: Optional[str], line: Optional[int], column: Optional[int]) -> "Problem":
         """Return a copy of this problem pointing at `file:line:column`."""
@@ -90,6 +92,12 @@ class StagedError(Exception):
             problems = [Problem(code=code, message=problems)]
         self.problems: list[Problem] = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    def __str__(self) -> str:
+        """The rendered problems, as the CLI prints them (one block each, then a count)."""
+        from stagedsl.cli.diagnostics import render_problems
+
+        return render_problems(self.problems)
 
 
 class SpecError(StagedError):

@@ -66,3 +66,17 @@ def register_plugin(registry):
 def specs_dir() -> Path:
     """The repository's specs/ folder."""
     return SPECS
+
+
+@pytest.fixture
+def isolated_imports(tmp_path_factory):
+    """Forget the modules (read from the test's temporary folders) and ``sys.path`` entries a test's import paths added."""
+    import sys
+
+    base = str(tmp_path_factory.getbasetemp())
+    path = list(sys.path)
+    yield
+    sys.path[:] = path
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(base):
+            del sys.modules[name]

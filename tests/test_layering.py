@@ -44,6 +44,8 @@ def room(module: str) -> str:
         return "cli"
     if parts[1:3] == ["matrix", "layout"]:
         return "matrix_dir"
+    if parts[1:3] == ["cli", "diagnostics"]:
+        return "base"  # how a Problem reads: the CLI prints it, and str() of every StagedError is it too
     return parts[1]
 
 

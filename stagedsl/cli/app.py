@@ -30,7 +30,7 @@ from stagedsl.cli.launch import (
     write_error_file,
 )
 from stagedsl.cli.output import say
-from stagedsl.errors import GateStopped, Problem, StagedError, UsageError
+from stagedsl.errors import GateStopped, Problem, StagedError
 
 app = StagedTyper(
     name="staged",
@@ -56,6 +56,12 @@ def _registry(strict: bool = False):
     return get_registry()
 
 
+class _Session:
+    """Options of the whole command line."""
+
+    debug = False
+
+
 def _version(value: bool) -> None:
     if value:
         from stagedsl import __version__
@@ -67,11 +73,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     strict_plugins: bool = typer.Option(False, "--strict-plugins", help="Fail when a third-party plugin cannot be loaded."),
+    debug: bool = typer.Option(False, "--debug", help="After an error a plugin or your own code caused, print its traceback too."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
 ) -> None:
-    if strict_plugins:
-        import os
+    import os
 
+    _Session.debug = debug or os.environ.get("STAGEDSL_DEBUG") == "1"  # set for the processes --nproc starts
+    if debug:
+        os.environ["STAGEDSL_DEBUG"] = "1"
+    if strict_plugins:
         os.environ["STAGEDSL_STRICT_PLUGINS"] = "1"  # and so in the processes --nproc starts
         _registry(strict=True)
 
@@ -120,13 +130,14 @@ def _load(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
     return load_spec(spec, profile=profile, overrides=overrides or (), registry=_registry())
 
 
-def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]], *, loaded=None, world_size: int = 1):
+def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]], *, loaded=None, world_size: int = 1,
+                 build_pieces: bool = True):
     """Load (unless `loaded` is given) and compile a spec with the process registry (as `stagedsl.api.load_and_compile`),
-    for `world_size` processes."""
+    for `world_size` processes (`build_pieces` as for `compile_plan`)."""
     from stagedsl.plan.compile import compile_plan
 
     loaded = loaded if loaded is not None else _load(spec, profile, overrides)
-    return loaded, compile_plan(loaded, _registry(), world_size=world_size)
+    return loaded, compile_plan(loaded, _registry(), world_size=world_size, build_pieces=build_pieces)
 
 
 def _warnings(plan) -> None:
@@ -159,7 +170,7 @@ def plan(
             from stagedsl.cli.matrix_commands import plan_matrix_spec
 
             return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot, world_size=world_size)
-        _, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=world_size)
+        _, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=world_size, build_pieces=False)
     if json_:
         say(compiled.to_json())
         _warnings(compiled)
@@ -172,22 +183,6 @@ def plan(
         plot_lr_curve(curve, plot, title=compiled.run.name)
         say(f"LR curve drawn to {plot}", err=True)
     _warnings(compiled)
-
-
-def _prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str]) -> None:
-    """Refuse to mix a new run into an old one's files unless asked to; with `overwrite`, remove
-    exactly what the old run wrote (`RunDir.owned`)."""
-    from stagedsl.run_dir import RunDir
-
-    layout = RunDir(run_dir)
-    if from_stage is not None or not layout.holds_run():
-        return
-    if not overwrite:
-        raise UsageError(
-            [Problem("E091", f"{run_dir} already holds a run", path="--out",
-                     hint=f"continue it with `staged resume {run_dir}`, start over with --overwrite, or pick another --out")]
-        )
-    layout.clear()
 
 
 @app.command()
@@ -218,7 +213,7 @@ def run(
     A matrix spec trains every member, then builds its ensembles. With --nproc N the run
     is N processes on this machine (torchrun, DDP; docs/distributed.md).
     """
-    from stagedsl.api import effective_spec_text
+    from stagedsl.api import effective_spec_text, prepare_run_dir
 
     loaded = _load(spec, profile, set_)
     launching = launch_options(nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend,
@@ -234,7 +229,7 @@ def run(
     run_dir = Path(out if out is not None else (loaded.run.out or f"runs/{loaded.run.name}"))
     if launching is not None:  # the same command in N processes; rank 0 writes the run directory and the table
         if launching.local:
-            _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
+            prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
         argv = worker_argv("run", spec, [("--out", run_dir), ("--profile", profile), ("--set", set_), ("--device", device),
                                          ("--from-stage", from_stage), ("--overwrite", overwrite), ("--json", json_)])
         code = launch(launching, argv, run_dir=run_dir)
@@ -249,7 +244,7 @@ def run(
     if processes.is_writer:
         _warnings(compiled)
     distributed.join(processes)
-    distributed.from_writer(lambda: _prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage))
+    distributed.from_writer(lambda: prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage))
     if not processes.is_writer:
         run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
         return
@@ -298,25 +293,20 @@ class RunReport:
 
 
 @app.command()
-def plugins(json_: bool = JsonOpt) -> None:
-    """List every registered piece by kind, with its plugin, distribution, version and summary; the default of a kind is marked."""
+def plugins(
+    name: Optional[str] = typer.Argument(None, help="One piece to show in full: a registered name or an import path (\"torch.optim:SGD\").", show_default=False, metavar="NAME"),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only pieces of this kind (models, datasets, losses, metrics, optimizers, schedulers, freeze_strategies, callbacks, ...).", metavar="KIND"),
+    json_: bool = JsonOpt,
+) -> None:
+    """List every registered piece by kind with its arguments (types and defaults), plugin, distribution and version;
+    with NAME, one piece in full. `--json` carries each signature."""
+    from stagedsl.cli.pieces import list_pieces, show_piece
+
     registry = _registry()
-    entries = registry.entries()
-    if json_:
-        say(json.dumps([
-            {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version, "doc": e.doc,
-             "default": bool(e.meta.get("default"))}
-            for e in entries
-        ], indent=2))
-        return
-    kind = None
-    for entry in entries:
-        if entry.kind != kind:
-            kind = entry.kind
-            say(f"{kind}:")
-        source = f"{entry.distribution or entry.plugin} {entry.version or ''}".strip()
-        default = " (the default)" if entry.meta.get("default") else ""
-        say(f"  {entry.name:<20} {entry.doc}{default}  [{source}]")
+    if name is None:
+        list_pieces(registry, kind=kind, json_=json_)
+    else:
+        show_piece(registry, name, kind=kind, json_=json_)
     for problem in registry.skipped:
         say(render_problems([problem]), err=True)
 
@@ -379,6 +369,10 @@ def _report(error: StagedError) -> None:
     import os
 
     text = render_problems(error.problems)
+    if _Session.debug:
+        for problem in error.problems:
+            if problem.trace:
+                text += f"\n\n--- traceback behind error[{problem.code}] (--debug) ---\n{problem.trace.rstrip()}"
     if "TORCHELASTIC_RUN_ID" not in os.environ:
         say(text, err=True)
         return

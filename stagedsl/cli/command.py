@@ -4,7 +4,8 @@
   spec's [export] section" prints as written, where rich markup would eat ``[export]``.
 - Usage lines name arguments as ``SPEC`` / ``[NAME]``: typer 0.28+ writes ``{spec}``.
 - Options that take a value carry a metavar (``--out DIR``); flags carry none, where
-  typer 0.29's rich help prints ``<bool>`` after every flag.
+  typer 0.29's rich help prints ``<bool>`` after every flag; an argument taking any text
+  shows its metavar alone (``NAME``, not ``NAME <str>``).
 
 These hold for every typer from 0.12 on, so no pin is needed (``tests/cli/test_help.py``
 renders every command's help and checks it).
@@ -31,6 +32,8 @@ class StagedCommand(TyperCommand):
             kind = getattr(param, "param_type_name", "")
             if param.metavar is None and (kind == "argument" or (kind == "option" and not getattr(param, "is_flag", False))):
                 param.metavar = (param.name or "value").rstrip("_").upper()
+            if kind == "argument" and _shows_str(param):
+                param.display_type_rich = _no_type  # "NAME <str>" says nothing its metavar does not (typer 0.29 adds it)
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         params = self.get_params(ctx)
@@ -42,6 +45,17 @@ class StagedCommand(TyperCommand):
             name += "..." if param.nargs != 1 else ""
             pieces.append(name if param.required else f"[{name}]")
         return pieces
+
+
+def _shows_str(param: Any) -> bool:
+    try:
+        return param.display_type_rich(None) == "<str>"
+    except Exception:  # another typer's internals: leave its help as it is
+        return False
+
+
+def _no_type(ctx: Any) -> None:
+    return None
 
 
 class StagedTyper(typer.Typer):

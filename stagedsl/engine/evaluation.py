@@ -25,6 +25,7 @@ from stagedsl.engine.placement import Placement
 from stagedsl.errors import Problem, RunError
 from stagedsl.plan.model import PieceRef
 from stagedsl.registry import Registry
+from stagedsl.registry.import_path import short_name
 
 
 def build_metrics(refs: tuple[PieceRef, ...], registry: Registry, device: torch.device, *, at: str = "metrics",
@@ -32,14 +33,14 @@ def build_metrics(refs: tuple[PieceRef, ...], registry: Registry, device: torch.
     """``(name, metric)`` pairs for the stage's metrics, on the device (`at`: their key path, for errors);
     `distributed`: each must be a torchmetrics `Metric`, whose state can be reduced over the processes."""
     metrics = []
-    names = [ref.name for ref in refs]
+    names = [short_name(ref.name) for ref in refs]  # an import path logs as its attribute: val/MulticlassF1Score
     for index, ref in enumerate(refs):
         metric = registry.build("metrics", ref.name, ref.args, at=f"{at}[{index}]")
         if distributed:
             _check_reducible(metric, ref.name, f"{at}[{index}]")
         if isinstance(metric, nn.Module):
             metric = metric.to(device)
-        name = ref.name if names.count(ref.name) == 1 else f"{ref.name}#{index}"
+        name = names[index] if names.count(names[index]) == 1 else f"{names[index]}#{index}"
         metrics.append((name, metric))
     return metrics
 

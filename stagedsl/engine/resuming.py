@@ -31,14 +31,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from stagedsl.engine import distributed
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.resume_point import ResumePoint
 from stagedsl.engine.events import Callback
 from stagedsl.engine.plan_diff import PlanDiff, compare
-from stagedsl.engine.runner import RunResult, execute
+from stagedsl.engine.runner import Live, RunResult, execute
 from stagedsl.engine.run_state import RunState
 from stagedsl.errors import CheckpointError, Problem, UsageError
 from stagedsl.plan.distributed import for_world_size
@@ -59,8 +59,12 @@ def resume_plan(
     callbacks: Iterable[Callback] = (),
     handle_signals: bool = True,
     warn: Optional[Callable[[str], None]] = None,
+    model: Any = None,
+    data: Any = None,
 ) -> RunResult:
     """Continue the run in `run_dir` where it stopped, following `plan` (see the module docstring).
+
+    `model` / `data`: the live objects of a run whose plan names them ``<live:...>`` (`stagedsl.run`).
 
     `plan` is the plan to resume with (default: the run's ``plan.json``); `spec_text` its
     effective spec, written to ``spec.toml``; `overrides` the ``--set`` changes that made
@@ -78,18 +82,18 @@ def resume_plan(
     distributed.join(processes)  # rank 0 alone reads the run directory; the others get what it found
     target, point, restart, finished = distributed.from_writer(
         lambda: _prepare(layout, plan, processes.world_size, overrides=overrides, force=force, device=device,
-                         registry=registry, warn=warn))
+                         registry=registry, warn=warn, model=model, data=data))
     if finished is not None:
         return finished
     if point is None:
         return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
-                       spec_text=spec_text, handle_signals=handle_signals, restart=restart)
+                       spec_text=spec_text, handle_signals=handle_signals, restart=restart, live=Live(model, data))
     return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
-                   spec_text=spec_text, resume=point, handle_signals=handle_signals)
+                   spec_text=spec_text, resume=point, handle_signals=handle_signals, live=Live(model, data))
 
 
 def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides: Sequence[str], force: bool,
-             device: Optional[str], registry: Registry, warn: Callable[[str], None]
+             device: Optional[str], registry: Registry, warn: Callable[[str], None], model: Any = None, data: Any = None
              ) -> tuple[Plan, Optional[ResumePoint], Optional[dict], Optional[RunResult]]:
     """The plan to resume with (for `world_size` processes), the checkpoint to resume from (None: start over),
     without one the record of the restart, and the result of a run that had completed already (then
@@ -98,7 +102,7 @@ def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides
     finished = _finished(layout, plan if plan is not None else current)
     if finished is not None:
         return current, None, None, finished
-    target = for_world_size(plan if plan is not None else current, world_size, registry)
+    target = for_world_size(plan if plan is not None else current, world_size, registry, model=model, data=data)
     trainer_checkpoints.remove_temp_files(layout)
     point = find_resume_point(layout, warn)
     if point is None:

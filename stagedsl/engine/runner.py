@@ -17,6 +17,7 @@ the model's weights, which each stage's DDP wrapper takes from rank 0.
 from __future__ import annotations
 
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -44,6 +45,7 @@ from stagedsl.engine.threads import AUTO, choose_threads
 from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
+from stagedsl.registry.import_path import importable, is_live, names_import_paths
 from stagedsl.run_dir import RunDir
 
 _TORCH_THREADS = torch.get_num_threads()  # torch's own default, before any run of this process changed it
@@ -59,7 +61,14 @@ class RunResult:
     stopped_by_gate: Optional[dict]  # the decision that stopped the run, or None
     summary: dict  # summary.json's content
     state: RunState = attrs.field(repr=False)
+    export: Any = attrs.field(default=None, repr=False)  # the ExportReport when the spec's [export] ran after training
     already_complete: bool = False  # `resume_run` of a finished run: nothing was trained
+
+    @property
+    def best(self) -> dict[str, dict]:
+        """Per stage that evaluated: its monitored metric, the best value and the stage step it came at."""
+        return {name: {"monitor": record.get("monitor"), "value": record.get("best_value"), "step": record.get("best_step")}
+                for name, record in self.stages.items() if record.get("best_value") is not None}
 
 
 def run_plan(
@@ -72,6 +81,8 @@ def run_plan(
     callbacks: Iterable[Callback] = (),
     spec_text: Optional[str] = None,
     handle_signals: bool = True,
+    model: Any = None,
+    data: Any = None,
 ) -> RunResult:
     """Run `plan` and return its `RunResult`.
 
@@ -79,7 +90,8 @@ def run_plan(
     stage, reusing the earlier stages' checkpoints in the run directory; `device`
     overrides ``plan.run.device``; `callbacks` run after the plan's own; `spec_text` is
     written to ``spec.toml``; `handle_signals`: SIGINT / SIGTERM save a checkpoint and
-    raise `RunInterrupted` (main thread only). Raises `GateStopped` (exit code 3) when a
+    raise `RunInterrupted` (main thread only). `model` / `data`: the live ``nn.Module`` /
+    `DataSplits` of a plan that names them ``<live:...>`` (trained in place). Raises `GateStopped` (exit code 3) when a
     gate stops the run (after writing ``summary.json``; the exception's `result` holds the
     `RunResult`), `RunError` / `CheckpointError` when the run fails.
     """
@@ -87,7 +99,7 @@ def run_plan(
     run_dir = Path(out if out is not None else plan.run.out)
     start = _start_index(plan, from_stage)
     return execute(plan, registry=registry, run_dir=run_dir, start=start, device=device, callbacks=callbacks,
-                   spec_text=spec_text, handle_signals=handle_signals)
+                   spec_text=spec_text, handle_signals=handle_signals, live=Live(model, data))
 
 
 def execute(
@@ -102,10 +114,12 @@ def execute(
     resume: Optional[ResumePoint] = None,
     handle_signals: bool = True,
     restart: Optional[dict] = None,
+    live: Optional["Live"] = None,
 ) -> RunResult:
     """Run `plan` in `run_dir` from stage index `start`, or from the checkpoint `resume` (see `run_plan`).
 
-    `restart`: the record of a resume that found no checkpoint and starts the run over.
+    `restart`: the record of a resume that found no checkpoint and starts the run over;
+    `live`: the live model and data of a plan that names them ``<live:...>``.
     """
     placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory,
                                  world_size=plan.world_size)
@@ -141,7 +155,7 @@ def execute(
                     trainer_checkpoints.clear_states(layout, stage.name)
             if resume is None and start > 0:
                 _adopt_previous(state, distributed.from_writer(outputs.read_summary), plan, start)
-            ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks,
+            ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks, live or Live(),
                              preset=auto_values(resume.trainer) if resume is not None else None)
             ctx.fire(Event.RUN_START)
             restore = _previous_weights(ctx, start) if start > 0 and resume is None else None
@@ -173,7 +187,8 @@ def execute(
         where = f"stage `{state.stage_name}` at step {state.stage_step}" if state.stage_name else "setting up the run"
         if placement.distributed:
             distributed.raise_failure(exc, where, placement.processes)
-        raise RunError(f"{where} failed: {type(exc).__name__}: {exc}", code="E400") from exc
+        raise RunError([Problem(code="E400", message=f"{where} failed: {type(exc).__name__}: {exc}",
+                                trace="".join(traceback.format_exception(exc)))]) from exc
     finally:
         if ctx is not None:  # the last checkpoint lands before anything returns; its error only if nothing else failed
             ctx.writer.close(raise_errors=state.status in ("completed", "stopped_by_gate"))
@@ -251,14 +266,39 @@ def _stage_index(plan: Plan, name: Optional[str], *, after: int) -> int:
     return names.index(name)
 
 
+@attrs.frozen
+class Live:
+    """The live objects a plan names ``<live:ClassName>`` (`stagedsl.run(model=..., data=...)`), handed to the engine."""
+
+    model: Any = None
+    data: Any = None
+
+
+def _piece(kind: str, ref: Any, live: Any, registry: Registry, at: str) -> Any:
+    """The live object a ``<live:...>`` name stands for, or the piece built through the registry."""
+    if is_live(ref.name):
+        if live is None:
+            registry.get(kind, ref.name)  # E086: named live, not handed over
+        return live
+    return registry.build(kind, ref.name, ref.args, at=at)
+
+
+def _piece_names(plan: Plan) -> list[str]:
+    stages = [ref.name for s in plan.stages for ref in (s.optimizer, s.scheduler, *s.metrics, *s.loss.terms)]
+    return [plan.model.name, plan.data.name, *(ref.name for ref in plan.callbacks), *stages]
+
+
 def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Placement, outputs: RunOutputs,
-               progress: Progress, state: RunState, callbacks: Iterable[Callback], preset: Optional[dict] = None) -> RunContext:
+               progress: Progress, state: RunState, callbacks: Iterable[Callback], live: Live,
+               preset: Optional[dict] = None) -> RunContext:
+    if plan.root and names_import_paths(_piece_names(plan)):
+        importable(plan.root)  # the spec's folder, where its "module:attr" pieces may live (a member's or a resumed process)
     gathered = [registry.build("callbacks", ref.name, ref.args, at=f"callbacks[{i}]") for i, ref in enumerate(plan.callbacks)]
     callback_list = CallbackList([*gathered, *callbacks])
 
     _apply_threads(plan, placement, progress)
     seed_everything(plan.run.seed)
-    model = registry.build("models", plan.model.name, plan.model.args, at="model")
+    model = _piece("models", plan.model, live.model, registry, "model")
     if not isinstance(model, torch.nn.Module):
         raise RunError(f"model `{plan.model.name}` did not return a torch.nn.Module", code="E408")
     if plan.parameters:
@@ -269,7 +309,7 @@ def _build_run(plan: Plan, registry: Registry, run_dir: RunDir, placement: Place
                            "compile the plan again", code="E402")
     model, forward = placement.prepare_model(model, compile=plan.run.compile, channels_last=plan.run.channels_last)
 
-    splits = registry.build("datasets", plan.data.name, plan.data.args, at="data")
+    splits = _piece("datasets", plan.data, live.data, registry, "data")
     if getattr(splits, "train", None) is None:
         raise RunError(f"dataset `{plan.data.name}` returned no training split (expected stagedsl.DataSplits)", code="E405")
     loaders = build_loaders(splits, plan.data, placement)

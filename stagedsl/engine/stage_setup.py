@@ -51,6 +51,15 @@ def optimizer_groups(model: nn.Module, stage: StagePlan) -> list[dict[str, Any]]
     return groups
 
 
+LISTED_KEYS = 50
+"""How many missing / unexpected init keys the warning names (summary.json holds every one)."""
+
+
+def _keys(what: str, names: list[str]) -> str:
+    shown = ", ".join(names[:LISTED_KEYS]) + (f", ... ({len(names) - LISTED_KEYS} more)" if len(names) > LISTED_KEYS else "")
+    return f"{len(names)} {what} key(s)" + (f": {shown}" if names else "")
+
+
 def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Optional[dict] = None, *,
                 resuming: bool = False) -> StageObjects:
     """Prepare one attempt of `stage` on the run's model.
@@ -77,10 +86,9 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
     if stage.init is not None and not resuming and placement.is_writer:
         init_report = load_init(model, stage.init, ctx.run_dir)
         if init_report["missing"] or init_report["unexpected"]:
-            ctx.progress.warn(
-                f"stage {stage.name}: init `{init_report['path']}` left {len(init_report['missing'])} missing key(s) "
-                f"{init_report['missing'][:3]} and {len(init_report['unexpected'])} unexpected key(s) {init_report['unexpected'][:3]}"
-            )
+            ctx.progress.warn(f"stage {stage.name}: init `{init_report['path']}` loaded what matched (strict = false); "
+                              f"{_keys('missing', init_report['missing'])}; {_keys('unexpected', init_report['unexpected'])} "
+                              "(every key: summary.json, stages.<stage>.init)")
         else:
             ctx.progress.notice(f"stage {stage.name}: loaded init `{init_report['path']}`")
 

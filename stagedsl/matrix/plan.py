@@ -88,6 +88,8 @@ def member_spec_text(spec: Spec, document: dict, member: str) -> str:
     import tomli_w
 
     header = f"# effective spec of member {member} of {spec.file}: extends, profile, variant, seed and --set applied\n"
+    if spec.root is not None:  # relative paths of the member's copy are read where the original's were
+        document = {"paths_from": spec.root, **{k: v for k, v in document.items() if k != "paths_from"}}
     return header + tomli_w.dumps(document)
 
 

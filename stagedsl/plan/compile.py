@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import typing
 from typing import Any, Optional
 
 import attrs
@@ -33,8 +32,13 @@ from stagedsl.plan.model import (
     RunPlan,
     StagePlan,
 )
+from stagedsl.plan.modules import ModuleTree
+from stagedsl.plan.paths import anchored
+from stagedsl.plan.pieces import check_stage_pieces, live_piece, split_sizes
 from stagedsl.plan.selectors import select
 from stagedsl.registry import Registry, get_registry
+from stagedsl.registry.arguments import annotated_as
+from stagedsl.registry.import_path import is_live
 from stagedsl.spec.check import SCHEDULER_MONITOR_KEY
 from stagedsl.spec.durations import Duration, DurationError, Steps, parse_duration
 from stagedsl.spec.gates import gate_metrics, parse_gate
@@ -62,14 +66,16 @@ class _Problems:
         where = self.sources.where(problem.path, on_key=points_at_key(problem.code, problem.message))
         return attrs.evolve(problem, **where.fields())
 
-    def add(self, path: tuple, message: str, hint: Optional[str], code: str, severity: str = "error") -> None:
-        problem = self.located(Problem(code, message, path=format_path(list(path)), hint=hint, severity=severity))
+    def add(self, path: tuple, message: str, hint: Optional[str], code: str, severity: str = "error",
+            trace: Optional[str] = None) -> None:
+        problem = self.located(Problem(code, message, path=format_path(list(path)), hint=hint, severity=severity, trace=trace))
         (self.items if severity == "error" else self.warnings).append(problem)
 
-    def extend(self, error: StagedError) -> None:
-        """Add an error's problems, each located at its key path in the spec's text."""
+    def extend(self, error: StagedError, at: Optional[tuple] = None) -> None:
+        """Add an error's problems, each located at its key path in the spec's text (or at `at`)."""
         for problem in error.problems:
-            self.add(tuple(parse_path(problem.path or "")), problem.message, problem.hint, problem.code)
+            path = at if at is not None and not problem.path else tuple(parse_path(problem.path or ""))
+            self.add(path, problem.message, problem.hint, problem.code, trace=problem.trace)
 
 
 def build_meta_model(spec: Spec, registry: Registry) -> Any:
@@ -101,64 +107,91 @@ def skip_weight_init():
             setattr(init, name, function)
 
 
-def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, world_size: int = 1) -> Plan:
+def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, model: Any = None, data: Any = None,
+                 world_size: int = 1, build_pieces: bool = True) -> Plan:
     """Compile a checked `Spec` into a `Plan`; raises `PlanError` listing every problem.
 
+    `model` (an ``nn.Module``) and `data` (`stagedsl.DataSplits`) are live objects taking the
+    place of a ``[model]`` / ``[data]`` the spec names ``<live:...>`` (`stagedsl.plan`): the
+    plan records their name and what was read from them (parameter names, split lengths).
     `world_size` > 1 compiles it for that many processes (torchrun / DDP): the spec's
     batch size is each process's, epochs count global batches, and each stage's DDP
-    graph check is made (`stagedsl.plan.distributed`).
+    graph check is made (`stagedsl.plan.distributed`). `build_pieces` builds each stage's loss,
+    metrics, optimizer and scheduler once so that one refusing its arguments is a located error
+    before any compute (`stagedsl.plan.pieces`); False (``staged plan``'s dry run) builds the
+    losses alone and leaves the rest to the run, which checks them before its first stage:
+    building a torch optimizer imports torch._dynamo and a metric torchmetrics, ~1.5 s each.
     """
     registry = registry or get_registry()
+    spec = anchored(spec, registry)
     problems = _Problems(spec)
     try:
-        model = build_meta_model(spec, registry)
-    except PlanError as exc:  # a factory rejecting its arguments is the user's to fix
-        problems.extend(exc)
+        network = live_piece("models", spec.model.use, model) if is_live(spec.model.use) else build_meta_model(spec, registry)
+    except StagedError as exc:  # a factory rejecting its arguments is the user's to fix
+        problems.extend(exc, ("model",))
         raise PlanError(problems.items) from None
-    parameters = {name: int(p.numel()) for name, p in model.named_parameters()}
+    parameters = {name: int(p.numel()) for name, p in network.named_parameters()}
     names = list(parameters)
-    data, sized = _data_plan(spec, registry, problems, world_size)
+    modules = ModuleTree(network, names)  # walked only if a strategy takes `modules`
+    data_plan, sized = _data_plan(spec, registry, problems, data, world_size)
     stages = []
     for index, stage in enumerate(spec.stages):
-        planned = _stage_plan(stage, index, names, parameters, data, sized, registry, problems)
+        planned = _stage_plan(stage, index, names, modules, parameters, data_plan, sized, registry, problems)
         if planned is not None:
             stages.append(planned)
+            check_stage_pieces(planned, registry, problems, losses_only=not build_pieces)
     if problems.items:
         raise PlanError(problems.items)
     run = spec.run
     plan = Plan(
         run=RunPlan(run.name, run.seed, run.device, run.precision, run.out or f"runs/{run.name}", run.compile, run.channels_last, run.threads),
         model=PieceRef(spec.model.use, dict(spec.model.args)),
-        data=data,
+        data=data_plan,
         stages=tuple(stages),
         callbacks=tuple(PieceRef(c.use, dict(c.args)) for c in spec.callbacks),
         export=ExportPlan.from_spec(spec.export) if spec.export is not None else None,
         parameters=parameters,
         spec_file=spec.file,
+        root=spec.root,
     )
     if world_size > 1:
         from stagedsl.plan.distributed import distributed_plan
 
-        plan = attrs.evolve(plan, distributed=distributed_plan(plan, registry, world_size, model=model))
+        plan = attrs.evolve(plan, distributed=distributed_plan(plan, registry, world_size, model=network, data=data))
     warnings = problems.warnings + [problems.located(warning) for warning in lint_plan(plan, registry)]
-    return attrs.evolve(plan, warnings=tuple(attrs.asdict(warning) for warning in warnings))
+    return attrs.evolve(plan, warnings=tuple(attrs.asdict(warning, filter=lambda field, _: field.name != "trace") for warning in warnings))
 
 
-def _data_plan(spec: Spec, registry: Registry, problems: _Problems, world_size: int = 1) -> tuple[DataPlan, bool]:
+def _data_plan(spec: Spec, registry: Registry, problems: _Problems, live: Any = None,
+               world_size: int = 1) -> tuple[DataPlan, bool]:
     """The data plan, and whether the dataset could say how big it is (False after E026).
 
     An epoch is counted in global batches (each process's batch x `world_size`): each process
     sees ``ceil(n / world_size)`` samples an epoch, in batches of ``batch_size``."""
     section = spec.data
-    entry = registry.get("datasets", section.use)
     sizes: dict = {}
     sized = True
-    if entry.meta.sizes is not None:
+    source = None
+    if is_live(section.use):
         try:
-            sizes = {k: int(v) for k, v in entry.meta.sizes(**section.args).items() if v is not None}
-        except Exception as exc:
+            sizes, source = split_sizes(live_piece("datasets", section.use, live)), "live"
+        except StagedError as exc:
             sized = False
-            problems.add(("data",), f"dataset `{section.use}` could not report its size: {type(exc).__name__}: {exc}", "check the dataset's arguments (paths, array names)", "E026")
+            problems.extend(exc, ("data",))
+    else:
+        entry = registry.get("datasets", section.use)
+        if entry.meta.sizes is not None:
+            try:
+                sizes = {k: int(v) for k, v in entry.meta.sizes(**section.args).items() if v is not None}
+            except Exception as exc:
+                sized = False
+                problems.add(("data",), f"dataset `{section.use}` could not report its size: {type(exc).__name__}: {exc}", "check the dataset's arguments (paths, array names)", "E026")
+        elif _counts_epochs(spec):  # no `sizes` function: build the data once to count it
+            try:
+                sizes, source = split_sizes(registry.build("datasets", section.use, section.args, at="data", phase="plan")), "built"
+            except StagedError as exc:
+                sized = False
+                problems.extend(exc, ("data",))
     batches = None
     if "train" in sizes:
         count = sizes["train"]
@@ -178,10 +211,30 @@ def _data_plan(spec: Spec, registry: Registry, problems: _Problems, world_size: 
         pin_memory=section.pin_memory,
         sizes=sizes,
         batches_per_epoch=batches,
+        sizes_from=source,
     ), sized
 
 
-def _stage_plan(stage: StageSpec, index: int, names: list[str], parameters: dict, data: DataPlan, sized: bool,
+def _counts_epochs(spec: Spec) -> bool:
+    """Whether any duration of the spec is written in epochs (so the training split's length is needed)."""
+    def in_epochs(value: Any) -> bool:
+        if isinstance(value, list):
+            return any(in_epochs(v) for v in value)
+        try:
+            return isinstance(value, str) and parse_duration(value).unit == "epochs"
+        except DurationError:
+            return False
+
+    for stage in spec.stages:
+        durations = (stage.length, stage.eval.every, stage.log_every, stage.checkpoint.every)
+        if any(d is not None and d.unit == "epochs" for d in durations):
+            return True
+        if stage.scheduler is not None and any(in_epochs(v) for v in stage.scheduler.args.values()):
+            return True
+    return False
+
+
+def _stage_plan(stage: StageSpec, index: int, names: list[str], modules: tuple, parameters: dict, data: DataPlan, sized: bool,
                 registry: Registry, problems: _Problems) -> Optional[StagePlan]:
     at = ("stage", index)
     before = len(problems.items)
@@ -203,20 +256,20 @@ def _stage_plan(stage: StageSpec, index: int, names: list[str], parameters: dict
     trainable = set(names)
     if stage.train:
         trainable = set()
-        for j, matched, problem in select(stage.train, names, registry):
+        for j, matched, problem in select(stage.train, names, registry, modules):
             if problem:
-                problems.add(at + ("train", j), str(problem), problem.hint, problem.code, problem.severity)
+                problems.add(at + ("train", j), str(problem), problem.hint, problem.code, problem.severity, trace=problem.trace)
             trainable.update(matched)
-    for j, matched, problem in select(stage.freeze, names, registry):
+    for j, matched, problem in select(stage.freeze, names, registry, modules):
         if problem:
-            problems.add(at + ("freeze", j), str(problem), problem.hint, problem.code, problem.severity)
+            problems.add(at + ("freeze", j), str(problem), problem.hint, problem.code, problem.severity, trace=problem.trace)
         trainable.difference_update(matched)
     trainable_names = tuple(n for n in names if n in trainable)
     frozen_names = tuple(n for n in names if n not in trainable)
     if not trainable_names and len(problems.items) == before:
         problems.add(at, f"stage `{stage.name}` trains nothing: every parameter is frozen", "loosen `freeze` or widen `train`", "E061")
 
-    groups = plan_groups(stage, at, names, trainable_names, registry, problems)
+    groups = plan_groups(stage, at, names, trainable_names, registry, problems, modules)
     scheduler, monitor = _scheduler(stage, at, steps, batches, sized, registry, problems)
     optimizer = _piece_ref(stage.optimizer, "optimizers", registry)
     loss = LossPlan(stage.loss.kind, tuple(LossTerm(t.piece.use, dict(t.piece.args), t.weight) for t in stage.loss.terms), stage.loss.alpha)
@@ -233,7 +286,8 @@ def _stage_plan(stage: StageSpec, index: int, names: list[str], parameters: dict
     init = None
     if stage.init is not None:
         source = "stage" if stage.init.stage is not None else "path"
-        init = InitPlan(source, stage.init.stage, stage.init.which, stage.init.path, stage.init.strict)
+        init = InitPlan(source, stage.init.stage, stage.init.which, stage.init.path, stage.init.strict,
+                        stage.init.strip_prefix, dict(stage.init.rename), stage.init.add_prefix)
     gate = None
     if stage.gate is not None:
         expr = parse_gate(stage.gate.when)
@@ -275,18 +329,7 @@ def _default_mode(metric: str, registry: Registry) -> str:
 
 def _is_steps(annotation: Any) -> tuple[bool, bool]:
     """(is a duration, is a list of durations)."""
-    if annotation is Steps:
-        return True, False
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (list, tuple, typing.Sequence) and args and args[0] is Steps:
-        return True, True
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        for option in args:
-            found = _is_steps(option)
-            if found[0]:
-                return found
-    return False, False
+    return annotated_as(annotation, lambda a: a is Steps)
 
 
 def _scheduler(stage: StageSpec, at: tuple, steps: Optional[int], batches: Optional[int], sized: bool, registry: Registry,

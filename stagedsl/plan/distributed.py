@@ -30,20 +30,23 @@ from stagedsl.registry import Registry
 TRACED = "traced"
 
 
-def distributed_plan(plan: Plan, registry: Registry, world_size: int, *, model: Any = None) -> Optional[DistributedPlan]:
-    """The `DistributedPlan` of `plan` (whose batch is per process) for `world_size` processes; None for one."""
+def distributed_plan(plan: Plan, registry: Registry, world_size: int, *, model: Any = None,
+                     data: Any = None) -> Optional[DistributedPlan]:
+    """The `DistributedPlan` of `plan` (whose batch is per process) for `world_size` processes; None for one.
+    `model` and `data` are the ones the plan was compiled from (a live model is traced on a meta copy)."""
     if world_size <= 1:
         return None
     return DistributedPlan(world_size=world_size, global_batch=plan.data.batch_size * world_size,
-                           stages=trace_stages(plan, registry, model=model))
+                           stages=trace_stages(plan, registry, model=model, data=data))
 
 
-def for_world_size(plan: Plan, world_size: int, registry: Registry) -> Plan:
+def for_world_size(plan: Plan, world_size: int, registry: Registry, *, model: Any = None, data: Any = None) -> Plan:
     """`plan` run as `world_size` processes with the same global batch (a resume on another number of processes).
 
     Each process's batch becomes ``global / world_size`` (E485 when it does not divide);
     step counts stay as they are. The stages' graph checks carry over (they do not depend
-    on the number of processes) or are made when the plan had none.
+    on the number of processes) or are made when the plan had none (on `model` and `data` when
+    they are live objects, as in `distributed_plan`).
     """
     if world_size == plan.world_size:
         return plan
@@ -53,24 +56,37 @@ def for_world_size(plan: Plan, world_size: int, registry: Registry) -> Plan:
                                   f"evenly over {world_size} processes",
                                   hint=f"resume with a number of processes that divides {global_batch} (the global batch is "
                                        "what keeps the resumed steps the same)")])
-    data = attrs.evolve(plan.data, batch_size=global_batch // world_size)
-    regrouped = attrs.evolve(plan, data=data, distributed=None)
+    per_process = attrs.evolve(plan.data, batch_size=global_batch // world_size)
+    regrouped = attrs.evolve(plan, data=per_process, distributed=None)
     if world_size == 1:
         return regrouped
-    stages = plan.distributed.stages if plan.distributed is not None else trace_stages(regrouped, registry)
+    stages = plan.distributed.stages if plan.distributed is not None else trace_stages(regrouped, registry, model=model, data=data)
     return attrs.evolve(regrouped, distributed=DistributedPlan(world_size, global_batch, stages))
 
 
-def trace_stages(plan: Plan, registry: Registry, *, model: Any = None) -> tuple[DistributedStagePlan, ...]:
-    """Per stage, whether DDP needs ``find_unused_parameters`` (see the module docstring)."""
+def trace_stages(plan: Plan, registry: Registry, *, model: Any = None, data: Any = None) -> tuple[DistributedStagePlan, ...]:
+    """Per stage, whether DDP needs ``find_unused_parameters`` (see the module docstring). `model`: the
+    model on the meta device, or a live one (copied to it); `data`: live `DataSplits` (default: built)."""
     try:
-        inputs = _meta_sample(plan, registry)
+        inputs = _meta_sample(plan, registry, data)
     except Exception as exc:  # a dataset that cannot give a sample here still runs; the flag keeps DDP safe
         why = f"not traced: the training data gave no sample ({type(exc).__name__}: {_short(exc)})"
         return tuple(DistributedStagePlan(stage.name, True, (), why) for stage in plan.stages)
-    if model is None:
-        model = _meta_model(plan, registry)
+    try:
+        model = _meta_model(plan, registry) if model is None else _on_meta(model)
+    except Exception as exc:
+        why = f"not traced: the model could not be built on the meta device ({type(exc).__name__}: {_short(exc)})"
+        return tuple(DistributedStagePlan(stage.name, True, (), why) for stage in plan.stages)
     return tuple(_trace(model, stage, inputs) for stage in plan.stages)
+
+
+def _on_meta(model: Any) -> Any:
+    """`model` itself when it is on the meta device (the planner's), else a meta copy (a live model is left as it is)."""
+    import copy
+
+    if all(p.is_meta for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).to("meta")
 
 
 def _trace(model: Any, stage: Any, inputs: Any) -> DistributedStagePlan:
@@ -107,9 +123,9 @@ def _meta_model(plan: Plan, registry: Registry) -> Any:
         return registry.build("models", plan.model.name, plan.model.args, at="model", phase="plan")
 
 
-def _meta_sample(plan: Plan, registry: Registry) -> Any:
+def _meta_sample(plan: Plan, registry: Registry, data: Any = None) -> Any:
     """The model inputs of the first two training samples, as meta tensors (shapes and dtypes only)."""
-    splits = registry.build("datasets", plan.data.name, plan.data.args, at="data", phase="plan")
+    splits = data if data is not None else registry.build("datasets", plan.data.name, plan.data.args, at="data", phase="plan")
     train = splits.train
     count = min(2, len(train))
     if callable(getattr(train, "__getitems__", None)):

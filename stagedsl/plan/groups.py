@@ -19,16 +19,16 @@ from stagedsl.spec.model import REST_GROUP, StageSpec
 
 
 def plan_groups(stage: StageSpec, at: tuple, names: Sequence[str], trainable: Sequence[str], registry: Registry,
-                problems: Any) -> tuple[GroupPlan, ...]:
+                problems: Any, modules: Sequence[Any] = ()) -> tuple[GroupPlan, ...]:
     """The stage's groups (see the module docstring); overlaps and selectors that match nothing go to `problems`."""
     trainable_set = set(trainable)
     owner: dict[str, str] = {}
     groups = []
     for g, group in enumerate(stage.groups):
         chosen: set[str] = set()
-        for j, matched, problem in select(group.params, names, registry):
+        for j, matched, problem in select(group.params, names, registry, modules):
             if problem:
-                problems.add(at + ("groups", g, "params", j), str(problem), problem.hint, problem.code, problem.severity)
+                problems.add(at + ("groups", g, "params", j), str(problem), problem.hint, problem.code, problem.severity, trace=problem.trace)
             chosen.update(matched)
         overlap = next((name for name in names if name in chosen and name in owner), None)
         if overlap is not None:

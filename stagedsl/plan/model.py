@@ -64,6 +64,9 @@ class InitPlan:
     which: Literal["best", "last"] = "best"
     path: Optional[str] = None  # a file path or glob (newest match wins)
     strict: bool = True
+    strip_prefix: Optional[str] = None  # removed from every key of the file that has it
+    rename: dict = attrs.field(factory=dict)  # old key (or module prefix) -> new, after strip_prefix
+    add_prefix: Optional[str] = None  # put before every key, after rename
 
 
 @attrs.frozen
@@ -151,6 +154,7 @@ class DataPlan:
     pin_memory: Optional[bool] = None  # None = when the device is CUDA
     sizes: dict = attrs.field(factory=dict)  # split -> length, when known without loading
     batches_per_epoch: Optional[int] = None
+    sizes_from: Optional[str] = None  # "built": the dataset (no `sizes` function) was built once while planning; "live": handed over
 
 
 @attrs.frozen
@@ -239,6 +243,7 @@ class Plan:
     spec_file: Optional[str] = None
     distributed: Optional[DistributedPlan] = None  # None: one process
     format: int = PLAN_FORMAT
+    root: Optional[str] = None  # the spec's folder: modules named by import path ("pkg.module:attr") are found there too
 
     def __attrs_post_init__(self) -> None:
         problems = inconsistencies(self)
@@ -276,7 +281,7 @@ class Plan:
     def hash(self) -> str:
         """A stable hash of what the plan makes the engine do (warnings and paths excluded)."""
         data = self.to_dict()
-        for key in ("warnings", "spec_file"):
+        for key in ("warnings", "spec_file", "root"):
             data.pop(key, None)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 from stagedsl.plan.model import DistributedStagePlan, Plan, StagePlan
+from stagedsl.registry.import_path import is_file_path, is_import_path, short_name
+
+
+def shown(name: str) -> str:
+    """A piece's name as a person reads it: a file import path relative to the working directory when it lies inside it."""
+    if not is_import_path(name) or not is_file_path(name):
+        return name
+    path, _, attr = name.rpartition(":")
+    relative = os.path.relpath(path)
+    return f"./{relative}:{attr}" if not relative.startswith("..") else name
 
 
 def human_count(count: int) -> str:
@@ -33,7 +44,7 @@ def _duration(stage: StagePlan) -> str:
 def _loss(stage: StagePlan) -> str:
     def term(t) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in t.args.items())
-        return f"{t.name}({args})"
+        return f"{shown(t.name)}({args})"
 
     if stage.loss.kind == "blend":
         a, b = stage.loss.terms
@@ -62,15 +73,15 @@ def render_stage(stage: StagePlan, ddp: Optional[DistributedStagePlan] = None) -
         mark = "✓" if train == size else ("✗" if train == 0 else "◐")
         detail = "" if train in (0, size) else f" ({human_count(train)} trained)"
         lines.append(f"    {mark} {module:<24} {human_count(size):>8}{detail}")
-    lines.append(f"  optimizer: {stage.optimizer.name}{_args(stage.optimizer.args)}")
+    lines.append(f"  optimizer: {shown(stage.optimizer.name)}{_args(stage.optimizer.args)}")
     for group in stage.groups:
         decay = f", weight_decay {group.weight_decay:g}" if group.weight_decay is not None else ""
         lines.append(f"    group {group.name:<14} lr {group.lr:.3g}{decay}  ({len(group.params)} tensors)")
     monitor = f" on {stage.scheduler_monitor}" if stage.scheduler_monitor else ""
-    lines.append(f"  schedule: {stage.scheduler.name}{_args(stage.scheduler.args)}{monitor}")
+    lines.append(f"  schedule: {shown(stage.scheduler.name)}{_args(stage.scheduler.args)}{monitor}")
     lines.append(f"  loss: {_loss(stage)}")
     if stage.metrics:
-        lines.append(f"  metrics: {', '.join('val/' + m.name for m in stage.metrics)}")
+        lines.append(f"  metrics: {', '.join('val/' + short_name(m.name) for m in stage.metrics)}")
     every = f"every {stage.eval.every} steps and at the end" if stage.eval.every else "at the end"
     lines.append(f"  evaluate: {every}; best by {stage.eval.monitor} ({stage.eval.mode})")
     if stage.early_stop:
@@ -96,6 +107,15 @@ def render_stage(stage: StagePlan, ddp: Optional[DistributedStagePlan] = None) -
     return "\n".join(lines)
 
 
+def _sizes_note(plan: Plan) -> str:
+    sizes = ", ".join(f"{split} {count}" for split, count in plan.data.sizes.items())
+    if plan.data.sizes_from == "built":
+        return f"\n  note: the dataset has no `sizes` function, so it was built once while planning to count its splits ({sizes})"
+    if plan.data.sizes_from == "live":
+        return f"\n  data handed over live: {sizes}"
+    return ""
+
+
 def _args(args: dict) -> str:
     return "(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")" if args else ""
 
@@ -109,9 +129,10 @@ def render_plan(plan: Plan, chart: Optional[str] = None) -> str:
         batch += f" per process x {plan.world_size} processes = {plan.distributed.global_batch} a step"
     lines = [
         f"plan `{run.name}`  ({plan.spec_file or 'spec'}, hash {plan.hash})",
-        f"  model: {plan.model.name}{_args(plan.model.args)}  —  {human_count(sum(plan.parameters.values()))} parameters",
-        f"  data: {plan.data.name}{_args(plan.data.args)}; {batch}"
-        + (f"; {plan.data.batches_per_epoch} batches per epoch" if plan.data.batches_per_epoch else ""),
+        f"  model: {shown(plan.model.name)}{_args(plan.model.args)}  —  {human_count(sum(plan.parameters.values()))} parameters",
+        f"  data: {shown(plan.data.name)}{_args(plan.data.args)}; {batch}"
+        + (f"; {plan.data.batches_per_epoch} batches per epoch" if plan.data.batches_per_epoch else "")
+        + _sizes_note(plan),
         f"  run: device {run.device}, precision {run.precision}, seed {run.seed}, out {run.out}"
         + (f", {plan.world_size} processes (DDP)" if plan.distributed is not None else ""),
         f"  {plural(len(plan.stages), 'stage')}, {plural(total, 'step')} in all",

@@ -12,9 +12,9 @@ stops short of a module's subtree likely meant ``**`` (W005, and E060's suggesti
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
-from stagedsl.errors import PlanError, closest, did_you_mean
+from stagedsl.errors import PlanError, StagedError, closest, did_you_mean
 from stagedsl.registry import Registry
 from stagedsl.spec.model import Piece
 
@@ -23,11 +23,12 @@ class SelectorProblem(ValueError):
     """A selector that matches nothing or that its strategy rejects (or, as a warning, one that
     selects part of a module it names)."""
 
-    def __init__(self, message: str, hint: Optional[str], code: str, severity: str = "error"):
+    def __init__(self, message: str, hint: Optional[str], code: str, severity: str = "error", trace: Optional[str] = None):
         super().__init__(message)
         self.hint = hint
         self.code = code
         self.severity = severity
+        self.trace = trace
 
 
 def as_piece(selector: Union[str, Piece], registry: Registry) -> Optional[Piece]:
@@ -106,9 +107,13 @@ def _part_of_module(selector: Union[str, Piece], selected: Sequence[str], names:
     )
 
 
-def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registry: Registry) -> list[tuple[int, list[str], Optional[SelectorProblem]]]:
-    """For each selector: the names it selects (in model order), and the problem with it (an error
-    with no names, or a warning beside them)."""
+def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registry: Registry,
+           modules: Sequence[Any] = ()) -> list[tuple[int, list[str], Optional[SelectorProblem]]]:
+    """For each selector: the names it selects (in model order), or the problem with it.
+
+    `modules` is the model's module tree (`stagedsl.plan.modules.module_tree`), handed to a
+    strategy that takes it.
+    """
     out = []
     for index, selector in enumerate(selectors):
         piece = as_piece(selector, registry)
@@ -116,22 +121,50 @@ def select(selectors: Sequence[Union[str, Piece]], names: Sequence[str], registr
             out.append((index, [], SelectorProblem(f"{describe(selector)}: no plugin registers a default freeze strategy for "
                                                    "selector strings", "name one: { use = \"<strategy>\", ... }", "E020")))
             continue
-        if registry.find("freeze_strategies", piece.use) is None:
+        try:
+            entry = registry.find("freeze_strategies", piece.use)
+        except StagedError as exc:  # an import path that names nothing
+            problem = exc.problems[0]
+            out.append((index, [], SelectorProblem(problem.message, problem.hint, problem.code, trace=problem.trace)))
+            continue
+        if entry is None:
             out.append((index, [], SelectorProblem(f"no freeze strategy named `{piece.use}` is registered", None, "E020")))
             continue
         try:
-            chosen = set(registry.build("freeze_strategies", piece.use, piece.args, phase="plan", names=list(names)))
+            result = registry.build("freeze_strategies", piece.use, piece.args, phase="plan", names=list(names), modules=modules)
         except PlanError as exc:
-            message = str(exc.__cause__) if exc.__cause__ is not None else exc.problems[0].message  # the strategy's own words
-            out.append((index, [], SelectorProblem(f"{describe(selector)}: {message}", None, "E024")))
+            problem = exc.problems[0]
+            if problem.code == "E024":  # the strategy refused its arguments: its own words
+                message = str(exc.__cause__) if exc.__cause__ is not None else problem.message
+                out.append((index, [], SelectorProblem(f"{describe(selector)}: {message}", None, "E024", trace=problem.trace)))
+            else:
+                out.append((index, [], SelectorProblem(problem.message, problem.hint, problem.code, trace=problem.trace)))
             continue
-        matched = [name for name in names if name in chosen]
+        chosen = set(result) if isinstance(result, Iterable) and not isinstance(result, (str, bytes)) else None
+        matched = [name for name in names if name in chosen] if chosen is not None else []
+        if chosen is None or len(matched) != len(chosen):  # not a list of the model's names: say what it is
+            out.append((index, [], SelectorProblem(f"freeze strategy `{piece.use}` ({entry.source}) returned {_returned(result, names)}",
+                                                   "a freeze strategy returns a list of the model's parameter names (from `names`)", "E106")))
+            continue
         if not matched:
             hint = suggest(selector, names, _matcher(piece, names, registry))
             out.append((index, [], SelectorProblem(f"{describe(selector)} matches no parameter of the model", hint, "E060")))
         else:
             out.append((index, matched, _part_of_module(selector, matched, names, registry)))
     return out
+
+
+def _returned(result: Any, names: Sequence[str]) -> str:
+    """What is wrong with a strategy's result that is not a list of the model's parameter names (E106)."""
+    if isinstance(result, (str, bytes)) or not isinstance(result, Iterable):
+        return f"{type(result).__name__}, not a list of parameter names"
+    items = list(result)
+    odd = next((item for item in items if not isinstance(item, str)), None)
+    if odd is not None:
+        return f"{odd!r} among its names, which is not a parameter name (a string)"
+    known = set(names)
+    unknown = [item for item in items if item not in known]
+    return f"`{unknown[0]}`, which is not a parameter of the model" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
 
 
 def _matcher(piece: Piece, names: Sequence[str], registry: Registry) -> Optional[Matcher]:

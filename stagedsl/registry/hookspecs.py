@@ -56,7 +56,10 @@ def register_datasets(register):
     ``test`` torch datasets, and ``stats``: plain-data statistics such as normalisation).
     In-memory datasets should implement ``__getitems__`` so whole batches are fetched
     at once. ``sizes(**args) -> {"train": n, "val": m}`` optionally returns the split
-    lengths without building the data, so the planner can turn epochs into steps.
+    lengths without building the data, so the planner can turn epochs into steps (it may
+    name only the arguments it needs and take the rest as ``**kwargs``); without it the
+    planner builds the dataset once when a duration is in epochs. Arguments annotated
+    ``pathlib.Path`` are read relative to the spec's folder and arrive as ``Path``.
     Returns: nothing.
     """
 
@@ -129,8 +132,11 @@ def register_freeze_strategies(register):
     Receives: ``register(name, factory, default=False, prefix=None)``.
     Called: once per plugin when the registry loads.
     Factory: ``factory(names, **args) -> list[str]``: given every parameter name of the
-    model in registration order, return the selected ones. Used in a stage's
-    ``freeze``/``train`` lists as ``{use = "<name>", ...}``. Must not need torch.
+    model in registration order, return the selected ones. A factory that also (or only)
+    takes ``modules`` receives the model's module tree: one `stagedsl.ModuleInfo` per
+    entry of ``model.named_modules()`` (dotted name, class name and bases, the parameters
+    it holds itself), parameter-less modules (``relu``, ``maxpool``) included. Used in a
+    stage's ``freeze``/``train`` lists as ``{use = "<name>", ...}``. Must not need torch.
     ``default=True``: a bare selector string (``"encoder.**"``) means this strategy;
     ``prefix="re:"``: a string starting with it does. Either is called with the string
     (without the prefix) as ``pattern``.
@@ -220,6 +226,12 @@ SUPPLIED: dict[str, tuple[str, ...]] = {
 }
 """Factory arguments the core supplies itself, by keyword; a spec does not write them."""
 
+OPTIONAL_SUPPLIED: dict[str, tuple[str, ...]] = {
+    "freeze_strategies": ("modules",),
+}
+"""Arguments the core supplies only to a factory whose signature takes them: a freeze strategy's
+``modules``, the model's module tree (`stagedsl.ModuleInfo` records)."""
+
 KINDS: tuple[str, ...] = (
     "models",
     "datasets",
@@ -234,3 +246,15 @@ KINDS: tuple[str, ...] = (
     "callbacks",
 )
 """Every kind of piece, in the order `staged plugins` lists them."""
+
+SINGULAR = {
+    "models": "model", "datasets": "dataset", "losses": "loss", "metrics": "metric", "optimizers": "optimizer",
+    "schedulers": "scheduler", "freeze_strategies": "freeze strategy", "ensembles": "ensemble", "meta_learners": "meta-learner",
+    "exporters": "exporter",
+    "callbacks": "callback",
+}
+
+
+def singular(kind: str) -> str:
+    """What one piece of a kind is called: "losses" -> "loss", "freeze_strategies" -> "freeze strategy"."""
+    return SINGULAR.get(kind, kind.rstrip("s").replace("_", " "))

@@ -22,9 +22,12 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import attrs
 import pluggy
 
-from stagedsl.errors import PlanError, PluginError, Problem, RunError, StagedError, did_you_mean
+from stagedsl.errors import PluginError, Problem, StagedError, did_you_mean
 from stagedsl.registry import hookspecs
-from stagedsl.registry.hookspecs import KINDS, PROJECT, SUPPLIED
+from stagedsl.registry.arguments import Argument, arguments, as_paths
+from stagedsl.registry.building import accepted, build_failure
+from stagedsl.registry.hookspecs import KINDS, OPTIONAL_SUPPLIED, PROJECT, SUPPLIED, singular
+from stagedsl.registry.import_path import absolute, adapt, distribution_of, is_import_path, is_live, resolve
 from stagedsl.registry.meta import META, Meta, NoMeta, meta_keys
 
 BUILTIN_MODULES: tuple[str, ...] = (
@@ -69,6 +72,18 @@ class Entry:
     meta: Meta = attrs.field(factory=NoMeta)
     parameters: Optional[inspect.Signature] = attrs.field(default=None, eq=False, repr=False)
     """The factory's signature (string annotations resolved); None when it cannot be read."""
+    origin: Optional[str] = attrs.field(default=None, eq=False)
+    """The file of a piece named by import path; None for a registered piece."""
+
+    @property
+    def source(self) -> str:
+        """Where the piece comes from, for messages: its plugin and distribution, or the module it was imported from."""
+        if self.origin is not None or is_import_path(self.name):
+            where = f"imported from `{self.plugin}`"
+        else:
+            where = f"plugin `{self.plugin}`"
+        dist = f"distribution {self.distribution}{' ' + self.version if self.version else ''}" if self.distribution else "local code"
+        return f"{where}, {dist}"
 
     @property
     def doc(self) -> str:
@@ -76,24 +91,15 @@ class Entry:
         text = inspect.getdoc(self.factory) or ""
         return text.strip().splitlines()[0] if text.strip() else ""
 
+    def arguments(self) -> list[Argument]:
+        """The factory's arguments as `staged plugins` shows them (type, default, supplied by stagedsl)."""
+        return arguments(self.kind, self.parameters)
+
     def signature(self) -> inspect.Signature:
         """The factory's signature with its annotations resolved; a TypeError when it cannot be read."""
         if self.parameters is None:
             raise TypeError(f"the signature of {singular(self.kind)} `{self.name}` cannot be read")
         return self.parameters
-
-
-SINGULAR = {
-    "models": "model", "datasets": "dataset", "losses": "loss", "metrics": "metric", "optimizers": "optimizer",
-    "schedulers": "scheduler", "freeze_strategies": "freeze strategy", "ensembles": "ensemble", "meta_learners": "meta-learner",
-    "exporters": "exporter",
-    "callbacks": "callback",
-}
-
-
-def singular(kind: str) -> str:
-    """What one piece of a kind is called: "losses" -> "loss", "freeze_strategies" -> "freeze strategy"."""
-    return SINGULAR.get(kind, kind.rstrip("s").replace("_", " "))
 
 
 def _truthy(value: Optional[str]) -> bool:
@@ -109,6 +115,7 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self.skipped: list[Problem] = []
         self._dists: dict[str, tuple[Optional[str], Optional[str]]] = {}
+        self._imported: dict[tuple[str, str], Entry] = {}
 
     # -- loading -------------------------------------------------------------------
     @classmethod
@@ -248,17 +255,39 @@ class Registry:
         """Registered names of one kind, sorted."""
         return sorted(self._entries[kind])
 
-    def find(self, kind: str, name: str) -> Optional[Entry]:
-        """The entry for `name`, or None."""
+    def find(self, kind: str, name: str, *, root: Optional[str] = None) -> Optional[Entry]:
+        """The entry for `name`, or None. An import path (``"pkg.module:attr"``, ``"./file.py:attr"``,
+        relative to `root`, the spec's folder) is imported and checked: a `PluginError` (E080–E085)
+        when it names nothing that fits."""
+        if is_import_path(name):
+            return self._import(kind, name, root)
         return self._entries[kind].get(name)
 
-    def get(self, kind: str, name: str) -> Entry:
+    def get(self, kind: str, name: str, *, root: Optional[str] = None) -> Entry:
         """The entry for `name`; a `PluginError` with a did-you-mean if there is none."""
-        entry = self.find(kind, name)
+        entry = self.find(kind, name, root=root)
         if entry is None:
+            if is_live(name):
+                raise PluginError([Problem(code="E086", message=f"the plan names a live {singular(kind)} `{name}`, which was not handed over",
+                                           hint="a live object exists only in the Python process that handed it to stagedsl.run; pass it "
+                                                "again (stagedsl.resume_run(run_dir, model=...)), or name it by import path "
+                                                "(use = \"./model.py:Net\") so the CLI can rebuild it")])
             raise PluginError(
                 [Problem(code="E020", message=f"no {singular(kind)} named `{name}` is registered", hint=did_you_mean(name, self.names(kind)))]
             )
+        return entry
+
+    def _import(self, kind: str, name: str, root: Optional[str]) -> Entry:
+        """The entry of an import path, resolved once per kind and file or module (`stagedsl.registry.import_path`)."""
+        key = (kind, absolute(name, root))
+        entry = self._imported.get(key)
+        if entry is None:
+            obj, module = resolve(name, root)
+            factory, signature, meta = adapt(kind, name, obj)
+            distribution, version = distribution_of(module.__name__)
+            entry = Entry(kind, name, factory, module.__name__, distribution, version,
+                          _meta(kind, name, module.__name__, meta), signature, origin=getattr(module, "__file__", None))
+            self._imported[key] = entry
         return entry
 
     def default(self, kind: str) -> Optional[Entry]:
@@ -274,33 +303,32 @@ class Registry:
         return None
 
     def build(self, kind: str, name: str, args: Optional[Mapping[str, Any]] = None, /, *, at: Optional[str] = None,
-              phase: str = "run", **supplied: Any) -> Any:
+              phase: str = "run", root: Optional[str] = None, **supplied: Any) -> Any:
         """Build the piece `name` of `kind`: its factory called with `args` and what the core `supplied`.
 
-        The one door through which a piece is made. `supplied` are the arguments the core
+        The one door through which a piece is made, registered or named by import path
+        (resolved against `root`, the spec's folder). `supplied` are the arguments the core
         gives a factory itself (`hookspecs.SUPPLIED`: an optimizer's ``param_groups`` and
-        ``lr``, a scheduler's ``optimizer`` and ``total_steps``, a strategy's ``names``).
-        Any failure of the factory becomes one error located at `at` (the key path of the
-        piece, e.g. ``stage[1].optimizer``): a `PlanError` while planning (`phase` "plan"),
-        a `PluginError` while exporting ("export"), a `RunError` otherwise. An unknown name
-        is a `PluginError` with a did-you-mean (see `get`, which is where a name is resolved).
+        ``lr``, a scheduler's ``optimizer`` and ``total_steps``, a strategy's ``names``; and
+        `hookspecs.OPTIONAL_SUPPLIED`, passed only to a factory that takes them: a
+        strategy's ``modules``). Any failure of the factory becomes one error located at
+        `at` (the key path of the piece, e.g. ``stage[1].optimizer``) naming the piece, its
+        plugin and distribution, with the traceback kept for ``staged --debug``: a
+        `PlanError` while planning (`phase` "plan"; E105 when the exception is not an
+        argument's ValueError / TypeError), a `PluginError` while exporting ("export"), a
+        `RunError` otherwise. An unknown name is a `PluginError` with a did-you-mean.
         """
-        entry = self.get(kind, name)
-        expected = SUPPLIED.get(kind, ())
-        if set(supplied) != set(expected):
+        entry = self.get(kind, name, root=root)
+        expected, optional = SUPPLIED.get(kind, ()), OPTIONAL_SUPPLIED.get(kind, ())
+        if not set(expected) <= set(supplied) <= set(expected) | set(optional):
             raise TypeError(f"a {singular(kind)} is built with {', '.join(expected) or 'nothing'} supplied, "
                             f"not {', '.join(sorted(supplied)) or 'nothing'}")
         try:
-            return entry.factory(**supplied, **dict(args or {}))
+            return entry.factory(**accepted(entry.parameters, supplied), **as_paths(entry.parameters, dict(args or {})))
         except StagedError:
             raise
         except Exception as exc:
-            error, code = _BUILD_ERRORS[phase]
-            raise error([Problem(
-                code=code.get(kind, code[None]),
-                message=f"{singular(kind)} `{name}` (plugin `{entry.plugin}`) could not be built: {type(exc).__name__}: {exc}",
-                path=at, hint=f"check the {singular(kind)}'s arguments",
-            )]) from exc
+            raise build_failure(entry, exc, phase=phase, at=at) from exc
 
     def entries(self, kind: Optional[str] = None) -> list[Entry]:
         """Every entry (of one kind, or all), ordered by kind then name."""
@@ -310,14 +338,6 @@ class Registry:
     def plugin_names(self) -> list[str]:
         """Names of the loaded plugins, in load order."""
         return [name for name, _ in self._pm.list_name_plugin()]
-
-
-_BUILD_ERRORS: dict[str, tuple[type[StagedError], dict[Optional[str], str]]] = {
-    "plan": (PlanError, {None: "E025", "freeze_strategies": "E024"}),
-    "run": (RunError, {None: "E408", "losses": "E406", "metrics": "E407", "ensembles": "E707", "meta_learners": "E707"}),
-    "export": (PluginError, {None: "E503", "datasets": "E506"}),
-}
-"""The error and code a factory's failure becomes, by phase and kind."""
 
 
 def _meta(kind: str, name: str, plugin: str, meta: dict[str, Any]) -> Meta:

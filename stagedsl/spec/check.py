@@ -13,9 +13,11 @@ import types
 import typing
 from typing import Any, Iterator, Optional, Union
 
-from stagedsl.errors import did_you_mean
+from stagedsl.errors import StagedError, did_you_mean
 from stagedsl.registry import Registry, singular
-from stagedsl.registry.hookspecs import SUPPLIED
+from stagedsl.registry.arguments import is_path_type
+from stagedsl.registry.hookspecs import OPTIONAL_SUPPLIED, SUPPLIED
+from stagedsl.registry.import_path import is_live, short_name
 from stagedsl.spec.durations import DurationError, Steps, parse_duration
 from stagedsl.spec.gates import GateSyntaxError, gate_metrics, parse_gate
 from stagedsl.spec.model import REST_GROUP, ExportSpec, Piece, Spec, StageSpec
@@ -31,7 +33,7 @@ DEFAULTED = {"optimizer": "optimizers", "scheduler": "schedulers"}
 
 def stage_metrics(stage: StageSpec) -> list[str]:
     """The metric names a stage computes, as gates and monitors refer to them."""
-    return ["train/loss", "val/loss", *(f"val/{m.use}" for m in stage.metrics)]
+    return ["train/loss", "val/loss", *(f"val/{short_name(m.use)}" for m in stage.metrics)]
 
 
 def check_spec(spec: Spec, registry: Optional[Registry]) -> list[Row]:
@@ -124,6 +126,16 @@ def _check_init(stage: StageSpec, i: int, names: list[str]) -> list[Row]:
         elif names.index(init.stage) >= i:
             what = "itself" if init.stage == stage.name else f"the later stage `{init.stage}`"
             rows.append((at + ("stage",), f"stage `{stage.name}` starts from {what}", f"init can only load an earlier stage: {', '.join(names[:i]) or 'none before this one'}", "E037"))
+    mapped = init.strip_prefix is not None or init.add_prefix is not None or init.rename
+    if mapped and init.path is None:
+        rows.append((at, "`strip_prefix`, `add_prefix` and `rename` map the keys of a file: they need `path`",
+                     "an earlier stage's checkpoint already has the model's own names", "E470"))
+    for key in ("strip_prefix", "add_prefix"):
+        if getattr(init, key) == "":
+            rows.append((at + (key,), f"`{key}` is empty", f'e.g. {key} = "model."', "E470"))
+    for old, new in init.rename.items():
+        if not isinstance(new, str) or not new or not old:
+            rows.append((at + ("rename", old), f"`rename` maps a key to a new key name, found {old!r} = {new!r}", '{ "fc" = "head" }', "E470"))
     return rows
 
 
@@ -191,6 +203,13 @@ def check_export(export: ExportSpec, stages: Optional[list[str]], registry: Opti
 
 
 # -- plugin names and arguments ----------------------------------------------------------
+def loss_term_path(stage: int, kind: str, count: int, term: int) -> tuple:
+    """The key path of a loss term: ``stage[i].loss`` for a single loss, else ``stage[i].loss.sum[j]`` / ``.blend[j]``."""
+    if count == 1 and kind == "sum":
+        return ("stage", stage, "loss")
+    return ("stage", stage, "loss", "blend" if kind == "blend" else "sum", term)
+
+
 def _pieces(spec: Spec) -> Iterator[tuple[str, tuple, Piece]]:
     yield "models", ("model",), spec.model
     yield "datasets", ("data",), Piece(spec.data.use, spec.data.args)
@@ -205,10 +224,7 @@ def _pieces(spec: Spec) -> Iterator[tuple[str, tuple, Piece]]:
             yield "metrics", at + ("metrics", j), piece
         if stage.loss is not None:
             for j, term in enumerate(stage.loss.terms):
-                if len(stage.loss.terms) == 1 and stage.loss.kind == "sum":
-                    yield "losses", at + ("loss",), term.piece
-                else:
-                    yield "losses", at + ("loss", "blend" if stage.loss.kind == "blend" else "sum", j), term.piece
+                yield "losses", loss_term_path(i, stage.loss.kind, len(stage.loss.terms), j), term.piece
         for key in ("train", "freeze"):
             for j, selector in enumerate(getattr(stage, key)):
                 if isinstance(selector, Piece):
@@ -227,8 +243,15 @@ def _check_pieces(spec: Spec, registry: Registry) -> Iterator[Row]:
             yield (("stage", stage), f"stage `{spec.stages[stage].name}` names no {key}, and no plugin registers a default {singular(kind)}",
                    f'name one: {key} = "<registered {singular(kind)}>" (see `staged plugins`)', "E020")
     for kind, path, piece in _pieces(spec):
-        entry = registry.find(kind, piece.use)
+        if is_live(piece.use):
+            continue  # handed over by stagedsl.run / stagedsl.plan; the loader left it no arguments
         use_path = path + ("use",) if piece.args or kind in ("models", "datasets") else path
+        try:
+            entry = registry.find(kind, piece.use, root=spec.root)
+        except StagedError as exc:  # an import path that names nothing (E080–E085)
+            for problem in exc.problems:
+                yield (use_path, problem.message, problem.hint, problem.code)
+            continue
         if entry is None:
             names = registry.names(kind)
             yield (use_path, f"no {singular(kind)} named `{piece.use}` is registered", did_you_mean(piece.use, names) or f"registered: {', '.join(names) or 'none'} (see `staged plugins`)", "E020")
@@ -253,7 +276,7 @@ def check_args(entry, args: dict, path: tuple, *, auto: dict) -> Iterator[Row]:
         signature = entry.signature()
     except (TypeError, ValueError):
         return
-    injected = SUPPLIED.get(entry.kind, ())
+    injected = SUPPLIED.get(entry.kind, ()) + OPTIONAL_SUPPLIED.get(entry.kind, ())
     params = {name: p for name, p in signature.parameters.items() if name not in injected}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     accepted = [name for name, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
@@ -299,6 +322,8 @@ def _value_problem(value: Any, annotation: Any) -> Optional[str]:
         return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"expected a number, found {value!r}"
     if annotation is str:
         return None if isinstance(value, str) else f"expected a string, found {value!r}"
+    if is_path_type(annotation):
+        return None if isinstance(value, str) else f"expected a path (a string), found {value!r}"
     if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
         if not isinstance(value, list):
             return f"expected an array, found {value!r}"

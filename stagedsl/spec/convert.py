@@ -297,7 +297,7 @@ converter.register_structure_hook(
 )
 
 _RENAMED = {Spec: {"stages": "stage", "ensembles": "ensemble"}}
-_LAYER_KEYS = ("defaults", "profile", "extends")
+_LAYER_KEYS = ("defaults", "profile", "extends", "paths_from")
 """Top-level keys the loader consumes before structuring (valid, so offered as did-you-means)."""
 _OMITTED = {Spec: set(LOADER_FIELDS)}
 

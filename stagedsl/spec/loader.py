@@ -11,10 +11,11 @@ selected; each such problem is located in the profile. Never imports torch.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 import attrs
 
@@ -25,7 +26,7 @@ from stagedsl.spec.convert import KeyProblem, flatten_errors, structure_spec
 from stagedsl.spec.locate import Location, SourceMap, format_path, parse_path, points_at_key
 from stagedsl.spec.merge import apply_defaults, deep_merge, set_path
 from stagedsl.spec.overrides import OPTION, Override, OverrideProblem, resolve_names
-from stagedsl.spec.model import Spec
+from stagedsl.spec.model import DATA_LOADER_KEYS, Spec
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 MAX_EXTENDS_DEPTH = 16
@@ -155,8 +156,11 @@ def loads_spec(
     profile: Optional[str] = None,
     overrides: Iterable[str] = (),
     registry: Optional[Registry] = None,
+    root: Optional[str] = None,
+    live: Optional[Mapping[str, str]] = None,
 ) -> Spec:
-    """Parse spec text (see `load_spec`); `file` names it in messages and anchors `extends`."""
+    """Parse spec text (see `load_spec`); `file` names it in messages and anchors `extends`; `root`
+    (default: the folder of `file`) is the folder import paths and path arguments are read from."""
     path = Path(file)
     sources: list[tuple[str, str]] = [(file, text)]
     try:
@@ -166,7 +170,7 @@ def loads_spec(
     parent = document.pop("extends", None)
     if parent is not None:
         document = deep_merge(_read_parent(path, text, parent, sources, (path.resolve(),)), document)
-    return _finish(document, sources, file, profile, overrides, registry)
+    return _finish(document, sources, file, profile, overrides, registry, _Anchor(root or _folder(file), live))
 
 
 def load_spec(
@@ -175,35 +179,79 @@ def load_spec(
     profile: Optional[str] = None,
     overrides: Iterable[str] = (),
     registry: Optional[Registry] = None,
+    live: Optional[Mapping[str, str]] = None,
 ) -> Spec:
     """Read, layer, structure and check the spec at `path`.
 
-    Plugin names and arguments are checked when a `registry` is given. Raises
-    `SpecError` carrying every problem found, each with file, key path, line and hint.
+    Plugin names and arguments are checked when a `registry` is given. `live` maps
+    ``"model"`` / ``"data"`` to the name of a live object that takes that section's place
+    (``<live:Net>``; `stagedsl.run` hands the object over; the data section keeps its
+    loader keys). Raises `SpecError` carrying every problem found, each with file, key
+    path, line and hint.
     """
     path = Path(path)
     sources: list[tuple[str, str]] = []
     document = _read_with_extends(path, sources)
-    return _finish(document, sources, str(path), profile, overrides, registry)
+    return _finish(document, sources, str(path), profile, overrides, registry, _Anchor(_folder(str(path)), live))
+
+
+@attrs.frozen
+class _Anchor:
+    """Where the spec sits (the folder its import paths and path arguments are read from) and its live pieces."""
+
+    root: str
+    live: Optional[Mapping[str, str]] = None
+
+
+def _folder(file: str) -> str:
+    return str(Path(file).resolve().parent)
+
+
+def _with_live(document: dict, live: Optional[Mapping[str, str]]) -> dict:
+    """`document` with each live section replaced by ``{use = "<live:...>"}`` (``[data]`` keeps its loader keys)."""
+    for section, name in (live or {}).items():
+        old = document.get(section) if isinstance(document.get(section), dict) else {}
+        kept = {key: value for key, value in old.items() if section == "data" and key in DATA_LOADER_KEYS}
+        document[section] = {**kept, "use": name}
+    return document
+
+
+PATHS_FROM = "paths_from"
+"""Top-level key: the folder the spec's relative paths are read from (default the spec file's own folder).
+A run's effective ``spec.toml`` records it, so the copy reads the same files as the original."""
+
+
+def _paths_from(document: dict, sources: list[tuple[str, str]], file: str, anchor: _Anchor) -> _Anchor:
+    """`anchor` with the folder `paths_from` names (relative to the spec's folder), taken out of `document`."""
+    value = document.pop(PATHS_FROM, None)
+    if value is None:
+        return anchor
+    if not isinstance(value, str) or not value:
+        where = SourceMap(sources).where((PATHS_FROM,))
+        raise SpecError([Problem("E089", f"`{PATHS_FROM}` takes a folder path, found {value!r}", path=PATHS_FROM,
+                                 hint=f'e.g. {PATHS_FROM} = ".." (relative to this file\'s folder)', **where.fields())])
+    return attrs.evolve(anchor, root=os.path.normpath(os.path.join(_folder(file), os.path.expanduser(value))))
 
 
 def _finish(document: dict, sources: list[tuple[str, str]], file: str, profile: Optional[str],
-            overrides: Iterable[str], registry: Optional[Registry]) -> Spec:
+            overrides: Iterable[str], registry: Optional[Registry], anchor: _Anchor) -> Spec:
     """Layer, structure and check the document as selected; then check every other profile too."""
-    spec, problems = _layered_spec(document, sources, file, profile, tuple(overrides), registry, matrix=True)
+    anchor = _paths_from(document, sources, file, anchor)
+    spec, problems = _layered_spec(document, sources, file, profile, tuple(overrides), registry, anchor, matrix=True)
     seen = {(p.code, p.path, p.message) for p in problems}
     profiles = document.get("profile")
     if isinstance(profiles, dict):
         for name in profiles:
             if name != profile:
-                problems += _profile_problems(document, sources, file, name, registry, seen)
+                problems += _profile_problems(document, sources, file, name, registry, anchor, seen)
     if problems:
         raise SpecError(_unique(problems))
     return spec
 
 
 def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, profile: Optional[str],
-                  overrides: tuple[str, ...], registry: Optional[Registry], *, matrix: bool = False) -> tuple[Optional[Spec], list[Problem]]:
+                  overrides: tuple[str, ...], registry: Optional[Registry], anchor: _Anchor, *,
+                  matrix: bool = False) -> tuple[Optional[Spec], list[Problem]]:
     """The spec with `profile` and `overrides` applied, or the problems that stop it (with `matrix`, the
     `[matrix]` and its variants are checked too)."""
     stage_names = _stage_names(document)
@@ -213,7 +261,7 @@ def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, pro
         return None, [_problem(SourceMap(sources, profile=profile, stage_names=stage_names), exc.path, str(exc), exc.hint, exc.code)]
     layered, written, problems = _apply_overrides(layered, overrides, file)
     source_map = SourceMap(sources, profile=profile, stage_names=stage_names, overrides=written)
-    effective = layered
+    effective = layered = _with_live(layered, anchor.live)
     try:
         layered = apply_defaults(layered)
     except KeyProblem as exc:
@@ -227,7 +275,8 @@ def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, pro
         spec, removed = _structure_without(layered, rows)
         if spec is None:
             return None, problems + [_problem(source_map, *row) for row in rows]
-    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=effective, profile=profile, overrides=overrides)
+    spec = attrs.evolve(spec, file=file, sources=tuple(sources), document=effective, profile=profile, overrides=overrides,
+                        root=anchor.root)
     repairable = all(code in REPAIRABLE for *_, code in rows)
     checks = [row for row in check_spec(spec, registry) if _independent(row, removed, repairable)]
     problems += [_problem(source_map, *row) for row in rows + checks]
@@ -238,7 +287,7 @@ def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, pro
 
 REPAIRABLE = ("E010", "E011", "E041")
 """Codes of values that have a default (a duration, a choice): every other check can run without them."""
-PLUGIN_CODES = ("E020", "E021", "E022", "E023")
+PLUGIN_CODES = ("E020", "E021", "E022", "E023", "E080", "E081", "E082", "E083", "E084", "E085")
 """Codes of the checks of plugin names and arguments: each piece on its own, so they run beside any
 shape error that is not in the piece itself."""
 
@@ -313,11 +362,11 @@ def _independent(row: tuple, removed: list[tuple], repairable: bool) -> bool:
 
 
 def _profile_problems(document: dict, sources: list[tuple[str, str]], file: str, profile: str,
-                      registry: Optional[Registry], seen: set) -> list[Problem]:
+                      registry: Optional[Registry], anchor: _Anchor, seen: set) -> list[Problem]:
     """What is wrong inside the profile `profile` (not selected): its keys, types, plugin names and
     arguments, as the spec would have them with it; only problems written in the profile itself
     (and not already in `seen`, the problems of the spec as selected)."""
-    _, problems = _layered_spec(document, sources, file, profile, (), registry)
+    _, problems = _layered_spec(document, sources, file, profile, (), registry, anchor)
     inside = SourceMap(sources, profile=profile, stage_names=_stage_names(document))
     found = []
     for problem in problems:

@@ -196,6 +196,7 @@ def expand_members(spec: Spec, registry: Optional[Registry] = None) -> list[Memb
             document = member_document(spec, variant, seed)
             member, rows = _structure(document)
             if member is not None:
+                member = attrs.evolve(member, root=spec.root)
                 rows = check_spec(member, registry)
             if rows:
                 raise SpecError([Problem(code, f"member `{member_name(variant, seed)}`: {message}", file=spec.file, path=format_path(list(path)), hint=hint)
@@ -227,7 +228,7 @@ def variant_problems(spec: Spec, registry: Optional[Registry], locate: Locate, b
             continue
         member, rows = _structure(document)
         if member is not None:
-            rows = check_spec(member, registry)
+            rows = check_spec(attrs.evolve(member, root=spec.root), registry)
         stage_names = [s.get("name") if isinstance(s, dict) else None for s in document.get("stage") or []]
         for path, message, hint, code in rows:
             written = _as_written(tuple(path), stage_names)

@@ -38,7 +38,7 @@ def doc(text: str, **extra: Any) -> dict:
 class Piece:
     """A registered piece: `use` names it, every other key is an argument of its factory."""
 
-    use: str = attrs.field(metadata=doc("Registered name of the piece (see `staged plugins`)."))
+    use: str = attrs.field(metadata=doc('Registered name of the piece (see `staged plugins`), or an import path: "package.module:attr" or "./file.py:attr" (relative to the spec\'s folder).'))
     args: dict = attrs.field(factory=dict, metadata=doc("Arguments of the piece's factory, written inline."))
 
 
@@ -60,7 +60,7 @@ class RunSection:
 class DataSection:
     """`[data]`: the dataset piece and how it is batched; other keys are the dataset's arguments."""
 
-    use: str = attrs.field(metadata=doc("Registered dataset name."))
+    use: str = attrs.field(metadata=doc('Registered dataset name, or an import path ("pkg.module:attr", "./data.py:make_splits").'))
     args: dict = attrs.field(factory=dict, metadata=doc("Arguments of the dataset factory, written inline."))
     batch_size: int = attrs.field(default=32, metadata=doc("Training batch size."))
     eval_batch_size: Optional[int] = attrs.field(default=None, metadata=doc("Evaluation batch size; default `batch_size`."))
@@ -126,8 +126,11 @@ class InitSpec:
 
     stage: Optional[str] = attrs.field(default=None, metadata=doc("An earlier stage whose checkpoint to load."))
     which: Checkpoint = attrs.field(default="best", metadata=doc('"best" or "last" checkpoint of that stage.'))
-    path: Optional[str] = attrs.field(default=None, metadata=doc("A weights file or glob (the newest match wins): .safetensors, .pt, .pth, .ckpt."))
-    strict: bool = attrs.field(default=True, metadata=doc("Fail when the file's keys differ from the model's."))
+    path: Optional[str] = attrs.field(default=None, metadata=doc("A weights file or glob (the newest match wins): .safetensors, or a .pt / .pth / .ckpt / .bin state dict (also a Lightning checkpoint's `state_dict`), always read with weights_only=True. Relative to the working directory, like `run.out`."))
+    strict: bool = attrs.field(default=True, metadata=doc("Fail when the file's keys differ from the model's; false: load the keys that match and report exactly which were missing and unexpected."))
+    strip_prefix: Optional[str] = attrs.field(default=None, metadata=doc('Remove this prefix from every key of the file that has it (a Lightning `.ckpt`: "model.").'))
+    rename: dict = attrs.field(factory=dict, metadata=doc('Rename keys: `{ "fc" = "head" }` maps `fc` and every key under `fc.` to `head` (after `strip_prefix`).'))
+    add_prefix: Optional[str] = attrs.field(default=None, metadata=doc('Put this prefix before every key (after `rename`), e.g. "backbone." for a backbone-only file.'))
 
 
 @attrs.frozen
@@ -262,7 +265,8 @@ class Spec:
     document: Optional[dict] = attrs.field(default=None, eq=False, repr=False, metadata=doc("The merged TOML document (set by the loader)."))
     profile: Optional[str] = attrs.field(default=None, eq=False, metadata=doc("The profile applied (set by the loader)."))
     overrides: tuple[str, ...] = attrs.field(default=(), eq=False, metadata=doc("The --set overrides applied (set by the loader); a matrix member applies them again over its variant."))
+    root: Optional[str] = attrs.field(default=None, eq=False, metadata=doc("The spec's folder, absolute (set by the loader): import paths and [model] / [data] path arguments are read from it."))
 
 
-LOADER_FIELDS = ("file", "sources", "document", "profile", "overrides")
+LOADER_FIELDS = ("file", "sources", "document", "profile", "overrides", "root")
 """Fields of `Spec` the loader sets; they are not keys of the language."""

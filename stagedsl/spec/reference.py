@@ -82,6 +82,17 @@ its name, `"adamw"`, or as a table `{ use = "adamw", weight_decay = 0.01 }` whos
 are the arguments of the piece's factory. Arguments are checked against the factory's
 signature before anything runs.
 
+`use` may also be an import path naming a class or function directly, with no plugin:
+`"torch.optim:SGD"`, `"timm:create_model"`, `"./model.py:Net"` (a file, relative to the
+spec's folder). The spec's folder is importable; a torch optimizer or LR scheduler class is
+called the way the core calls its pieces (`docs/plugins.md`, section 0). An imported metric
+is logged as `val/<attribute>` (`val/MulticlassAccuracy`).
+
+Relative paths are read from the spec's folder (or from the folder a top-level
+`paths_from` names): import paths, and the arguments of `[model]` and `[data]` that their
+factory annotates as paths (`npz`'s `train`, `image_folder`'s `root`). Absolute paths and
+`~` work as usual. `init.path` and `run.out` are read from the working directory.
+
 ## Durations
 `steps` and `epochs` give a stage's length. Everywhere else (evaluation cadence,
 scheduler milestones and warm-up, logging, checkpoints) a duration is an integer number of
@@ -270,6 +281,7 @@ def language_reference() -> str:
         "meta-learner piece (`lightgbm`, `logistic`, `ridge`; `staged plugins` lists them).\n",
         "## Top level\n\n| key | meaning |\n|---|---|\n"
         "| `extends` | Another spec file this one is layered on. |\n"
+        "| `paths_from` | The folder relative paths are read from (import paths, `[model]` / `[data]` path arguments); default the spec file's own folder. A run's `spec.toml` records it. |\n"
         "| `[defaults]` | Stage keys every stage inherits. |\n"
         "| `[profile.<name>]` | A partial spec applied by `--profile <name>`. |\n"
         "| `[matrix]` | Variants x seeds, each member a run of its own. |\n"

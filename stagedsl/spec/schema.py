@@ -122,6 +122,7 @@ def spec_schema() -> dict:
     top["properties"]["ensemble"] = {"type": "array", "items": ensemble, "description": "`[[ensemble]]`: ensembles of the matrix's members."}
     top["properties"]["defaults"] = defaults
     top["properties"]["extends"] = {"type": "string", "description": "Another spec file this one is layered on (deep merge; path relative to this file)."}
+    top["properties"]["paths_from"] = {"type": "string", "description": "The folder relative paths (import paths, [model] / [data] path arguments) are read from; default this file's folder."}
     top["properties"]["profile"] = {
         "type": "object", "description": "Named partial specs selected with --profile, merged over the file.",
         "additionalProperties": {"type": "object"},

@@ -8,6 +8,7 @@ the script it was started as), so each process has the probe:
   records every file it opens, creates, renames or removes under the run directory
   (``--out``), reading or writing, to ``<dir>/touched-rank<r>.json`` at exit (Python's audit
   hooks, plus safetensors, whose file I/O is in Rust);
+- ``python ddp_probe.py api SPEC --out DIR`` is a script calling ``stagedsl.run(SPEC, out=DIR)``;
 - ``STAGEDSL_TEST_KILL="<rank>:<stage>:<stage_step>"``: that process kills itself with
   SIGKILL at that step's end (rank 0 in a single-process run), after the checkpoint being
   written has landed.
@@ -103,4 +104,9 @@ if __name__ == "__main__":
 
     set_registry(Registry.load(autoload=False, plugins=[("ddp-probe", ProbePlugin())]))
     _watch_run_dir(sys.argv[1:])
+    if sys.argv[1] == "api":  # ``api SPEC --out DIR``: a script calling stagedsl.run, as torchrun starts it
+        import stagedsl
+
+        result = stagedsl.run(sys.argv[2], out=sys.argv[4])
+        sys.exit(0 if result.status == "completed" else 1)
     sys.exit(run_cli(sys.argv[1:]))

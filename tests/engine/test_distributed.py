@@ -167,6 +167,15 @@ def test_two_processes_train_like_one_with_the_same_global_batch(workdir):
     assert not (workdir / "probe" / "touched-rank0.json").exists()  # (the watch is on the other ranks only)
 
 
+def test_stagedsl_run_in_a_script_torchrun_started_trains_like_one_process(workdir):
+    assert _in_process(["run", str(workdir / "one.toml"), "--out", str(workdir / "one")]) == 0
+    child = _staged(["api", "two.toml", "--out", str(workdir / "api")], workdir, torchrun=True)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert json.loads((workdir / "api" / "summary.json").read_text())["world_size"] == 2
+    _assert_close_curves(_curve(workdir / "one"), _curve(workdir / "api"))
+    assert json.loads((workdir / "probe" / "touched-rank1.json").read_text()) == []
+
+
 def test_a_killed_process_stops_the_group_and_resume_ends_like_the_uninterrupted_run(workdir):
     assert _in_process(["run", str(workdir / "one.toml"), "--out", str(workdir / "one")]) == 0
     killed = _staged(["run", "two.toml", "--nproc", "2", "--out", str(workdir / "two")], workdir, **{KILL: "1:b:6"})

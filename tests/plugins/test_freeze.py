@@ -95,3 +95,64 @@ def test_fraction_takes_the_last_half_of_the_backbone_in_registration_order(regi
 def test_fraction_validates_its_arguments(registry, args, message):
     with pytest.raises(ValueError, match=message):
         select(registry, "fraction", names=["backbone.0.weight", "head.weight"], **args)
+
+
+# -- strategies over the module tree: modules_of_type, children ------------------------------
+class _ResNetLike(torch.nn.Module):
+    """conv1, bn1, relu, maxpool (no parameters), layer1, layer2, avgpool (no parameters), fc: ResNet's top level."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.conv1, self.bn1, self.relu, self.maxpool = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2)
+        self.layer1 = nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+        self.layer2 = nn.Sequential(nn.Conv2d(4, 4, 3), nn.LayerNorm(4))
+        self.avgpool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(4, 2)
+
+
+@pytest.fixture
+def tree_registry(register_plugin):
+    import types
+
+    from stagedsl import hookimpl
+
+    return register_plugin(types.SimpleNamespace(register_models=hookimpl(lambda register: register("resnet_like", _ResNetLike))))
+
+
+def _tree_plan(registry, *selectors):
+    from stagedsl.plan.compile import compile_plan
+    from stagedsl.spec.loader import loads_spec
+
+    freeze = ", ".join(selectors)
+    text = ('[model]\nuse = "resnet_like"\n\n[data]\nuse = "pde_synthetic"\n\n'
+            f'[[stage]]\nname = "a"\nsteps = 1\nlr = 0.1\nloss = "mse"\nfreeze = [{freeze}]\n')
+    return compile_plan(loads_spec(text, registry=registry), registry).stages[0].frozen
+
+
+def test_modules_of_type_selects_every_norm_layer_by_class_or_base(tree_registry):
+    assert _tree_plan(tree_registry, '{ use = "modules_of_type", type = "BatchNorm2d" }') == (
+        "bn1.weight", "bn1.bias", "layer1.1.weight", "layer1.1.bias")
+    assert _tree_plan(tree_registry, '{ use = "modules_of_type", type = ["_NormBase", "LayerNorm"], module = "layer2" }') == (
+        "layer2.1.weight", "layer2.1.bias")
+
+
+def test_children_counts_parameterless_children_like_relu_and_maxpool(tree_registry):
+    # conv1, bn1, relu, maxpool: the first four children hold only conv1's and bn1's parameters
+    assert _tree_plan(tree_registry, '{ use = "children", first = 4 }') == ("conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias")
+    assert _tree_plan(tree_registry, '{ use = "children", first = 3, parameterless = false }') == (
+        "conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias", "layer1.0.weight", "layer1.0.bias", "layer1.1.weight", "layer1.1.bias")
+    assert _tree_plan(tree_registry, '{ use = "children", last = 2 }') == ("fc.weight", "fc.bias")  # avgpool, fc
+    assert _tree_plan(tree_registry, '{ use = "children", module = "layer2", last = 1 }') == ("layer2.1.weight", "layer2.1.bias")
+
+
+@pytest.mark.parametrize(("selector", "needle"), [
+    ('{ use = "modules_of_type", type = "BatchNorm" }', 'did you mean "BatchNorm2d"?'),
+    ('{ use = "children", module = "layr2", first = 1 }', 'did you mean "layer2"?'),
+    ('{ use = "children", first = 1, last = 1 }', "exactly one of `first` or `last`"),
+])
+def test_tree_strategies_say_what_the_model_has(tree_registry, selector, needle):
+    from stagedsl.errors import PlanError
+
+    with pytest.raises(PlanError) as caught:
+        _tree_plan(tree_registry, selector)
+    assert caught.value.problems[0].code == "E024" and needle in caught.value.problems[0].message

@@ -16,7 +16,7 @@ import pytest
 
 from stagedsl import PluginError, Steps, hookimpl
 from stagedsl.registry import KINDS, Registry, hookspecs
-from stagedsl.registry.hookspecs import SUPPLIED
+from stagedsl.registry.hookspecs import OPTIONAL_SUPPLIED, SUPPLIED
 from stagedsl.registry.meta import META
 
 HOOKS = [
@@ -24,7 +24,7 @@ HOOKS = [
     for name, function in inspect.getmembers(hookspecs, inspect.isfunction)
     if hasattr(function, "stagedsl_spec")
 ]
-UNDERSTOOD = (int, float, str, bool, dict, list, tuple, Steps, type(None), typing.Any)
+UNDERSTOOD = (int, float, str, bool, dict, list, tuple, Steps, Path, type(None), typing.Any)
 """Annotations the spec's argument check (`spec.check._value_problem`) judges values against."""
 
 
@@ -54,7 +54,7 @@ def contract_problems(registry: Registry) -> list[str]:
         if names[:len(supplied)] != list(supplied):
             problems.append(f"{label}: takes {names[:len(supplied)]} first, the core supplies {list(supplied)}")
         for name, param in entry.parameters.parameters.items():
-            if name in supplied:
+            if name in supplied + OPTIONAL_SUPPLIED.get(entry.kind, ()):
                 continue
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 problems.append(f"{label}: *{name} hides its arguments from the spec's check")
