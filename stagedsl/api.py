@@ -26,6 +26,7 @@ from stagedsl.errors import Problem, UsageError
 from stagedsl.registry import Registry, get_registry
 from stagedsl.registry.import_path import live_name
 from stagedsl.run_dir import RunDir
+from stagedsl.spec.loader import effective_spec_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from stagedsl.engine.events import Callback
@@ -162,17 +163,6 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str]
                      hint=f"continue it with `staged resume {run_dir}`, start over with --overwrite, or pick another --out")]
         )
     layout.clear()
-
-
-def effective_spec_text(spec: "Spec", *, note: str = "") -> str:
-    """The spec as it runs (extends, the profile and --set applied) as TOML text, for ``spec.toml``."""
-    import tomli_w
-
-    header = f"# effective spec of {spec.file}: extends, profile and --set applied{note}\n"
-    document = dict(spec.document or {})
-    if spec.root is not None:  # the copy in the run directory reads the files the original read
-        document = {"paths_from": spec.root, **{k: v for k, v in document.items() if k != "paths_from"}}
-    return header + tomli_w.dumps(document)
 
 
 def resume_run(

@@ -146,3 +146,13 @@ class GateStopped(StagedError):
     """A gate's condition failed and its action was to stop the plan. Exit code 3."""
 
     exit_code = 3
+
+
+class RunStopped(StagedError):
+    """A callback ended the run before its plan did, on purpose (a search's pruner stops a trial).
+
+    Raised from a callback's event method; the run writes ``summary.json`` with status
+    ``stopped_by_callback`` and the problem under ``stopped_by``, then re-raises it.
+    """
+
+    exit_code = 1

@@ -9,6 +9,7 @@ is built here, so the layout is written down once::
       spec.toml          the effective spec text, when the caller passes it
       metrics.jsonl      one JSON object per log event (train, eval, gate, stage)
       summary.json       per-stage results, status, plan hash; rewritten at each stage end
+      trial.json         a search's trial only: its number, parameters, state and objective
       tb/                TensorBoard events
       stages/<stage>/    best.safetensors, last.safetensors, start.safetensors,
                          state/step_<n>[_retry<a>]/ (trainer checkpoints)
@@ -18,6 +19,9 @@ is built here, so the layout is written down once::
 `RunDir.owned()` lists exactly these, which is what ``staged run --overwrite`` deletes.
 `RunDir.child(...)` resolves any other path below the run directory and refuses one that
 would leave it. Pure paths: no file is touched except by `clear`. Never imports torch.
+
+`NAME` is what may name a folder inside a run directory that holds other runs (a matrix's
+members, a search's trials; `stagedsl.matrix.layout.ComposedDir`).
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ REPORT_DIR = "report"
 TRAINER_STATES_DIR = "state"
 WEIGHTS_SUFFIX = ".safetensors"
 
-OWNED = (PLAN_FILE, PLANS_DIR, SPEC_FILE, METRICS_FILE, SUMMARY_FILE, TB_DIR, STAGES_DIR, EXPORT_DIR, REPORT_DIR)
+TRIAL_FILE = "trial.json"
+
+OWNED = (PLAN_FILE, PLANS_DIR, SPEC_FILE, METRICS_FILE, SUMMARY_FILE, TB_DIR, STAGES_DIR, EXPORT_DIR, REPORT_DIR, TRIAL_FILE)
 """Every top-level entry a run writes into its directory."""
 
 
@@ -81,6 +87,11 @@ class RunDir:
     def summary(self) -> Path:
         """``summary.json``: how the run and each stage ended."""
         return self.root / SUMMARY_FILE
+
+    @property
+    def trial(self) -> Path:
+        """``trial.json``: when the run is a trial of a search, its number, parameters, state and objective."""
+        return self.root / TRIAL_FILE
 
     @property
     def tensorboard(self) -> Path:
@@ -159,3 +170,9 @@ class RunDir:
     def relative(self, path: Union[str, Path]) -> str:
         """`path` relative to the run directory, as the run's records write it."""
         return Path(path).relative_to(self.root).as_posix()
+
+
+NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
+"""What names a folder inside a composed run directory (a variant, member, ensemble, trial):
+letters, digits, `_`, `-`, `.`, not starting with `.`, at most 64 characters."""
+

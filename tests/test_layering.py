@@ -14,13 +14,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-ROOMS = ("base", "registry", "spec", "public", "plan", "engine", "export", "matrix_dir", "eval", "report", "ensemble", "matrix",
-         "api", "cli")
+ROOMS = ("base", "registry", "spec", "public", "plan", "engine", "export", "matrix_dir", "search_dir", "eval", "report", "ensemble",
+         "matrix", "search", "api", "cli")
 """Bottom to top. `base` is what every room may use (errors, data, run_dir, extras); `public` is
 the `stagedsl` package itself (its eager imports; the rest it loads lazily by name). Above the
 engine sit the rooms that compose runs or read them: `matrix_dir` (`stagedsl.matrix.layout`,
 the matrix folder's layout: what the matrix writes and eval and the ensembles read, as run_dir
-is between the engine and the export), eval, report, ensemble, matrix."""
+is between the engine and the export), `search_dir` (`stagedsl.search.layout`, a search's folder,
+which the report reads), eval, report, ensemble, matrix, search (its trials run through the
+matrix's process pool)."""
 
 
 def module_name(path: Path) -> str:
@@ -44,6 +46,8 @@ def room(module: str) -> str:
         return "cli"
     if parts[1:3] == ["matrix", "layout"]:
         return "matrix_dir"
+    if parts[1:3] == ["search", "layout"]:
+        return "search_dir"
     if parts[1:3] == ["cli", "diagnostics"]:
         return "base"  # how a Problem reads: the CLI prints it, and str() of every StagedError is it too
     return parts[1]

@@ -57,7 +57,7 @@ def test_a_run_writes_only_what_the_layout_owns_and_overwrite_removes_exactly_th
     assert run_cli(["run", str(spec), "--out", str(out)]) == 0
     layout = RunDir(out)
     written = {p.name for p in out.iterdir()}
-    assert written == {p.name for p in layout.owned()} - {"report"}  # all but report/, which `staged report` writes
+    assert written == {p.name for p in layout.owned()} - {"report", "trial.json"}  # not report/ (`staged report`) nor trial.json (a search's)
     stale = layout.plan_version("0" * 16)
     stale.write_text("{}")  # a plan an earlier run followed
     mine = out / "notes.txt"

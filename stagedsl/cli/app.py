@@ -30,7 +30,7 @@ from stagedsl.cli.launch import (
     write_error_file,
 )
 from stagedsl.cli.output import say
-from stagedsl.errors import GateStopped, Problem, StagedError
+from stagedsl.errors import GateStopped, Problem, StagedError, UsageError
 
 app = StagedTyper(
     name="staged",
@@ -111,10 +111,19 @@ def validate(spec: Path = SpecArg, profile: Optional[str] = ProfileOpt, set_: Op
         members = _member_names(loaded)
     if json_:
         extra = {"members": members, "ensembles": [e.name for e in loaded.ensembles]} if loaded.matrix is not None else {}
+        if loaded.search is not None:
+            from stagedsl.spec.search import check_search, trial_count
+
+            axes, _ = check_search(loaded, _registry())
+            extra["search"] = {"sampler": loaded.search.sampler, "trials": trial_count(loaded, axes), "axes": [a.to_dict() for a in axes]}
         say(json.dumps({"ok": True, "file": str(spec), "stages": [s.name for s in loaded.stages], **extra}))
     else:
         count = len(loaded.stages)
         matrix = f"; matrix of {len(members)} members, {len(loaded.ensembles)} ensembles" if loaded.matrix is not None else ""
+        if loaded.search is not None:
+            from stagedsl.cli.search_commands import validate_line
+
+            matrix += validate_line(loaded)
         say(f"{spec}: ok ({count} stage{'s' if count != 1 else ''}: {', '.join(s.name for s in loaded.stages)}{matrix})")
 
 
@@ -157,8 +166,10 @@ def plan(
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Plan for N processes a machine (DDP): the global batch and "
                                         "each stage's find_unused_parameters."),
     nnodes: Optional[str] = typer.Option(None, "--nnodes", help="... on this many machines."),
+    reuse: Optional[Path] = typer.Option(None, "--reuse", help="Also show which stages a run with --reuse DIR would take from DIR (a run or a search).", metavar="DIR"),
 ) -> None:
-    """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates (every member of a matrix)."""
+    """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates, stage hashes
+    (every member of a matrix; a search's axes and the stages its trials share)."""
     from stagedsl.plan.render import render_plan
     from stagedsl.plan.schedule import ascii_chart, plan_lr_curve
 
@@ -170,6 +181,10 @@ def plan(
             from stagedsl.cli.matrix_commands import plan_matrix_spec
 
             return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot, world_size=world_size)
+        if loaded.search is not None and reuse is None:
+            from stagedsl.cli.search_commands import plan_search_spec
+
+            return plan_search_spec(loaded, json_=json_)
         _, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=world_size, build_pieces=False)
     if json_:
         say(compiled.to_json())
@@ -177,6 +192,10 @@ def plan(
         return
     curve = plan_lr_curve(compiled, _registry()) if (chart or plot) else None
     say(render_plan(compiled, ascii_chart(curve) if (chart and curve) else None), nl=False)
+    if reuse is not None:
+        from stagedsl.cli.search_commands import describe_reuse
+
+        say(describe_reuse(compiled, reuse), nl=False)
     if plot is not None:
         from stagedsl.cli.plot import plot_lr_curve
 
@@ -196,6 +215,7 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (default the spec's `matrix.jobs`).", metavar="N"),
     member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable).", metavar="GLOB"),
+    reuse: Optional[Path] = typer.Option(None, "--reuse", help="Take every leading stage whose stage hash another run (or a search) finished from it instead of training it.", metavar="DIR"),
     json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
     nproc: Optional[int] = NprocOpt,
     nnodes: Optional[str] = NnodesOpt,
@@ -226,30 +246,41 @@ def run(
     from stagedsl.cli.matrix_commands import refuse_matrix_options
 
     refuse_matrix_options(jobs=jobs, member=member)
+    from stagedsl.engine import distributed
+
+    processes = distributed.from_environment()  # one process, or one of torchrun's
+    if loaded.search is not None and processes.is_writer and launching is None:  # said once, by rank 0
+        say(f"note: {spec} has [search]: `staged run` runs it once as written; `staged search {spec}` runs the study", err=True)
+    if reuse is not None and from_stage is not None:
+        raise UsageError([Problem("E090", "--reuse and --from-stage both choose where the run starts: give one", path="--reuse")])
     run_dir = Path(out if out is not None else (loaded.run.out or f"runs/{loaded.run.name}"))
     if launching is not None:  # the same command in N processes; rank 0 writes the run directory and the table
         if launching.local:
             prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
         argv = worker_argv("run", spec, [("--out", run_dir), ("--profile", profile), ("--set", set_), ("--device", device),
-                                         ("--from-stage", from_stage), ("--overwrite", overwrite), ("--json", json_)])
+                                         ("--from-stage", from_stage), ("--reuse", reuse), ("--overwrite", overwrite),
+                                         ("--json", json_)])
         code = launch(launching, argv, run_dir=run_dir)
         if code:
             raise typer.Exit(code)
         return
-    from stagedsl.engine import distributed
     from stagedsl.engine.runner import run_plan
 
-    processes = distributed.from_environment()  # one process, or one of torchrun's
     loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=processes.world_size)
     if processes.is_writer:
         _warnings(compiled)
+    start = None
+    if reuse is not None:  # every process takes the same start (the reused run is read, not written)
+        from stagedsl.cli.search_commands import reuse_start_for
+
+        start = reuse_start_for(compiled, reuse, run_dir, say_it=processes.is_writer)
     distributed.join(processes)
     distributed.from_writer(lambda: prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage))
     if not processes.is_writer:
-        run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
+        run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device, spec_text=effective_spec_text(loaded))
         return
     with RunReport(compiled, json_=json_):
-        result = run_plan(compiled, out=run_dir, from_stage=from_stage, device=device, spec_text=effective_spec_text(loaded))
+        result = run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device, spec_text=effective_spec_text(loaded))
     show_result(result.summary, result.run_dir, compiled, json_=json_)  # before the export: a failed export keeps the table
     if compiled.export is not None:
         export_at_end(result.run_dir)
@@ -329,7 +360,7 @@ def _add_optional_commands() -> None:
     import importlib
 
     for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands", "stagedsl.cli.matrix_commands",
-                        "stagedsl.cli.eval_commands", "stagedsl.cli.report_commands"):
+                        "stagedsl.cli.eval_commands", "stagedsl.cli.report_commands", "stagedsl.cli.search_commands"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -1,4 +1,4 @@
-"""`staged report RUN_DIR [B]`: a thin face over `stagedsl.report` (one run's page, or two side by side).
+"""`staged report RUN_DIR [B]`: a thin face over `stagedsl.report` (a run's, a matrix's or a search's page, or two runs side by side).
 
 Imported when the CLI starts, so nothing heavy (matplotlib) is imported at module level.
 The page's path goes to stdout (or the report as JSON with ``--json``); the hints and
@@ -20,7 +20,8 @@ def add_commands(app: typer.Typer) -> None:
 
 
 def report(
-    run_dir: Path = typer.Argument(..., help="The run directory (holds plan.json, summary.json, metrics.jsonl).",
+    run_dir: Path = typer.Argument(..., help="The run directory: a run (plan.json, summary.json, metrics.jsonl), a matrix "
+                                   "run (matrix.json, members/) or a search (search.json, trials/).",
                                    show_default=False),
     b: Optional[Path] = typer.Argument(None, help="A second run directory: compare the two side by side "
                                        "(RUN_DIR is A).", show_default=False),
@@ -29,7 +30,12 @@ def report(
     open_: bool = typer.Option(False, "--open", help="Open the page in the web browser when it is written."),
     json_: bool = typer.Option(False, "--json", help="Print what was written (page, figures, hints) as JSON."),
 ) -> None:
-    """Draw a run as one self-contained HTML page: loss, metrics and LR over the plan, stages, gates, hints."""
+    """Draw a run as one self-contained HTML page: loss, metrics and LR over the plan, stages, gates, hints.
+
+    A matrix run's page compares its members and ensembles (a table and a bar chart, the best
+    marked), then shows every member; a search's page shows the objective per trial with the
+    best so far, the trials, parameter importance, then its best trial.
+    """
     if b is not None:
         from stagedsl.report.compare import write_comparison
 

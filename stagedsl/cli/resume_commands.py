@@ -40,7 +40,7 @@ def resume(
                                                       "(recorded as forced)."),
     device: Optional[str] = typer.Option(None, "--device", help='Continue on another device ("cpu", "cuda", "cuda:1", "auto").',
                                          metavar="DEVICE"),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process.",
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (a search: trials).",
                                        metavar="N"),
     member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: finish only the members matching this glob (repeatable).",
                                                metavar="GLOB"),
@@ -57,9 +57,9 @@ def resume(
     """Continue a run exactly where it stopped, from its newest good checkpoint (optionally with --set changes).
 
     A run that already completed is not trained again: it says so and shows its table
-    (exit 0). A matrix run finishes its unfinished members and builds its ensembles again.
-    With --nproc N it goes on as N processes, also when it started with another number of
-    them, as long as they divide its global batch.
+    (exit 0). A matrix run finishes its unfinished members and builds its ensembles again;
+    a search goes on with its study. With --nproc N a run goes on as N processes, also when
+    it started with another number of them, as long as they divide its global batch.
     """
     from stagedsl.cli.launch import launch, launch_options, worker_argv
     from stagedsl.cli.matrix_commands import refuse_matrix_options, resume_matrix_dir
@@ -72,6 +72,13 @@ def resume(
     if not processes.distributed and MatrixDir.holds_matrix(run_dir):
         return resume_matrix_dir(run_dir, jobs=jobs, members=member, device=device, overrides=set_, force=force,
                                  launching=launching)
+    from stagedsl.search.layout import SearchDir
+
+    if not processes.distributed and SearchDir.holds_search(run_dir):
+        from stagedsl.cli.search_commands import resume_search_dir
+
+        refused = [n for n, v in (("--set", set_), ("--force", force), ("--member", member), ("--nproc", nproc)) if v]
+        return resume_search_dir(run_dir, trials=None, jobs=jobs, device=device, refused=refused, json_=json_)
     refuse_matrix_options(jobs=jobs, member=member)
     from stagedsl.api import resume_run
     from stagedsl.cli.app import RunReport, export_at_end, show_result

@@ -36,6 +36,30 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def read_summary(run_dir: RunDir) -> Optional[dict[str, Any]]:
+    """A run directory's ``summary.json``, or None when it has none (or it cannot be read)."""
+    try:
+        return json.loads(run_dir.summary.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_log(run_dir: RunDir) -> list[dict[str, Any]]:
+    """The events of a run directory's ``metrics.jsonl``, up to the first line that is not whole (one a
+    running run is writing); empty when there is none."""
+    try:
+        lines = run_dir.metrics.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            break
+    return events
+
+
 class RunOutputs:
     """Writes the run directory's text outputs (see the module docstring)."""
 
@@ -79,13 +103,7 @@ class RunOutputs:
 
     def read_summary(self) -> Optional[dict[str, Any]]:
         """The existing ``summary.json``, if any (a run continued with from_stage)."""
-        path = self.run_dir.summary
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
+        return read_summary(self.run_dir)
 
     # -- events --------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:

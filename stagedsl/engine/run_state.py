@@ -20,7 +20,7 @@ class StageRecord:
 
     name: str
     index: int
-    status: str = "pending"  # pending | running | completed | early_stopped | gate_goto | stopped | failed | skipped
+    status: str = "pending"  # pending | running | completed | early_stopped | gate_goto | stopped | failed | skipped | stopped_by_callback
     steps: int = 0  # optimizer steps taken in the final attempt
     planned_steps: int = 0
     epochs: int = 0  # epochs started in the final attempt (the first is epoch 0)
@@ -39,6 +39,7 @@ class StageRecord:
     auto_loss_args: dict = attrs.field(factory=dict)  # term -> {arg: value}
     init: Optional[dict] = None  # {"path", "missing", "unexpected"}
     checkpoints: dict = attrs.field(factory=dict)  # "best"/"last" -> path relative to the run dir
+    reused: Optional[dict] = None  # {"from", "stage", "hash"}: adopted from another run instead of trained
 
 
 @attrs.define
@@ -78,6 +79,7 @@ class RunState:
     retries: dict = attrs.field(factory=dict)  # stage -> retries used
     auto_loss_args: dict = attrs.field(factory=dict)  # loss name -> {arg: resolved value (JSON form)}
     stopped_by_gate: Optional[dict] = None
+    stopped_by: Optional[dict] = None  # {"code", "message"} of the `RunStopped` a callback raised
     resumes: list = attrs.field(factory=list)  # one record per `staged resume`: where, and the --set changes
     stages: dict[str, StageRecord] = attrs.field(factory=dict)  # stage name -> record, in plan order
     wall_time_s: float = 0.0

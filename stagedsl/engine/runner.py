@@ -35,20 +35,25 @@ from stagedsl.engine.events import Callback, CallbackList, Event
 from stagedsl.engine.gates import GOTO, STOP, GateDecision
 from stagedsl.engine.loaders import build_loaders
 from stagedsl.engine.objective import AutoArgs
-from stagedsl.engine.outputs import RunOutputs
+from stagedsl.engine.outputs import RunOutputs, read_summary
 from stagedsl.engine.placement import Placement
 from stagedsl.engine.progress import Progress
 from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.engine.seeding import seed_everything
 from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
+from stagedsl.engine.start import StartAt, adopt, check_start, from_own_run, in_place
 from stagedsl.engine.threads import AUTO, choose_threads
-from stagedsl.errors import GateStopped, Problem, RunError, StagedError, UsageError
+from stagedsl.errors import GateStopped, Problem, RunError, RunStopped, StagedError, UsageError
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
 from stagedsl.registry.import_path import importable, is_live, names_import_paths
 from stagedsl.run_dir import RunDir
 
 _TORCH_THREADS = torch.get_num_threads()  # torch's own default, before any run of this process changed it
+
+
+STOPPED_BY_CALLBACK = "stopped_by_callback"
+"""The status of a run (and of its running stage) that a callback ended by raising `RunStopped`."""
 
 
 @attrs.frozen
@@ -77,6 +82,7 @@ def run_plan(
     registry: Optional[Registry] = None,
     out: str | Path | None = None,
     from_stage: Optional[str] = None,
+    start: Optional[StartAt] = None,
     device: Optional[str] = None,
     callbacks: Iterable[Callback] = (),
     spec_text: Optional[str] = None,
@@ -87,17 +93,26 @@ def run_plan(
     """Run `plan` and return its `RunResult`.
 
     `out` is the run directory (default ``plan.run.out``); `from_stage` starts at that
-    stage, reusing the earlier stages' checkpoints in the run directory; `device`
+    stage, reusing the earlier stages' checkpoints in the run directory; `start` starts
+    where a `stagedsl.engine.start.StartAt` says, the stages before it adopted from the
+    run directories it names (reuse: equal stage hashes, equal outcomes); `device`
     overrides ``plan.run.device``; `callbacks` run after the plan's own; `spec_text` is
     written to ``spec.toml``; `handle_signals`: SIGINT / SIGTERM save a checkpoint and
     raise `RunInterrupted` (main thread only). `model` / `data`: the live ``nn.Module`` /
     `DataSplits` of a plan that names them ``<live:...>`` (trained in place). Raises `GateStopped` (exit code 3) when a
     gate stops the run (after writing ``summary.json``; the exception's `result` holds the
-    `RunResult`), `RunError` / `CheckpointError` when the run fails.
+    `RunResult`), `RunStopped` when a callback stops it, `RunError` / `CheckpointError`
+    when the run fails.
     """
     registry = registry if registry is not None else get_registry()
     run_dir = Path(out if out is not None else plan.run.out)
-    start = _start_index(plan, from_stage)
+    index = _start_index(plan, from_stage)
+    if start is not None and from_stage is not None:
+        raise UsageError([Problem(code="E430", message="give either from_stage or start, not both")])
+    if start is None and index > 0:
+        start = from_own_run(plan, run_dir, index, distributed.from_writer(lambda: read_summary(RunDir(run_dir))))
+    if start is not None:
+        check_start(plan, start)
     return execute(plan, registry=registry, run_dir=run_dir, start=start, device=device, callbacks=callbacks,
                    spec_text=spec_text, handle_signals=handle_signals, live=Live(model, data))
 
@@ -107,7 +122,7 @@ def execute(
     *,
     registry: Registry,
     run_dir: Path,
-    start: int = 0,
+    start: Optional[StartAt] = None,
     device: Optional[str] = None,
     callbacks: Iterable[Callback] = (),
     spec_text: Optional[str] = None,
@@ -116,7 +131,7 @@ def execute(
     restart: Optional[dict] = None,
     live: Optional["Live"] = None,
 ) -> RunResult:
-    """Run `plan` in `run_dir` from stage index `start`, or from the checkpoint `resume` (see `run_plan`).
+    """Run `plan` in `run_dir` from `start` (default the first stage), or from the checkpoint `resume` (see `run_plan`).
 
     `restart`: the record of a resume that found no checkpoint and starts the run over;
     `live`: the live model and data of a plan that names them ``<live:...>``.
@@ -132,7 +147,7 @@ def execute(
                              purge_step=resume.state.global_step)
         state = _resumed_state(resume, plan, placement)
     else:
-        outputs = RunOutputs(layout, enabled=placement.is_writer, append=start > 0)
+        outputs = RunOutputs(layout, enabled=placement.is_writer, append=start is not None and in_place(start, layout.root))
         state = RunState(run_name=plan.run.name, plan_hash=plan.hash, seed=plan.run.seed, world_size=placement.world_size,
                          device=str(placement.device), precision=placement.precision, status="running")
         for stage in plan.stages:
@@ -150,17 +165,19 @@ def execute(
                 _write_plan(outputs, plan, spec_text)
             else:  # only once the checkpoint fits: a failed resume leaves the run's plan as it was
                 resume.on_loaded = lambda: _write_plan(outputs, plan, spec_text)
+            first = start.index if start is not None else 0
             if resume is None and placement.is_writer:
-                for stage in plan.stages[start:]:  # a run that starts a stage over drops its old resume points
+                for stage in plan.stages[first:]:  # a run that starts a stage over drops its old resume points
                     trainer_checkpoints.clear_states(layout, stage.name)
-            if resume is None and start > 0:
-                _adopt_previous(state, distributed.from_writer(outputs.read_summary), plan, start)
+            if resume is None and start is not None:  # under torchrun the files are rank 0's, the records everyone's
+                adopt(state, start, plan, layout, outputs, files=placement.is_writer)
             ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks, live or Live(),
                              preset=auto_values(resume.trainer) if resume is not None else None)
             ctx.fire(Event.RUN_START)
-            restore = _previous_weights(ctx, start) if start > 0 and resume is None else None
-            index = _stage_index(plan, state.stage_name, after=-1) if resume is not None else start
-            _run_stages(ctx, index, restore, resume, from_stage=start > 0 and resume is None, started=started)
+            later = resume is None and start is not None and first > 0
+            restore = _previous_weights(ctx, start) if later and first < len(plan.stages) else None
+            index = _stage_index(plan, state.stage_name, after=-1) if resume is not None else first
+            _run_stages(ctx, index, restore, resume, from_stage=later, started=started)
             if state.status == "running":
                 state.status = "completed"
             summary = _write_summary(ctx, started)
@@ -175,6 +192,10 @@ def execute(
             raise error
         return result
     except GateStopped:
+        raise
+    except RunStopped as exc:
+        state.stopped_by = {"code": exc.problems[0].code, "message": exc.problems[0].message}
+        _fail(state, outputs, started, STOPPED_BY_CALLBACK)
         raise
     except (KeyboardInterrupt, RunInterrupted):
         _fail(state, outputs, started, "interrupted")
@@ -361,30 +382,14 @@ class _Live:
         return self.stage.scheduler if self.stage else None
 
 
-def _adopt_previous(state: RunState, previous: Optional[dict], plan: Plan, start: int) -> None:
-    """Carry the earlier stages' records (and the step count) over from the run dir's summary."""
-    if not previous:
-        return
-    records = previous.get("stages") or {}
-    for stage in plan.stages[:start]:
-        data = records.get(stage.name)
-        if isinstance(data, dict):
-            try:
-                state.stages[stage.name] = StageRecord(**{k: v for k, v in data.items() if k in attrs.fields_dict(StageRecord)})
-            except TypeError:
-                pass
-    state.auto_loss_args.update(previous.get("auto_loss_args") or {})
-    state.global_step = int(previous.get("global_steps") or 0)
-
-
-def _previous_weights(ctx: RunContext, start: int) -> Optional[dict]:
-    """For a run started at a later stage without an init: the previous stage's last weights
+def _previous_weights(ctx: RunContext, start: StartAt) -> Optional[dict]:
+    """For a run started at a later stage without an init: the last weights of the last stage that ran before it
     (read by rank 0 alone; the stage's DDP wrapper gives them to the other processes)."""
-    stage = ctx.plan.stages[start]
-    if stage.init is not None or not ctx.placement.is_writer:
+    stage = ctx.plan.stages[start.index]
+    ran = [a.name for a in start.adopted if (a.record.get("status") or "completed") not in ("skipped", "not_run", "pending")]
+    if stage.init is not None or not ran or not ctx.placement.is_writer:
         return None
-    previous = ctx.plan.stages[start - 1].name
-    path = ctx.run_dir.weights(previous, LAST)
+    path = ctx.run_dir.weights(ran[-1], LAST)
     ctx.progress.notice(f"starting at stage {stage.name} from `{path}`")
     return read_weights(path)
 
@@ -403,6 +408,7 @@ def _summary(state: RunState, started: float) -> dict[str, Any]:
         "global_steps": state.global_step,
         "wall_time_s": state.wall_time_s,
         "stopped_by_gate": state.stopped_by_gate,
+        "stopped_by": state.stopped_by,
         "auto_loss_args": state.auto_loss_args,
         "gate_decisions": state.gate_decisions,
         "resumes": state.resumes,

@@ -12,8 +12,9 @@
       jobs/<member>.json        what a member's process runs (its plan, spec text, device); <member>.result.json its outcome
       logs/<member>.log         the output of a member trained in its own process
 
-Every path is built here from names checked against `MEMBER_NAME` and must resolve
-inside the run directory; anything else is refused.
+Every path is built here from names checked against `stagedsl.run_dir.NAME` and must
+resolve inside the run directory; anything else is refused. `ComposedDir` holds that
+discipline for every folder that holds other runs (a search's `SearchDir` too).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from stagedsl.errors import Problem, UsageError
-from stagedsl.run_dir import RunDir
-from stagedsl.spec.model import MEMBER_NAME
+from stagedsl.run_dir import NAME, RunDir
+
+_NAME = re.compile(NAME)
 
 INDEX_FILE = "matrix.json"
 SUMMARY_FILE = "summary.json"
@@ -39,14 +41,66 @@ LOGS_DIR = "logs"
 ARTIFACTS = (INDEX_FILE, SUMMARY_FILE, SPEC_FILE, MEMBERS_DIR, PREDICTIONS_DIR, ENSEMBLES_DIR, JOBS_DIR, LOGS_DIR)
 """Everything a matrix run writes at its top level; `clear` removes exactly these."""
 INDEX_FORMAT = 1
-_NAME = re.compile(MEMBER_NAME)
 
 
-class MatrixDir:
-    """Paths and files of one matrix run directory."""
+class ComposedDir:
+    """Base of the folders that hold other runs: checked names, paths kept inside, atomic JSON.
+
+    A subclass lists what it writes at its top level in `ARTIFACTS` (what `clear` removes)
+    and names its error code for a refused path (`PATH_CODE`).
+    """
+
+    ARTIFACTS: tuple[str, ...] = ()
+    PATH_CODE = "E701"
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+
+    def _inside(self, *parts: str) -> Path:
+        return self._within(self.root.joinpath(*parts))
+
+    def _within(self, path: Path) -> Path:
+        root = self.root.resolve()
+        resolved = Path(path).resolve()
+        if resolved != root and root not in resolved.parents:
+            raise UsageError([Problem(code=self.PATH_CODE, message=f"`{path}` lies outside the run directory `{self.root}`")])
+        return Path(path)
+
+    def _name(self, name: str, what: str) -> str:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise UsageError([Problem(code=self.PATH_CODE, message=f"`{name}` is not a valid {what} name",
+                                      hint="letters, digits, `_`, `-` and `.`, not starting with `.`, at most 64 characters")])
+        return name
+
+    def write_json(self, path: Path, data: Any) -> None:
+        """Write JSON atomically to a path of this layout."""
+        from stagedsl.engine.checkpointing.safe_io import atomic_write_text
+
+        atomic_write_text(self._within(Path(path)), json.dumps(data, indent=2, default=str) + "\n")
+
+    @staticmethod
+    def read_json(path: Path) -> Optional[Any]:
+        """A JSON file's content, or None when it is missing or unreadable."""
+        try:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def clear(self) -> None:
+        """Remove every artifact of an earlier run of this kind (and nothing else)."""
+        for name in self.ARTIFACTS:
+            target = self._inside(name)
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+
+
+class MatrixDir(ComposedDir):
+    """Paths and files of one matrix run directory."""
+
+    ARTIFACTS = ARTIFACTS
+    PATH_CODE = "E701"
 
     @staticmethod
     def holds_matrix(path: Path | str) -> bool:
@@ -54,23 +108,6 @@ class MatrixDir:
         return (Path(path) / INDEX_FILE).is_file()
 
     # -- paths -----------------------------------------------------------------------
-    def _inside(self, *parts: str) -> Path:
-        return self._within(self.root.joinpath(*parts))
-
-    def _within(self, path: Path) -> Path:
-        root = self.root.resolve()
-        resolved = path.resolve()
-        if resolved != root and root not in resolved.parents:
-            raise UsageError([Problem(code="E701", message=f"`{path}` lies outside the run directory `{self.root}`")])
-        return path
-
-    @staticmethod
-    def _name(name: str, what: str) -> str:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise UsageError([Problem(code="E701", message=f"`{name}` is not a valid {what} name",
-                                      hint="letters, digits, `_`, `-` and `.`, not starting with `.`, at most 64 characters")])
-        return name
-
     @property
     def index_file(self) -> Path:
         """``matrix.json``."""
@@ -115,20 +152,6 @@ class MatrixDir:
         return self._inside(LOGS_DIR, self._name(name, "member") + ".log")
 
     # -- files -----------------------------------------------------------------------
-    def write_json(self, path: Path, data: Any) -> None:
-        """Write JSON atomically to a path of this layout."""
-        from stagedsl.engine.checkpointing.safe_io import atomic_write_text
-
-        atomic_write_text(self._within(Path(path)), json.dumps(data, indent=2, default=str) + "\n")
-
-    @staticmethod
-    def read_json(path: Path) -> Optional[Any]:
-        """A JSON file's content, or None when it is missing or unreadable."""
-        try:
-            return json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-
     def read_index(self) -> dict:
         """``matrix.json``; a `UsageError` (E702) when this is not a matrix run directory."""
         index = self.read_json(self.index_file)
@@ -140,17 +163,6 @@ class MatrixDir:
     def holds_run(self) -> bool:
         """Whether an earlier matrix run left its index or summary here."""
         return self.index_file.exists() or self.summary_file.exists()
-
-    def clear(self) -> None:
-        """Remove every artifact of an earlier matrix run (and nothing else)."""
-        for name in ARTIFACTS:
-            target = self._inside(name)
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-
-
 
 
 COMPLETED, FAILED, INTERRUPTED, PENDING, STOPPED = "completed", "failed", "interrupted", "pending", "stopped_by_gate"
@@ -164,4 +176,4 @@ def member_status(matrix_dir: MatrixDir, name: str) -> str:
     return status if isinstance(status, str) else PENDING
 
 
-__all__ = ["ARTIFACTS", "COMPLETED", "FAILED", "INDEX_FORMAT", "INTERRUPTED", "PENDING", "STOPPED", "MatrixDir", "member_status"]
+__all__ = ["ARTIFACTS", "COMPLETED", "ComposedDir", "FAILED", "INDEX_FORMAT", "INTERRUPTED", "PENDING", "STOPPED", "MatrixDir", "member_status"]

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import attrs
 
 from stagedsl.errors import GateStopped, Problem, StagedError
+from stagedsl.matrix.jobs import error_text, problem_dicts, process_death
 from stagedsl.matrix.layout import COMPLETED, FAILED, INTERRUPTED, PENDING, STOPPED, MatrixDir, member_status
 from stagedsl.plan.model import Plan
 from stagedsl.run_dir import RunDir
@@ -40,16 +41,6 @@ def read_job(matrix_dir: MatrixDir, name: str) -> tuple[Plan, Optional[str]]:
         raise UsageError([Problem(code="E702", message=f"member `{name}` has no readable job file `{matrix_dir.job(name)}`",
                                   hint="the matrix run directory is incomplete; start it again with --overwrite")])
     return Plan.from_dict(job["plan"]), job.get("spec_text")
-
-
-def _problem_dicts(problems: list[Problem]) -> list[dict]:
-    return [{k: v for k, v in attrs.asdict(p).items() if v is not None} for p in problems]
-
-
-def error_text(result: Optional[dict]) -> Optional[str]:
-    """A result's error as one line (``E400: ...``), or None."""
-    problems = (result or {}).get("error") or []
-    return "; ".join(f"{p.get('code')}: {p.get('message')}" for p in problems) or None
 
 
 def run_member(matrix_dir: MatrixDir, name: str, *, resume: bool = False, device: Optional[str] = None,
@@ -122,7 +113,7 @@ def ensure_predictions(matrix_dir: MatrixDir, name: str, registry: Any) -> list[
 
 
 def _record(matrix_dir: MatrixDir, name: str, status: str, problems: list[Problem], started: float, resume: bool) -> dict:
-    result = {"member": name, "status": status, "error": _problem_dicts(problems) or None, "resumed": resume,
+    result = {"member": name, "status": status, "error": problem_dicts(problems) or None, "resumed": resume,
               "wall_time_s": round(time.perf_counter() - started, 3)}
     try:
         matrix_dir.write_json(matrix_dir.job_result(name), result)
@@ -133,16 +124,8 @@ def _record(matrix_dir: MatrixDir, name: str, status: str, problems: list[Proble
 
 def crashed_result(matrix_dir: MatrixDir, name: str, returncode: int, log: Path, wall_time_s: float, resume: bool) -> dict:
     """The record of a member process that died without writing its own (a segfault, a kill)."""
-    tail = ""
-    try:
-        lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-        tail = lines[-1][:300] if lines else ""
-    except OSError:
-        pass
-    how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
-    problem = Problem(code="E703", message=f"the process of member `{name}` {how}" + (f": {tail}" if tail else ""),
-                      hint=f"see {log}")
-    result = {"member": name, "status": FAILED, "error": _problem_dicts([problem]), "resumed": resume, "wall_time_s": round(wall_time_s, 3)}
+    problem = process_death(f"member `{name}`", returncode, log, code="E703")
+    result = {"member": name, "status": FAILED, "error": problem_dicts([problem]), "resumed": resume, "wall_time_s": round(wall_time_s, 3)}
     matrix_dir.write_json(matrix_dir.job_result(name), result)
     return result
 

@@ -22,20 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
 
-    from stagedsl.engine.signals import RunInterrupted
+    from stagedsl.matrix.jobs import worker_exit
     from stagedsl.matrix.layout import MatrixDir
     from stagedsl.matrix.members import run_member
     from stagedsl.registry import get_registry
 
-    try:
+    def work() -> str:
         result = run_member(MatrixDir(args.run_dir), args.member, resume=args.resume, device=args.device, registry=get_registry())
-    except RunInterrupted as exc:
-        print(f"member {args.member}: {exc.problems[0].message}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    print(f"member {args.member}: {result['status']}", file=sys.stderr)
-    return 0
+        return result["status"]
+
+    return worker_exit(f"member {args.member}", work)
 
 
 if __name__ == "__main__":

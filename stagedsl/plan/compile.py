@@ -287,7 +287,7 @@ def _stage_plan(stage: StageSpec, index: int, names: list[str], modules: tuple, 
     if stage.init is not None:
         source = "stage" if stage.init.stage is not None else "path"
         init = InitPlan(source, stage.init.stage, stage.init.which, stage.init.path, stage.init.strict,
-                        stage.init.strip_prefix, dict(stage.init.rename), stage.init.add_prefix)
+                        stage.init.strip_prefix, dict(stage.init.rename), stage.init.add_prefix, digest=_init_digest(stage.init.path))
     gate = None
     if stage.gate is not None:
         expr = parse_gate(stage.gate.when)
@@ -310,6 +310,17 @@ def _stage_plan(stage: StageSpec, index: int, names: list[str], modules: tuple, 
         checkpoint=CheckpointPlan(checkpoint_every, stage.checkpoint.keep_last),
         on_nonfinite=stage.on_nonfinite, max_nonfinite=stage.max_nonfinite, modules=modules,
     )
+
+
+def _init_digest(path: Optional[str]) -> Optional[str]:
+    """The digest of the file an ``init = { path }`` names now (its stage hash covers it); None without one."""
+    from stagedsl.plan.hashing import file_digest, newest_match
+
+    found = newest_match(path) if path else None
+    try:
+        return file_digest(found) if found is not None else None
+    except OSError:
+        return None
 
 
 def _piece_ref(piece: Optional[Piece], kind: str, registry: Registry) -> PieceRef:

@@ -17,6 +17,8 @@ import attrs
 from stagedsl.errors import PlanError, Problem
 
 PLAN_FORMAT = 1
+DERIVED_KEYS = ("hash", "stage_hashes")
+"""Keys `Plan.to_json` adds that are computed from the plan, not part of it."""
 
 
 @attrs.frozen
@@ -67,6 +69,7 @@ class InitPlan:
     strip_prefix: Optional[str] = None  # removed from every key of the file that has it
     rename: dict = attrs.field(factory=dict)  # old key (or module prefix) -> new, after strip_prefix
     add_prefix: Optional[str] = None  # put before every key, after rename
+    digest: Optional[str] = None  # sha256 of the file `path` named when the plan was compiled (None: no file yet)
 
 
 @attrs.frozen
@@ -272,10 +275,18 @@ class Plan:
         return data
 
     def to_json(self, *, indent: Optional[int] = 2) -> str:
-        """The plan as JSON text, with its hash."""
+        """The plan as JSON text, with its hash and every stage's hash."""
         data = self.to_dict()
         data["hash"] = self.hash
+        data["stage_hashes"] = self.stage_hashes
         return json.dumps(data, indent=indent, sort_keys=False)
+
+    @property
+    def stage_hashes(self) -> dict[str, str]:
+        """Each stage's content hash (`stagedsl.plan.hashing`): equal hashes, equal outcomes."""
+        from stagedsl.plan.hashing import stage_hashes
+
+        return stage_hashes(self)
 
     @property
     def hash(self) -> str:
@@ -292,7 +303,7 @@ class Plan:
         another type (``"4"`` is not 4), no choice outside its options (a `PlanError`, E065)."""
         from stagedsl.plan.convert import structure_plan
 
-        return structure_plan({k: v for k, v in data.items() if k != "hash"})
+        return structure_plan({k: v for k, v in data.items() if k not in DERIVED_KEYS})
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":

@@ -62,9 +62,9 @@ def _ddp(stage: DistributedStagePlan) -> str:
     return f"  DDP: find_unused_parameters on: trainable but not reaching the output: {shown}"
 
 
-def render_stage(stage: StagePlan, ddp: Optional[DistributedStagePlan] = None) -> str:
-    """One stage as an indented block (with its DDP line for a distributed plan)."""
-    lines = [f"stage {stage.index + 1}: {stage.name}  —  {_duration(stage)}"]
+def render_stage(stage: StagePlan, stage_hash: Optional[str] = None, ddp: Optional[DistributedStagePlan] = None) -> str:
+    """One stage as an indented block (with its content hash when given, and its DDP line for a distributed plan)."""
+    lines = [f"stage {stage.index + 1}: {stage.name}  —  {_duration(stage)}" + (f"  [hash {stage_hash}]" if stage_hash else "")]
     trainable = sum(v[0] for v in stage.modules.values())
     total = sum(v[1] for v in stage.modules.values())
     lines.append(f"  parameters: {human_count(trainable)} of {human_count(total)} trainable "
@@ -138,9 +138,10 @@ def render_plan(plan: Plan, chart: Optional[str] = None) -> str:
         f"  {plural(len(plan.stages), 'stage')}, {plural(total, 'step')} in all",
         "",
     ]
+    hashes = plan.stage_hashes
     ddp = {s.name: s for s in plan.distributed.stages} if plan.distributed is not None else {}
     for stage in plan.stages:
-        lines.append(render_stage(stage, ddp.get(stage.name)))
+        lines.append(render_stage(stage, hashes[stage.name], ddp.get(stage.name)))
         lines.append("")
     if chart:
         lines.append("learning rate over the plan (log scale):")

@@ -1,7 +1,7 @@
 """The report room: run directories in, one self-contained HTML page with PNG figures out.
 
-It only reads what a run wrote (plan.json, summary.json, metrics.jsonl) and never changes
-the run. One module, one job:
+It only reads what a run wrote (plan.json, summary.json, metrics.jsonl; a matrix's or a
+search's index and summary) and never changes the run. One module, one job:
 
 - ``rundata``   `read_run`: the run directory read into plain `RunData` (the only file access)
 - ``timeline``  stage spans, curves, best checkpoints and hand-offs on the global step axis
@@ -12,4 +12,6 @@ the run. One module, one job:
 - ``sections``  one run's sections, each a function of a `RunView`
 - ``build``     `write_report`: a run's page written into ``RUN_DIR/report``
 - ``compare``   `write_comparison`: two runs side by side (plan differences, one figure)
+- ``matrix``    a matrix run's page: members and ensembles compared (table, bar chart), then each member
+- ``search``    a search's page: objective per trial, best so far, trials, importance, then the best trial
 """

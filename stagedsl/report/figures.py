@@ -262,6 +262,8 @@ def draw_metrics(timeline: Timeline, out_dir: Path, name: str = "metrics.png") -
     if not names:
         return None
     plt = draw.pyplot("staged report", "report")
+    import matplotlib.transforms as transforms
+
     columns = 1 if len(names) == 1 else (2 if len(names) <= 4 else 3)
     rows = -(-len(names) // columns)
     figure, grid = plt.subplots(rows, columns, figsize=(draw.WIDTH, 2.9 * rows + 0.3), squeeze=False)
@@ -278,9 +280,14 @@ def draw_metrics(timeline: Timeline, out_dir: Path, name: str = "metrics.png") -
             if mark.monitor == metric:
                 axes.plot([mark.step], [mark.value], marker="*", markersize=12, markerfacecolor="#ffd700",
                           markeredgecolor="black", markeredgewidth=0.6, linestyle="none", zorder=5)
+        seen = [p.value for p in points if is_finite(p.value)]
         for stage, gate_metric, op, value in thresholds:
             if gate_metric == metric and stage in spans:
                 span = spans[stage]
+                if not _on_scale(value, seen):  # a far threshold (val/mse < 1e9) would flatten the curve: named, not drawn
+                    axes.text(span.start, 0.04, f" gate {op} {value:g}: off the scale", fontsize=7.5, color=draw.FAILED_COLOR,
+                              transform=transforms.blended_transform_factory(axes.transData, axes.transAxes))
+                    continue
                 axes.hlines(value, span.start, span.end, colors=draw.FAILED_COLOR, linestyles=":", linewidth=1.3)
                 axes.annotate(f"gate {op} {value:g}", (span.start, value), xytext=(3, 3), textcoords="offset points",
                               fontsize=7.5, color=draw.FAILED_COLOR)
@@ -304,10 +311,19 @@ def draw_metrics(timeline: Timeline, out_dir: Path, name: str = "metrics.png") -
     draw.save(figure, out_dir / name)
     caption = "Every validation metric at each evaluation; ★ marks the best checkpoint of the stages that monitor the metric"
     if thresholds:
-        caption += ("; a dotted red line is a gate's threshold over its stage, and a green ring (passed) or a red ✗ (failed) "
-                    "the value the gate saw")
+        caption += ("; a dotted red line is a gate's threshold over its stage (named at the bottom instead when it lies far "
+                    "off the values' scale), and a green ring (passed) or a red ✗ (failed) the value the gate saw")
     caption += "."
     return Figure(name, "Validation metrics", caption)
+
+
+def _on_scale(threshold: float, values: list[float]) -> bool:
+    """Whether a gate threshold lies near enough to the values to share their axis (within twice their spread)."""
+    if not values:
+        return True
+    low, high = min(values), max(values)
+    spread = max(high - low, abs(high) * 0.5, 1e-12)
+    return low - 2 * spread <= threshold <= high + 2 * spread
 
 
 def draw_lr(timeline: Timeline, out_dir: Path, name: str = "lr.png") -> Optional[Figure]:

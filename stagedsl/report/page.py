@@ -38,6 +38,8 @@ figcaption { font-size: 12.5px; color: #333; margin-top: 4px; max-width: 1100px;
 ol.hints li, ul.hints li { margin-bottom: 6px; } li.warning::marker { color: #a31515; font-weight: 600; }
 .passed { color: #1d6b2a; font-weight: 600; } .failed { color: #a31515; font-weight: 600; }
 .note { color: #555; font-size: 13px; }
+.best { color: #7a5c00; font-weight: 700; white-space: nowrap; } .name { white-space: nowrap; }
+h2 + p.lead { margin-top: 0; }
 @page { margin: 12mm; }
 @media print {
   nav { display: none; }

@@ -71,15 +71,17 @@ def read_run(run_dir: Path | str) -> RunData:
     layout = RunDir(run_dir)
     if MatrixDir.holds_matrix(run_dir) and not layout.plan.is_file():
         members = sorted(p.name for p in (run_dir / MEMBERS_DIR).glob("*") if RunDir(p).plan.is_file())
+        member = run_dir / "members" / (members[0] if members else "<member>")
         raise UsageError([Problem(code="E501", message=f"`{run_dir}` is a matrix run: its members are the run directories",
-                                  hint=f"report a member: staged report {run_dir / 'members' / (members[0] if members else '<member>')}"
+                                  hint=f"`staged report {run_dir}` draws the whole matrix; compare members, as in "
+                                  f"`staged report {member} {run_dir / 'members' / '<other>'}`"
                                   + (f" (members: {', '.join(members)})" if members else ""))])
     plan = read_plan(run_dir)
     summary, why = read_summary(run_dir)
     notes = [why.split(";")[0]] if why else []
     if not summary and why is None:
         notes.append("the run has no summary.json yet (it has not finished a stage): tables show the plan only")
-    events, skipped = _read_events(layout.metrics)
+    events, skipped = read_events(layout.metrics)
     if skipped:
         notes.append(f"{skipped} line(s) of {layout.metrics.name} could not be read and were left out")
     if not layout.metrics.exists():
@@ -87,7 +89,7 @@ def read_run(run_dir: Path | str) -> RunData:
     return RunData(path=run_dir, plan=plan, summary=summary, events=tuple(events), notes=tuple(notes))
 
 
-def _read_events(path: Path) -> tuple[list[dict], int]:
+def read_events(path: Path) -> tuple[list[dict], int]:
     """The events of ``metrics.jsonl`` and how many lines were unreadable."""
     if not path.is_file():
         return [], 0

@@ -162,6 +162,15 @@ def _gate(record: dict) -> str:
            f"{escape(decision.get('action'))}"
 
 
+def _reused(reused: Any) -> str:
+    """Where an adopted stage came from (``from trials/0``), "—" for a stage the run trained itself."""
+    if reused in (None, False, ""):
+        return "—"
+    if isinstance(reused, dict) and reused.get("from"):
+        return f"from {reused['from']}"
+    return reused if isinstance(reused, str) else "yes"
+
+
 def _attempts(stage: StagePlan, record: dict) -> str:
     attempts = int(record.get("attempts") or 0)
     if not attempts:
@@ -186,7 +195,7 @@ def stages(view: RunView) -> Section:
             escape(duration(record.get("wall_time_s")) if record.get("steps") else "—"),
             escape(value(record.get("steps_per_s"))), escape(f"{human_count(trainable)} of {human_count(total)}"),
             escape(_lrs(stage)), escape(_best(stage, record, starts.get(stage.name))), escape(_early_stop(stage, record)), escape(_starts_from(stage)),
-            _gate(record), escape("—" if reused in (None, False, "") else (reused if isinstance(reused, str) else "yes")),
+            _gate(record), escape(_reused(reused)),
             escape(_attempts(stage, record)),
         ])
     header = ["#", "stage", "status", "steps", "wall time", "steps/s", "trainable", "LR by group", "best checkpoint",

@@ -173,6 +173,22 @@ def loads_spec(
     return _finish(document, sources, file, profile, overrides, registry, _Anchor(root or _folder(file), live))
 
 
+def effective_spec_text(spec: Spec, *, note: str = "") -> str:
+    """The spec as it runs (extends, the profile and --set applied) as TOML text, for ``spec.toml``."""
+    import tomli_w
+
+    header = f"# effective spec of {spec.file}: extends, profile and --set applied{note}\n"
+    return header + tomli_w.dumps(anchored(spec.document or {}, spec.root))
+
+
+def anchored(document: dict, root: Optional[str]) -> dict:
+    """`document` with ``paths_from`` set to `root`, the spec's folder: a copy written elsewhere (a run's
+    ``spec.toml``, a search's ``best.toml``) reads the files the original read."""
+    if root is None:
+        return dict(document)
+    return {PATHS_FROM: root, **{k: v for k, v in document.items() if k != PATHS_FROM}}
+
+
 def load_spec(
     path: str | Path,
     *,
@@ -282,6 +298,8 @@ def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, pro
     problems += [_problem(source_map, *row) for row in rows + checks]
     if matrix and not rows:
         problems += _matrix_problems(spec, source_map, registry, problems)
+    if spec is not None and spec.search is not None and not rows and not problems:
+        problems += _search_problems(spec, source_map, registry)
     return (spec if not rows else None), problems
 
 
@@ -386,3 +404,11 @@ def _matrix_problems(spec: Spec, source_map: SourceMap, registry: Optional[Regis
     if spec.matrix is not None and not problems:
         problems += variant_problems(spec, registry, lambda *row: _problem(source_map, *row), base)
     return problems
+
+
+def _search_problems(spec: Spec, source_map: SourceMap, registry: Optional[Registry]) -> list[Problem]:
+    """`[search]` and every axis of its space, tried against the spec (`stagedsl.spec.search`)."""
+    from stagedsl.spec.search import check_search, space_path
+
+    _, rows = check_search(spec, registry)
+    return [attrs.evolve(_problem(source_map, *row), path=space_path(row[0])) for row in rows]

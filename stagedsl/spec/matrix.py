@@ -163,7 +163,7 @@ def _check_ensemble_piece(ensemble, at: tuple, registry: Registry) -> Iterator[R
 # -- members -----------------------------------------------------------------------------
 def member_document(spec: Spec, variant: str, seed: int) -> dict:
     """The layered document of one member (see the module docstring), before `[defaults]`."""
-    document = {k: v for k, v in (spec.document or {}).items() if k not in ("matrix", "ensemble")}
+    document = {k: v for k, v in (spec.document or {}).items() if k not in ("matrix", "ensemble", "search")}
     document = deep_merge(document, variants(spec)[variant], ("matrix", "variant", variant))
     for override in spec.overrides:
         parts, value = parse_override(override)
@@ -177,7 +177,9 @@ def member_document(spec: Spec, variant: str, seed: int) -> dict:
     return document
 
 
-def _structure(document: dict) -> tuple[Optional[Spec], list[Row]]:
+def structure_document(document: dict, registry: Optional[Registry], *, root: Optional[str] = None) -> tuple[Optional[Spec], list[Row]]:
+    """A layered document (before `[defaults]`) as a checked single `Spec`, or the rows of what is wrong
+    (a matrix member's, a search trial's); `root` is the folder of the spec it came from (paths are read from it)."""
     try:
         layered = apply_defaults(document)
         spec = structure_spec(layered)
@@ -185,7 +187,8 @@ def _structure(document: dict) -> tuple[Optional[Spec], list[Row]]:
         return None, [(exc.path, str(exc), exc.hint, exc.code)]
     except Exception as exc:  # cattrs' exception groups
         return None, flatten_errors(exc)
-    return spec, []
+    spec = attrs.evolve(spec, root=root)
+    return spec, check_spec(spec, registry)
 
 
 def expand_members(spec: Spec, registry: Optional[Registry] = None) -> list[MemberSpec]:
@@ -194,10 +197,7 @@ def expand_members(spec: Spec, registry: Optional[Registry] = None) -> list[Memb
     for variant in variants(spec):
         for seed in seeds(spec):
             document = member_document(spec, variant, seed)
-            member, rows = _structure(document)
-            if member is not None:
-                member = attrs.evolve(member, root=spec.root)
-                rows = check_spec(member, registry)
+            member, rows = structure_document(document, registry, root=spec.root)
             if rows:
                 raise SpecError([Problem(code, f"member `{member_name(variant, seed)}`: {message}", file=spec.file, path=format_path(list(path)), hint=hint)
                                  for path, message, hint, code in rows])
@@ -226,9 +226,7 @@ def variant_problems(spec: Spec, registry: Optional[Registry], locate: Locate, b
         except KeyProblem as exc:
             problems.append(_in_variant(spec, variant, exc.path, str(exc), exc.hint, exc.code, positions, locate))
             continue
-        member, rows = _structure(document)
-        if member is not None:
-            rows = check_spec(attrs.evolve(member, root=spec.root), registry)
+        member, rows = structure_document(document, registry, root=spec.root)
         stage_names = [s.get("name") if isinstance(s, dict) else None for s in document.get("stage") or []]
         for path, message, hint, code in rows:
             written = _as_written(tuple(path), stage_names)
@@ -271,4 +269,4 @@ def _as_index(path: tuple, spec: Spec) -> tuple[PathPart, ...]:
 
 
 __all__ = ["BASE_VARIANT", "MemberSpec", "check_matrix", "expand_members", "member_document", "member_name", "member_names",
-           "seeds", "valid_name", "variant_problems", "variants"]
+           "seeds", "structure_document", "valid_name", "variant_problems", "variants"]

@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional, Union
 
 import attrs
 
+from stagedsl.run_dir import NAME
 from stagedsl.spec.durations import Duration
 
 DEVICES_HELP = '"auto", "cpu", "cuda" or "cuda:N"'
@@ -23,6 +24,8 @@ FrozenNorm = Literal["eval", "train"]
 OnNonfinite = Literal["stop", "skip"]
 GateAction = Literal["stop", "retry", "goto", "warn"]
 GateCheck = Literal["end", "eval"]
+Direction = Literal["minimize", "maximize"]
+Sampler = Literal["grid", "random", "tpe"]
 """The choices of the language: a value outside them is a spec error with a did-you-mean."""
 
 REST_GROUP = "default"
@@ -218,9 +221,9 @@ class ExportSpec:
     exporters: dict = attrs.field(factory=dict, metadata=doc("Arguments of registered exporters named in `formats`, by name."))
 
 
-MEMBER_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
-"""What a variant, member or ensemble name may be: letters, digits, `_`, `-`, `.`, not
-starting with `.`, at most 64 characters (it names a folder of the run directory)."""
+MEMBER_NAME = NAME
+"""What a variant, member or ensemble name may be (it names a folder of the run directory):
+`stagedsl.run_dir.NAME`."""
 
 
 @attrs.frozen
@@ -247,6 +250,25 @@ class EnsembleSpec:
 ENSEMBLE_KEYS = ("name", "use", "members", "folds")
 """Keys of `[[ensemble]]` that are not arguments of the ensemble's factory."""
 
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "threshold", "wilcoxon", "none")
+"""Optuna's pruners by the name `[search] pruner` gives them ("none": no pruning)."""
+
+
+@attrs.frozen
+class SearchSpec:
+    """`[search]`: a study over `[search.space]`, each trial a complete run of the spec with its parameters written in."""
+
+    metric: str = attrs.field(metadata=doc('A metric the plan logs (`val/loss`, `val/<metric>`): its best value over the evaluations of the trial\'s last stage is the trial\'s objective.'))
+    space: dict = attrs.field(metadata=doc('`[search.space]`: keys are `--set` key paths (`"stage.finetune.lr"`); a list is categorical (a grid axis), a table `{ low, high, log, step }` a float or integer range, by the key\'s type.'))
+    direction: Direction = attrs.field(default="minimize", metadata=doc('"minimize" or "maximize" the objective.'))
+    sampler: Sampler = attrs.field(default="tpe", metadata=doc('"grid" (every combination of the lists, in order), "random" or "tpe" (Optuna); seeded by `seed`.'))
+    trials: Optional[int] = attrs.field(default=None, metadata=doc("How many trials; default every grid point (grid), required otherwise. `staged search --trials N` overrides it."))
+    seed: Optional[int] = attrs.field(default=None, metadata=doc("Seed of the sampler; default `run.seed`."))
+    pruner: Optional[Piece] = attrs.field(default=None, metadata=doc('Stop unpromising trials on their intermediate evaluations: "median", "percentile", "hyperband", "successive_halving", "threshold", "wilcoxon" (Optuna\'s, with their arguments: { use = "median", n_warmup_steps = 4 }) or "none".'))
+    storage: Optional[str] = attrs.field(default=None, metadata=doc("Optuna storage URL shared by every process of the study; default `sqlite:///RUN_DIR/study.db`."))
+    reuse: bool = attrs.field(default=True, metadata=doc("Train a stage once per stage hash: a trial whose first stages resolve like an earlier trial's starts from their outcome."))
+    jobs: int = attrs.field(default=1, metadata=doc("Trials run at once, each in its own process on the study's storage; `staged search --jobs N` overrides it."))
+
 
 @attrs.frozen
 class Spec:
@@ -260,6 +282,7 @@ class Spec:
     export: Optional[ExportSpec] = attrs.field(default=None, metadata=doc("`[export]`: exports at the end of `staged run`."))
     matrix: Optional[MatrixSpec] = attrs.field(default=None, metadata=doc("`[matrix]`: variants x seeds, each a member run of its own."))
     ensembles: tuple[EnsembleSpec, ...] = attrs.field(default=(), metadata=doc("`[[ensemble]]`: ensembles of the matrix's members."))
+    search: Optional[SearchSpec] = attrs.field(default=None, metadata=doc("`[search]`: a study over key paths of the spec; `staged search` runs it."))
     file: Optional[str] = attrs.field(default=None, metadata=doc("The file the spec was read from (set by the loader)."))
     sources: tuple = attrs.field(default=(), eq=False, repr=False, metadata=doc("(file, text) of the files read, for error positions (set by the loader)."))
     document: Optional[dict] = attrs.field(default=None, eq=False, repr=False, metadata=doc("The merged TOML document (set by the loader)."))

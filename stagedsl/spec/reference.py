@@ -29,6 +29,7 @@ from stagedsl.spec.model import (
     Piece,
     PruneSpec,
     RunSection,
+    SearchSpec,
     StageSpec,
 )
 
@@ -196,6 +197,60 @@ ensemble that learns from the validation split is scored on out-of-fold predicti
 `staged eval RUN_DIR` scores every member and ensemble; `staged export RUN_DIR --ensemble
 NAME` writes one ONNX graph.
 
+## Search: `[search]`
+A spec with `[search]` is a study: `staged search SPEC` runs trials, each a complete run of the
+spec with the trial's parameters written in, and keeps the best.
+
+```toml
+[search]
+metric = "val/nrmse"              # a metric the last stage evaluates; its best value there is the objective
+direction = "minimize"            # or "maximize"
+sampler = "tpe"                   # "grid" | "random" | "tpe"; seeded by `seed`
+trials = 16
+seed = 0
+pruner = "median"                 # Optuna's pruners, on every evaluation of `metric`
+[search.space]                    # keys are --set key paths
+"stage.finetune.lr" = { low = 1e-6, high = 1e-4, log = true }   # a float range (an integer one on an integer key)
+"stage.finetune.loss.alpha" = [0.5, 1.0]                       # a list: categorical, a grid axis
+"model.dim" = [64, 128]
+```
+
+Every key of the space is checked against the spec by `staged validate` and `staged plan`: it
+must name a key the spec has (a stage by name, a plugin's argument), each listed value must fit
+it, and a range `{ low, high, log, step }` is an integer range on an integer key (integer bounds)
+and a float range otherwise; a mistake points at the axis's line. `grid` runs every combination of
+the lists in order (`trials` caps it) and needs no Optuna; `random` and `tpe` need `trials` and
+the `search` extra (`pip install 'stagedsl[search]'`). A trial's sampler is seeded from `seed`
+and the trial's number, so a study is reproducible and one resumed after a kill asks what the
+uninterrupted one would have.
+
+Trials are ordinary run directories, `RUN_DIR/trials/<n>/` (with `trial.json`: the parameters,
+state and objective). A trial's objective is the best value of `metric` (in `direction`) over
+the evaluations of its last stage; every evaluation is reported to the pruner, which may stop the
+trial (pruned); a gate that stops the plan prunes the trial too; a trial that fails is recorded
+and the study goes on. The study lives in `storage` (default `sqlite:///RUN_DIR/study.db`, which
+`optuna-dashboard` reads); `staged search RUN_DIR` goes on with it (a trial left running by a
+killed process continues from its newest checkpoint). `--jobs N` runs N trials at once, each in
+its own process on the same storage.
+
+**Stages trained once.** Every stage of a plan has a *stage hash* (`staged plan --json`,
+`stage_hashes`) over everything that decides its weights: the model, the data and how it is
+batched, the seed and numerics, the stage's own resolved plan, and where its starting weights
+come from (the previous stage's hash, or that of the stage it inits from; a file's digest). With
+`reuse = true` (the default) a trial whose stage hash equals one a trial of the study already
+trained adopts that stage's outcome (best and last weights, metrics, gate decision) instead of
+training it: a search over the last stage's LR trains the first stages once. The remaining
+stages are bit-identical (on the CPU) to training the trial from scratch. Its `summary.json`
+records each adopted stage under `reused` (`{"from": "trials/0", "stage", "hash"}`). The same
+serves single runs: `staged run SPEC --reuse OTHER_RUN_DIR` (or a search's folder) adopts the
+leading stages whose hashes match, so after editing stage 3 only stage 3 trains;
+`staged plan SPEC --dry-run --reuse DIR` shows what would be adopted.
+
+The results: `RUN_DIR/summary.json` (the best trial, value and parameters; the counts of
+complete, pruned and failed trials and of trained and reused stages; a row per trial), the table
+`staged search` prints, `--json`, and `RUN_DIR/best.toml`: the spec as it ran with the best
+parameters written in and without `[search]`, which `staged run` runs as it is.
+
 # Reference
 '''
 
@@ -279,6 +334,7 @@ def language_reference() -> str:
         _table("`[[ensemble]]`", EnsembleSpec),
         "Every other key of `[[ensemble]]` is an argument of the ensemble's factory; `stacking`'s `meta` is a "
         "meta-learner piece (`lightgbm`, `logistic`, `ridge`; `staged plugins` lists them).\n",
+        _table("`[search]`", SearchSpec),
         "## Top level\n\n| key | meaning |\n|---|---|\n"
         "| `extends` | Another spec file this one is layered on. |\n"
         "| `paths_from` | The folder relative paths are read from (import paths, `[model]` / `[data]` path arguments); default the spec file's own folder. A run's `spec.toml` records it. |\n"
@@ -286,6 +342,7 @@ def language_reference() -> str:
         "| `[profile.<name>]` | A partial spec applied by `--profile <name>`. |\n"
         "| `[matrix]` | Variants x seeds, each member a run of its own. |\n"
         "| `[[ensemble]]` | Ensembles of the matrix's members. |\n"
+        "| `[search]` | A study over key paths of the spec (`staged search`). |\n"
         "| `callbacks` | Array of callback pieces, called in order. |\n",
     ]
     return "\n".join(parts)

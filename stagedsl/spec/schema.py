@@ -23,6 +23,7 @@ from stagedsl.spec.model import (
     MatrixSpec,
     Piece,
     RunSection,
+    SearchSpec,
     Spec,
     StageSpec,
 )
@@ -120,6 +121,12 @@ def spec_schema() -> dict:
     ensemble = _class_schema(EnsembleSpec, open_args=True)
     ensemble["description"] = EnsembleSpec.__doc__.strip()
     top["properties"]["ensemble"] = {"type": "array", "items": ensemble, "description": "`[[ensemble]]`: ensembles of the matrix's members."}
+    search = _class_schema(SearchSpec)
+    search["properties"]["space"] = {**search["properties"]["space"], "type": "object", "minProperties": 1, "additionalProperties": {
+        "anyOf": [{"type": "array", "minItems": 1},
+                  {"type": "object", "required": ["low", "high"], "additionalProperties": False,
+                   "properties": {"low": {"type": "number"}, "high": {"type": "number"}, "log": {"type": "boolean"}, "step": {"type": "number"}}}]}}
+    top["properties"]["search"] = search
     top["properties"]["defaults"] = defaults
     top["properties"]["extends"] = {"type": "string", "description": "Another spec file this one is layered on (deep merge; path relative to this file)."}
     top["properties"]["paths_from"] = {"type": "string", "description": "The folder relative paths (import paths, [model] / [data] path arguments) are read from; default this file's folder."}

@@ -19,6 +19,7 @@ def test_each_stage_shows_its_groups_schedule_and_what_it_trains(builtin_registr
     assert "group default        lr 0.0001" in heads
     assert "group backbone       lr 5e-06" in unfreeze and "group margin         lr 0.0003, weight_decay 0" in unfreeze
     assert "◐ backbone" in unfreeze and "init: stage `heads` best" in unfreeze
+    assert f"[hash {plan.stage_hashes['heads']}]" in heads and f"[hash {plan.stage_hashes['unfreeze']}]" in unfreeze
 
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -32,6 +33,6 @@ def test_plural():
 def test_one_stage_and_one_epoch_are_singular(registry):
     metr = render_plan(compile_plan(load_spec(SPECS / "metr.toml", profile="tiny", overrides=["stage.train.epochs=1", "stage.train.scheduler=\"constant\""],
                                               registry=registry), registry))
-    assert "  1 stage, 7 steps in all" in metr and "7 steps ≈ 1 epoch\n" in metr
+    assert "  1 stage, 7 steps in all" in metr and "7 steps ≈ 1 epoch  [hash " in metr
     ocec = render_plan(compile_plan(load_spec(SPECS / "ocec.toml", profile="tiny", registry=registry), registry))
-    assert "  3 stages, 12 steps in all" in ocec and "4 steps ≈ 1 epoch\n" in ocec
+    assert "  3 stages, 12 steps in all" in ocec and "4 steps ≈ 1 epoch  [hash " in ocec

@@ -4,7 +4,8 @@ xdist workers through a file lock), and helpers to read what the report wrote.
 - `gated_run`: the tiny pde run with a gate on every stage — one passes, one fails and warns,
   one fails, retries and stops the run (exit 3) — so the report has every kind of decision,
   and a lint warning (W002);
-- `plain_run`: the tiny pde run as the spec has it, with a higher LR (the B of `staged report A B`).
+- `plain_run`: the tiny pde run as the spec has it, with a higher LR (the B of `staged report A B`);
+- the matrix and search runs are in `composed` (they need tests/matrix's spec).
 """
 
 from __future__ import annotations

@@ -16,15 +16,16 @@ def test_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_a_matrix_run_points_at_its_members(tmp_path, gated_run, capsys):
+def test_comparing_a_matrix_run_points_at_its_members(tmp_path, gated_run, capsys):
     import shutil
 
     (tmp_path / "matrix.json").write_text("{}")
     shutil.copytree(gated_run, tmp_path / "members" / "a-s0")
-    assert run_cli(["report", str(tmp_path)]) == 2
+    assert run_cli(["report", str(tmp_path), str(gated_run), "--out", str(tmp_path / "vs")]) == 2
     err = capsys.readouterr().err
-    assert "is a matrix run" in err and f"staged report {tmp_path / 'members' / 'a-s0'}" in err
-    assert run_cli(["report", str(tmp_path / "members" / "a-s0")]) == 0  # a member is an ordinary run
+    assert "error[E501]" in err and "is a matrix run" in err and f"staged report {tmp_path}` draws the whole matrix" in err
+    assert f"staged report {tmp_path / 'members' / 'a-s0'} " in err
+    assert run_cli(["report", str(tmp_path / "members" / "a-s0"), str(gated_run), "--out", str(tmp_path / "vs")]) == 0
 
 
 def test_three_run_dirs_exit_2(tmp_path, capsys):

@@ -9,8 +9,6 @@ model's names (`map_keys`).
 
 from __future__ import annotations
 
-import glob
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +17,7 @@ from torch import nn
 
 from stagedsl.engine.checkpointing.weights import read_weights
 from stagedsl.errors import CheckpointError, Problem
+from stagedsl.plan.hashing import newest_match
 from stagedsl.plan.model import InitPlan
 from stagedsl.run_dir import RunDir
 
@@ -42,11 +41,10 @@ def resolve_init_path(init: InitPlan, run_dir: RunDir) -> Path:
             )
         return path
     if init.source == "path":
-        pattern = os.path.expanduser(init.path or "")
-        matches = [Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
-        if not matches:
+        found = newest_match(init.path or "")
+        if found is None:
             raise CheckpointError(f"init path `{init.path}` matches no file", code="E410")
-        return max(matches, key=lambda p: (p.stat().st_mtime, str(p)))
+        return found
     raise CheckpointError(f"unknown init source `{init.source}`", code="E412")
 
 
