@@ -62,6 +62,11 @@ class _Session:
     debug = False
 
 
+def debugging() -> bool:
+    """Whether the command line has --debug (the processes --nproc starts get it too)."""
+    return _Session.debug
+
+
 def _version(value: bool) -> None:
     if value:
         from stagedsl import __version__
@@ -78,9 +83,7 @@ def _main(
 ) -> None:
     import os
 
-    _Session.debug = debug or os.environ.get("STAGEDSL_DEBUG") == "1"  # set for the processes --nproc starts
-    if debug:
-        os.environ["STAGEDSL_DEBUG"] = "1"
+    _Session.debug = debug  # (the processes --nproc starts get --debug on their command line)
     if strict_plugins:
         os.environ["STAGEDSL_STRICT_PLUGINS"] = "1"  # and so in the processes --nproc starts
         _registry(strict=True)
@@ -260,7 +263,7 @@ def run(
         argv = worker_argv("run", spec, [("--out", run_dir), ("--profile", profile), ("--set", set_), ("--device", device),
                                          ("--from-stage", from_stage), ("--reuse", reuse), ("--overwrite", overwrite),
                                          ("--json", json_)])
-        code = launch(launching, argv, run_dir=run_dir)
+        code = launch(launching, argv, run_dir=run_dir, debug=_Session.debug)
         if code:
             raise typer.Exit(code)
         return

@@ -151,8 +151,9 @@ def worker_argv(command: str, target: Any, options: Sequence[tuple[str, Any]]) -
     return argv
 
 
-def launch(plan: Launch, argv: Sequence[str], *, run_dir: Optional[Path] = None) -> int:
-    """Run `argv` (a `staged` command line) as `plan`'s processes; return the exit code to end with.
+def launch(plan: Launch, argv: Sequence[str], *, run_dir: Optional[Path] = None, debug: bool = False) -> int:
+    """Run `argv` (a `staged` command line) as `plan`'s processes (with ``--debug`` when `debug`); return the exit
+    code to end with.
 
     Raises `RunError` (E480) naming the process that failed first when one died or failed alone.
     """
@@ -163,7 +164,7 @@ def launch(plan: Launch, argv: Sequence[str], *, run_dir: Optional[Path] = None)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    args = get_args_parser().parse_args([*plan.torchrun_args(), *worker_program(), *argv])
+    args = get_args_parser().parse_args([*plan.torchrun_args(), *worker_program(), *(["--debug"] if debug else []), *argv])
     # torchrun would set 1 thread a process (and say so); share this machine's cores instead
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // plan.nproc)))
     for name in ("torch.distributed.elastic", "torch.distributed.run"):

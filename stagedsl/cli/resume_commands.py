@@ -61,6 +61,7 @@ def resume(
     a search goes on with its study. With --nproc N a run goes on as N processes, also when
     it started with another number of them, as long as they divide its global batch.
     """
+    from stagedsl.cli.app import debugging
     from stagedsl.cli.launch import launch, launch_options, worker_argv
     from stagedsl.cli.matrix_commands import refuse_matrix_options, resume_matrix_dir
     from stagedsl.engine import distributed
@@ -92,7 +93,8 @@ def resume(
         if launching.local:
             read_run_plan(layout)  # E415 here, before any process starts
         code = launch(launching, worker_argv("resume", run_dir, [("--set", set_), ("--force", force), ("--device", device),
-                                                                 ("--json", json_)]), run_dir=run_dir)
+                                                                 ("--json", json_)]), run_dir=run_dir,
+                      debug=debugging())
         if code:
             raise typer.Exit(code)
         return  # rank 0 showed the table
