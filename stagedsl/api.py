@@ -109,22 +109,27 @@ def run(spec: "str | Path | Spec", *, profile: Optional[str] = None, set: Sequen
     is refused (E091, E442, E443) unless `overwrite` (see `prepare_run_dir`). The spec's ``[export]`` runs at the end when
     `export` (not for a live model or data: they cannot be rebuilt from the plan). The plan's lint warnings go to `warn` (default: printed to stderr as the CLI
     does). Raises the typed errors the CLI renders; `GateStopped` (its ``result`` holds the
-    `RunResult`) when a gate stops the run.
+    `RunResult`) when a gate stops the run. In a script torchrun started (``torchrun
+    --nproc-per-node 2 train.py``) the plan is for its processes and rank 0 alone writes the run
+    directory and exports (docs/distributed.md).
     """
+    from stagedsl.engine import distributed
     from stagedsl.engine.runner import run_plan
     from stagedsl.plan.compile import compile_plan
 
     registry = registry if registry is not None else get_registry()
     loaded = load(spec, profile=profile, overrides=tuple(set or ()), model=model, data=data, registry=registry)
     _refuse_matrix(loaded, "stagedsl.run")
-    compiled = compile_plan(loaded, registry, model=model, data=data)
-    if compiled.warnings:
+    processes = distributed.from_environment()  # a script torchrun started: one of its processes
+    compiled = compile_plan(loaded, registry, model=model, data=data, world_size=processes.world_size)
+    if compiled.warnings and processes.is_writer:
         (warn or _stderr)(render_problems([Problem(**w) for w in compiled.warnings]))
     run_dir = Path(out if out is not None else compiled.run.out)
-    with prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=warn or _stderr):
+    distributed.join(processes)
+    with own_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=warn or _stderr, distributed=processes.distributed):
         result = run_plan(compiled, registry=registry, out=run_dir, from_stage=from_stage, device=device, callbacks=callbacks,
                           spec_text=effective_spec_text(loaded), model=model, data=data)
-        if export and compiled.export is not None:
+        if export and compiled.export is not None and processes.is_writer:
             if model is not None or data is not None:
                 (warn or _stderr)("note: the spec's [export] is skipped: a live model or data exists only in this process, so the run "
                                   "cannot be rebuilt from its plan; name them by import path (use = \"./model.py:Net\") to export")
@@ -148,20 +153,37 @@ def _refuse_matrix(spec: "Spec", what: str) -> None:
 
 
 @contextlib.contextmanager
-def prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str],
-                    say: Optional[Callable[[str], None]] = None) -> Iterator[RunDir]:
+def own_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str], say: Optional[Callable[[str], None]] = None,
+                distributed: bool = False) -> Iterator[RunDir]:
     """Own `run_dir` for a new run while the block runs: its lock held (E441 while another process
     writes it), and a folder that is not empty refused (E091 a run, E442 a run killed before its
     first stage ended, E443 other files) unless `overwrite`, which deletes exactly what a run wrote
     there, telling `say` what first (`RunDir.prepare_new_run`). With `from_stage` the earlier
-    stages' files are the point: nothing is refused or deleted."""
+    stages' files are the point: nothing is refused or deleted.
+
+    A `distributed` run (one of torchrun's processes) has rank 0 prepare the folder for all
+    (`prepare_run_dir`); the engine's rank 0 then holds the lock while it trains.
+    """
     layout = RunDir(run_dir)
+    if distributed:
+        from stagedsl.engine import distributed as processes
+
+        processes.from_writer(lambda: prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=say))
+        yield layout
+        return
     if from_stage is None:
         layout.prepare_new_run(overwrite=overwrite, check_only=True)  # a refused run leaves nothing behind, not even a lock
     with layout.lock("run"):  # one owner from the first file deleted to the last one exported
         if from_stage is None:
             layout.prepare_new_run(overwrite=overwrite, say=say)
         yield layout
+
+
+def prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str], say: Optional[Callable[[str], None]] = None) -> None:
+    """`own_run_dir` for a moment: the folder refused or made ready for a new run, the lock held while
+    anything is deleted and released at once (for a launcher whose workers then take it)."""
+    with own_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=say):
+        pass
 
 
 def resume_run(
@@ -188,12 +210,14 @@ def resume_run(
     change, E431 a refused change), `CheckpointError` (E413, E414), and whatever
     `run_plan` raises.
     """
+    from stagedsl.engine import distributed
     from stagedsl.engine.resuming import resume_plan
 
     registry = registry if registry is not None else get_registry()
     plan, spec_text = None, None
-    if overrides:
-        plan, spec_text = _recompile(RunDir(run_dir), overrides, registry, model, data)
+    if overrides:  # under torchrun rank 0 alone reads the run directory
+        distributed.join(distributed.from_environment())
+        plan, spec_text = distributed.from_writer(lambda: _recompile(RunDir(run_dir), overrides, registry, model, data))
     return resume_plan(run_dir, plan, spec_text=spec_text, overrides=overrides, force=force, device=device,
                        registry=registry, callbacks=callbacks, handle_signals=handle_signals, warn=warn, model=model, data=data)
 
@@ -205,14 +229,18 @@ def _recompile(run_dir: RunDir, overrides: Sequence[str], registry: Registry, mo
     from stagedsl.plan.compile import compile_plan
     from stagedsl.spec.loader import loads_spec
 
-    previous = read_run_plan(run_dir)  # E415 first when this is no run directory at all
+    running = read_run_plan(run_dir)  # E415 first when this is no run directory at all
     path = run_dir.spec
     if not path.exists():
         raise UsageError([Problem(code="E415", message=f"{run_dir.root} has no {path.name}, so --set has nothing to apply to",
                                   hint="runs started from Python without spec_text cannot take --set; resume without it")])
     loaded = loads_spec(path.read_text(encoding="utf-8"), file=str(path), overrides=overrides, registry=registry,
-                        root=previous.root)  # import paths and data paths are read from the original spec's folder
-    return compile_plan(loaded, registry, model=model, data=data), effective_spec_text(loaded, note=f" (resumed with {' '.join(overrides)})")
+                        root=running.root)  # import paths and data paths are read from the original spec's folder
+    # the spec's batch is per process, of as many processes as made the run's global batch of it
+    global_batch = running.data.batch_size * running.world_size
+    processes = global_batch // loaded.data.batch_size if global_batch % loaded.data.batch_size == 0 else running.world_size
+    return (compile_plan(loaded, registry, model=model, data=data, world_size=max(1, processes)),
+            effective_spec_text(loaded, note=f" (resumed with {' '.join(overrides)})"))
 
 
-__all__ = ["effective_spec_text", "load", "load_and_compile", "plan", "prepare_run_dir", "resume_run", "run"]
+__all__ = ["effective_spec_text", "load", "load_and_compile", "own_run_dir", "plan", "prepare_run_dir", "resume_run", "run"]

@@ -15,6 +15,20 @@ import typer
 
 from stagedsl.cli.command import StagedTyper
 from stagedsl.cli.diagnostics import problems_json, render_problems
+from stagedsl.cli.launch import (
+    MasterAddrOpt,
+    MasterPortOpt,
+    NnodesOpt,
+    NodeRankOpt,
+    NprocOpt,
+    RdzvBackendOpt,
+    RdzvEndpointOpt,
+    RdzvIdOpt,
+    launch,
+    launch_options,
+    worker_argv,
+    write_error_file,
+)
 from stagedsl.cli.output import say
 from stagedsl.errors import GateStopped, Problem, StagedError, UsageError
 
@@ -48,6 +62,11 @@ class _Session:
     debug = False
 
 
+def debugging() -> bool:
+    """Whether the command line has --debug (the processes --nproc starts get it too)."""
+    return _Session.debug
+
+
 def _version(value: bool) -> None:
     if value:
         from stagedsl import __version__
@@ -62,8 +81,11 @@ def _main(
     debug: bool = typer.Option(False, "--debug", help="After an error a plugin or your own code caused, print its traceback too."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
 ) -> None:
-    _Session.debug = debug
+    import os
+
+    _Session.debug = debug  # (the processes --nproc starts get --debug on their command line)
     if strict_plugins:
+        os.environ["STAGEDSL_STRICT_PLUGINS"] = "1"  # and so in the processes --nproc starts
         _registry(strict=True)
 
 
@@ -120,12 +142,14 @@ def _load(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
     return load_spec(spec, profile=profile, overrides=overrides or (), registry=_registry())
 
 
-def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]], *, loaded=None):
-    """Load (unless `loaded` is given) and compile a spec with the process registry (as `stagedsl.api.load_and_compile`)."""
+def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]], *, loaded=None, world_size: int = 1,
+                 build_pieces: bool = True):
+    """Load (unless `loaded` is given) and compile a spec with the process registry (as `stagedsl.api.load_and_compile`),
+    for `world_size` processes (`build_pieces` as for `compile_plan`)."""
     from stagedsl.plan.compile import compile_plan
 
     loaded = loaded if loaded is not None else _load(spec, profile, overrides)
-    return loaded, compile_plan(loaded, _registry())
+    return loaded, compile_plan(loaded, _registry(), world_size=world_size, build_pieces=build_pieces)
 
 
 def _warnings(plan) -> None:
@@ -142,6 +166,9 @@ def plan(
     json_: bool = JsonOpt,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the LR curve into this PNG file.", metavar="PNG"),
     chart: bool = typer.Option(True, "--chart/--no-chart", help="Show the LR curve in the terminal."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Plan for N processes a machine (DDP): the global batch and "
+                                        "each stage's find_unused_parameters."),
+    nnodes: Optional[str] = typer.Option(None, "--nnodes", help="... on this many machines."),
     reuse: Optional[Path] = typer.Option(None, "--reuse", help="Also show which stages a run with --reuse DIR would take from DIR (a run or a search).", metavar="DIR"),
 ) -> None:
     """Compile a spec and show every stage: durations, trainable parameters, groups, LR curve, hand-offs, gates, stage hashes
@@ -151,15 +178,17 @@ def plan(
 
     with _JsonProblems(json_):
         loaded = _load(spec, profile, set_)
+        launching = launch_options(nproc, nnodes=nnodes)
+        world_size = launching.world_size if launching is not None else 1
         if loaded.matrix is not None:
             from stagedsl.cli.matrix_commands import plan_matrix_spec
 
-            return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot)
+            return plan_matrix_spec(loaded, json_=json_, chart=chart, plot=plot, world_size=world_size)
         if loaded.search is not None and reuse is None:
             from stagedsl.cli.search_commands import plan_search_spec
 
             return plan_search_spec(loaded, json_=json_)
-        _, compiled = compile_spec(spec, profile, set_, loaded=loaded)
+        _, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=world_size, build_pieces=False)
     if json_:
         say(compiled.to_json())
         _warnings(compiled)
@@ -201,39 +230,70 @@ def run(
     member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable).", metavar="GLOB"),
     reuse: Optional[Path] = typer.Option(None, "--reuse", help="Take every leading stage whose stage hash another run (or a search) finished from it instead of training it.", metavar="DIR"),
     json_: bool = typer.Option(False, "--json", help="At the end, print summary.json's content (and the run directory) as JSON instead of the table."),
+    nproc: Optional[int] = NprocOpt,
+    nnodes: Optional[str] = NnodesOpt,
+    node_rank: Optional[int] = NodeRankOpt,
+    rdzv_endpoint: Optional[str] = RdzvEndpointOpt,
+    rdzv_backend: Optional[str] = RdzvBackendOpt,
+    rdzv_id: Optional[str] = RdzvIdOpt,
+    master_addr: Optional[str] = MasterAddrOpt,
+    master_port: Optional[int] = MasterPortOpt,
 ) -> None:
     """Run a spec: every stage, its gates, checkpoints and logs; exports at the end if the spec has an [export] section.
 
     Progress goes to stderr; at the end a table per stage (steps, time, best monitored
     value, gate decision), the total time, the run directory and the TensorBoard command.
-    A matrix spec trains every member, then builds its ensembles.
+    A matrix spec trains every member, then builds its ensembles. With --nproc N the run
+    is N processes on this machine (torchrun, DDP; docs/distributed.md).
     """
-    from stagedsl.api import effective_spec_text, prepare_run_dir
-    from stagedsl.engine.runner import run_plan
+    from stagedsl.api import effective_spec_text, own_run_dir, prepare_run_dir
 
     check_out(out)
     loaded = _load(spec, profile, set_)
+    launching = launch_options(nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend,
+                               rdzv_id=rdzv_id, master_addr=master_addr, master_port=master_port)
     if loaded.matrix is not None:
         from stagedsl.cli.matrix_commands import run_matrix_spec
 
         return run_matrix_spec(loaded, out=out, jobs=jobs, members=member, device=device, overwrite=overwrite,
-                               from_stage=from_stage, spec_text=effective_spec_text(loaded))
+                               from_stage=from_stage, spec_text=effective_spec_text(loaded), launching=launching)
     from stagedsl.cli.matrix_commands import refuse_matrix_options
 
     refuse_matrix_options(jobs=jobs, member=member)
-    if loaded.search is not None:
+    from stagedsl.engine import distributed
+
+    processes = distributed.from_environment()  # one process, or one of torchrun's
+    if loaded.search is not None and processes.is_writer and launching is None:  # said once, by rank 0
         say(f"note: {spec} has [search]: `staged run` runs it once as written; `staged search {spec}` runs the study", err=True)
-    loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded)
-    _warnings(compiled)
-    run_dir = Path(out if out is not None else compiled.run.out)
+    if reuse is not None and from_stage is not None:
+        raise UsageError([Problem("E090", "--reuse and --from-stage both choose where the run starts: give one", path="--reuse")])
+    run_dir = Path(out if out is not None else (loaded.run.out or f"runs/{loaded.run.name}"))
+    if launching is not None:  # the same command in N processes; rank 0 writes the run directory and the table
+        if launching.local:  # refused or made ready here, the lock let go for the workers to take
+            prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=lambda message: say(message, err=True))
+        argv = worker_argv("run", spec, [("--out", run_dir), ("--profile", profile), ("--set", set_), ("--device", device),
+                                         ("--from-stage", from_stage), ("--reuse", reuse), ("--overwrite", overwrite),
+                                         ("--json", json_)])
+        code = launch(launching, argv, run_dir=run_dir, debug=_Session.debug)
+        if code:
+            raise typer.Exit(code)
+        return
+    from stagedsl.engine.runner import run_plan
+
+    loaded, compiled = compile_spec(spec, profile, set_, loaded=loaded, world_size=processes.world_size)
+    if processes.is_writer:
+        _warnings(compiled)
     start = None
-    if reuse is not None:
-        if from_stage is not None:
-            raise UsageError([Problem("E090", "--reuse and --from-stage both choose where the run starts: give one", path="--reuse")])
+    if reuse is not None:  # every process takes the same start (the reused run is read, not written)
         from stagedsl.cli.search_commands import reuse_start_for
 
-        start = reuse_start_for(compiled, reuse, run_dir)
-    with prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=lambda message: say(message, err=True)):
+        start = reuse_start_for(compiled, reuse, run_dir, say_it=processes.is_writer)
+    distributed.join(processes)
+    with own_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=lambda message: say(message, err=True),
+                     distributed=processes.distributed):
+        if not processes.is_writer:
+            run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device, spec_text=effective_spec_text(loaded))
+            return
         with RunReport(compiled, json_=json_):
             result = run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device,
                               spec_text=effective_spec_text(loaded))
@@ -336,18 +396,14 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
     except SystemExit as exc:  # usage errors were already printed by Typer
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except StagedError as exc:
-        say(render_problems(exc.problems), err=True)
-        if _Session.debug:
-            for problem in exc.problems:
-                if problem.trace:
-                    say(f"\n--- traceback behind error[{problem.code}] (--debug) ---\n{problem.trace.rstrip()}", err=True)
+        _report(exc)
         return exc.exit_code
     except OSError as exc:  # a full disk, a read-only file system, ... wherever it was met: an error, not a traceback
         from stagedsl.errors import os_failure
 
         command = next((a for a in (argv or sys.argv[1:]) if not a.startswith("-")), "staged")
         error = os_failure(exc, f"`staged {command}`")
-        say(render_problems(error.problems), err=True)
+        _report(error)
         return error.exit_code
     except RecursionError:
         say(render_problems([Problem("E016", "the input nests too deeply to be read",
@@ -357,7 +413,39 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
         signum = getattr(exc, "signum", None)
         say(f"stopped at once by {'a second signal ' + str(signum) if signum else 'an interrupt'}", err=True)
         return 128 + signum if signum else 130
+    finally:
+        if "torch.distributed" in sys.modules:  # a worker under torchrun leaves its process group
+            from stagedsl.engine import distributed
+
+            distributed.leave()
     return 0
+
+
+def _report(error: StagedError) -> None:
+    """Render an error once. Under torchrun rank 0 says what every process decided alike (a bad spec, a gate,
+    a stop); another process speaks only of a failure of its own, marked with its rank. The error is also left
+    for torchrun's agent, which names the process that failed first."""
+    import os
+
+    text = render_problems(error.problems)
+    if _Session.debug:
+        for problem in error.problems:
+            if problem.trace:
+                text += f"\n\n--- traceback behind error[{problem.code}] (--debug) ---\n{problem.trace.rstrip()}"
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        say(text, err=True)
+        return
+    from stagedsl.engine import distributed
+
+    first = error.problems[0] if error.problems else None
+    write_error_file(f"{first.code}: {first.message}" if first else str(error))
+    rank = distributed.from_environment().rank
+    if rank == 0:
+        say(text, err=True)
+    elif error.exit_code == 1:
+        say("\n".join(f"[rank {rank}] {line}" for line in text.splitlines()), err=True)
+    if error.exit_code != 1:  # a decision every process took: rank 0 finishes saying so before any ends
+        distributed.settle()
 
 
 def main() -> None:

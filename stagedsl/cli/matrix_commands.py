@@ -57,9 +57,31 @@ def _finish(result: Any) -> None:
         raise RunError(problems)
 
 
+def member_processes(launching: Any, jobs: int, device: Optional[str]) -> int:
+    """How many processes each member runs as (`launching`: the --nproc launch, or None); E094 for what a
+    matrix cannot do: members spread over machines, or more processes than GPUs on CUDA."""
+    if launching is None:
+        return 1
+    if not launching.local:
+        raise UsageError([Problem(code="E094", message="a matrix trains its members on this machine: --nnodes and the "
+                                  "rendezvous options are for a single run", path="--nnodes",
+                                  hint="train one member on several machines: staged run RUN_DIR/members/<member>/spec.toml "
+                                       "--nproc N --nnodes M ...")])
+    if device not in (None, "cpu"):
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if gpus and jobs * launching.nproc > gpus:
+            raise UsageError([Problem(code="E094", message=f"--jobs {jobs} x --nproc {launching.nproc} needs "
+                                      f"{jobs * launching.nproc} GPUs (one a process), this machine has {gpus}",
+                                      path="--nproc", hint=f"lower --jobs or --nproc so that jobs x nproc <= {gpus}")])
+    return launching.nproc
+
+
 def run_matrix_spec(loaded: Any, *, out: Optional[Path], jobs: Optional[int], members: Optional[List[str]], device: Optional[str],
-                    overwrite: bool, from_stage: Optional[str], spec_text: str) -> None:
-    """`staged run` for a spec with [matrix]: train the members, build the ensembles, print the table."""
+                    overwrite: bool, from_stage: Optional[str], spec_text: str, launching: Any = None) -> None:
+    """`staged run` for a spec with [matrix]: train the members (each as --nproc processes), build the ensembles,
+    print the table."""
     from stagedsl.matrix.runner import run_matrix
     from stagedsl.registry import get_registry
 
@@ -70,12 +92,13 @@ def run_matrix_spec(loaded: Any, *, out: Optional[Path], jobs: Optional[int], me
         raise UsageError([Problem(code="E090", message=f"--jobs must be at least 1, found {jobs}", path="--jobs")])
     if loaded.export is not None:
         _say("note: a matrix exports no member by itself; export an ensemble with `staged export RUN_DIR --ensemble NAME`")
+    nproc = member_processes(launching, jobs or loaded.matrix.jobs, device)
     result = run_matrix(loaded, registry=get_registry(), out=out, jobs=jobs, members=members, device=device, overwrite=overwrite,
-                        spec_text=spec_text, say=_say)
+                        spec_text=spec_text, say=_say, nproc=nproc)
     _finish(result)
 
 
-def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool, plot: Optional[Path] = None) -> None:
+def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool, plot: Optional[Path] = None, world_size: int = 1) -> None:
     """`staged plan` for a spec with [matrix]: every member compiled, the matrix and each variant's plan shown;
     `plot` draws the first member's LR curve (the members' schedules differ only where their variants do)."""
     from stagedsl.matrix.plan import compile_matrix, render_matrix
@@ -84,7 +107,7 @@ def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool, plot: Optional[Pa
 
     registry = get_registry()
     out = Path(loaded.run.out or f"runs/{loaded.run.name}")
-    matrix = compile_matrix(loaded, registry, out=out)
+    matrix = compile_matrix(loaded, registry, out=out, world_size=world_size)
     if json_:
         typer.echo(matrix.to_json())
         return
@@ -117,7 +140,7 @@ def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool, plot: Optional[Pa
 
 
 def resume_matrix_dir(run_dir: Path, *, jobs: Optional[int], members: Optional[List[str]], device: Optional[str],
-                      overrides: Optional[List[str]], force: bool) -> None:
+                      overrides: Optional[List[str]], force: bool, launching: Any = None) -> None:
     """`staged resume` of a matrix run: finish the unfinished members, rebuild the ensembles."""
     from stagedsl.matrix.runner import resume_matrix
     from stagedsl.registry import get_registry
@@ -125,7 +148,8 @@ def resume_matrix_dir(run_dir: Path, *, jobs: Optional[int], members: Optional[L
     if overrides or force:
         raise UsageError([Problem(code=MATRIX_ONLY, message="--set and --force change one run; a matrix resumes its members as planned",
                                   path="--set", hint=f"resume one member with changes: staged resume {run_dir}/members/<member> --set ...")])
-    _finish(resume_matrix(run_dir, registry=get_registry(), jobs=jobs, members=members, device=device, say=_say))
+    nproc = member_processes(launching, jobs or 1, device)
+    _finish(resume_matrix(run_dir, registry=get_registry(), jobs=jobs, members=members, device=device, say=_say, nproc=nproc))
 
 
 def ensemble(

@@ -116,15 +116,17 @@ def plan_search_spec(loaded: Any, *, json_: bool) -> None:
         typer.echo(render_search(compiled), nl=False)
 
 
-def reuse_start_for(plan: Any, reuse: Path, out: Path) -> Any:
-    """The start of a run that reuses `reuse`'s finished stages (``staged run --reuse``), said on stderr."""
+def reuse_start_for(plan: Any, reuse: Path, out: Path, *, say_it: bool = True) -> Any:
+    """The start of a run that reuses `reuse`'s finished stages (``staged run --reuse``), said on stderr
+    (unless `say_it` is False: a process other than rank 0 under torchrun)."""
     from stagedsl.search.cache import describe_start, reuse_start, source_at
 
     if reuse.resolve() == out.resolve():
         raise UsageError([Problem(code="E806", message=f"--reuse {reuse} is the run directory itself", path="--reuse",
                                   hint="reuse another run's stages into a new --out, or use --from-stage to rerun later stages here")])
     start = reuse_start(plan, source_at(reuse))
-    _say(f"reuse from {reuse}:\n" + "\n".join(describe_start(plan, start)))
+    if say_it:
+        _say(f"reuse from {reuse}:\n" + "\n".join(describe_start(plan, start)))
     return start
 
 

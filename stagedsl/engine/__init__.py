@@ -14,7 +14,8 @@ one job:
 - ``objective``    the stage's loss (sum / blend) with "auto" arguments resolved once
 - ``gates``        gate decisions
 - ``freeze``       requires_grad, frozen norm layers held in eval mode
-- ``placement``    device, precision (autocast, GradScaler), model wrapping, samplers, rank-0 writes
+- ``placement``    device, precision (autocast, GradScaler), model wrapping (DDP per stage), samplers, rank-0 writes
+- ``distributed``  the processes under torchrun: ranks, the process group, what they agree on, rank 0's reads
 - ``loaders``      batch sources (whole-batch fetch for in-memory splits)
 - ``outputs``      plan.json, spec.toml, metrics.jsonl, TensorBoard, summary.json
 - ``progress``     progress bar / plain lines and notices on stderr

@@ -23,6 +23,7 @@ from stagedsl.engine.checkpointing.resume_point import (
     restore_scheduler,
 )
 from stagedsl.engine.checkpointing.weights import BEST, LAST, read_weights, save_weights
+from stagedsl.engine import distributed
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.driver import EARLY_STOPPED, GATE, AttemptDriver, record_gate, save_stage_weights, saved_outcome
 from stagedsl.engine.events import Event
@@ -49,6 +50,8 @@ def run_stage(ctx: RunContext, stage: StagePlan, restore: Optional[dict], resume
     attempt = state.attempt if resume is not None else 0
     while True:
         loop_resume = None
+        state.live.stage = None  # the previous attempt's optimizer and DDP wrapper go before the next is built
+        ctx.placement.drop_wrapper()
         if resume is None:
             state.stage_index, state.stage_name, state.attempt = stage.index, stage.name, attempt
             state.reset_stage_counters()
@@ -158,7 +161,8 @@ def apply_resume_point(ctx: RunContext, objs: StageObjects, point: ResumePoint) 
     restore_scheduler(objs.scheduler, point.trainer, exact=how == "exact", monitored=objs.monitored,
                       stage_step=ctx.state.stage_step)
     restore_scaler(objs.scaler, point.trainer)
-    restore_best(ctx.run_dir, objs.plan.name, point.path)
+    if ctx.placement.is_writer:
+        restore_best(ctx.run_dir, objs.plan.name, point.path)
     if how != "exact":
         ctx.progress.notice(f"stage {objs.plan.name}: optimizer "
                             + ("state kept, settings from the changed plan" if how == "state" else "started afresh (another optimizer)"))
@@ -177,6 +181,9 @@ def save_start_weights(ctx: RunContext, stage: str, weights: dict[str, torch.Ten
 
 
 def start_weights(ctx: RunContext, stage: str) -> Optional[dict[str, torch.Tensor]]:
-    """The weights `save_start_weights` kept, or None."""
-    path = ctx.run_dir.weights(stage, START)
-    return read_weights(path) if path.exists() else None
+    """The weights `save_start_weights` kept, or None (every process gets rank 0's)."""
+    def read() -> Optional[dict[str, torch.Tensor]]:
+        path = ctx.run_dir.weights(stage, START)
+        return read_weights(path) if path.exists() else None
+
+    return distributed.from_writer(read) if ctx.placement.distributed else read()

@@ -11,6 +11,11 @@ weights, gate, early stop), so it holds the whole state at a step; the attempt's
 also records how the attempt ended (`RunState.attempt_end`). None is written while a
 loss since the last check, or a weight, is non-finite: the last checkpoint is always a
 good one. A stop signal ends the attempt after the current step, with a checkpoint.
+
+Under torchrun every process runs the same boundaries; only rank 0 writes. A stop
+signal is acted on at the first boundary after it, by every process at once (they are
+asked there; boundaries come at least every `STOP_POLL_STEPS` steps), and the checks a
+checkpoint makes (finite losses and weights) give the same answer everywhere.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from stagedsl.engine.stage_setup import StageObjects
 from stagedsl.errors import RunError
 
 COMPLETED, EARLY_STOPPED, GATE = "completed", "early_stopped", "gate"
+STOP_POLL_STEPS = 20
+"""Under torchrun, the most steps between two boundaries (where the processes agree on stopping)."""
 
 
 @attrs.frozen
@@ -115,6 +122,7 @@ class AttemptDriver:
         log_every = max(1, int(stage.log_every or 1))
         eval_every = stage.eval.every
         state_every = stage.checkpoint.every
+        poll = STOP_POLL_STEPS if ctx.placement.distributed else None
         outcome: Optional[AttemptOutcome] = None
         if self.save_at_start and state.stage_step < stage.steps:
             self.save_state()
@@ -122,7 +130,7 @@ class AttemptDriver:
             self.stop_if_asked()
             step = state.stage_step
             boundary = min(b for b in (stage.steps, _next_multiple(step, log_every), _next_multiple(step, eval_every),
-                                       _next_multiple(step, state_every)) if b is not None)
+                                       _next_multiple(step, state_every), step + poll if poll else None) if b is not None)
             loop.train_steps(boundary - step)
             self._window_steps += state.stage_step - step
             step = state.stage_step
@@ -147,8 +155,9 @@ class AttemptDriver:
         return AttemptOutcome(reason, decision, time.perf_counter() - self._started)
 
     def stop_if_asked(self) -> None:
-        """After a SIGINT / SIGTERM: save a checkpoint at this step (if there is none) and stop."""
-        if not STOP.requested:
+        """After a SIGINT / SIGTERM (in any process, under torchrun): save a checkpoint at this step
+        (if there is none) and stop."""
+        if not self.ctx.placement.any_true(STOP.requested):
             return
         state = self.state
         if self.state_saved_at != state.stage_step:
@@ -156,7 +165,7 @@ class AttemptDriver:
         self.ctx.writer.wait()
         where = f"stage `{self.stage.name}` step {state.stage_step} (global step {state.global_step})"
         raise RunInterrupted(signal_name=STOP.name, signum=STOP.signum, where=where, checkpoint=state.last_resume_point,
-                             run_dir=str(self.ctx.run_dir.root))
+                             run_dir=str(self.ctx.run_dir.root), processes=self.ctx.placement.world_size)
 
     # -- boundaries ----------------------------------------------------------------
     def log_train(self) -> None:
@@ -281,17 +290,22 @@ class AttemptDriver:
         """Capture a full trainer checkpoint (only of finite weights and losses) and have it written in the background;
         keep the newest `checkpoint.keep_last`. The attempt's last one is waited for."""
         ctx, objs, state, stage = self.ctx, self.objs, self.state, self.stage
+        placement = ctx.placement
         self.state_saved_at = state.stage_step
-        if not ctx.placement.is_writer:
-            return
-        ctx.writer.wait()  # the previous write is done (or its failure raised) before the next is captured
-        if stage.on_nonfinite != "skip" and not self.loop.window_finite():
+        if placement.is_writer:
+            ctx.writer.wait()  # the previous write is done (or its failure raised) before the next is captured
+        if stage.on_nonfinite != "skip" and not placement.all_true(self.loop.window_finite()):
             self._nonfinite_loss("non-finite")
-        tensors = cpu_state_dict(ctx.model, copy=True)  # a snapshot: training goes on while it is written
+        if placement.is_writer:
+            tensors = cpu_state_dict(ctx.model, copy=True)  # a snapshot: training goes on while it is written
+        else:  # the same weights as rank 0's: the same check, so every process stops alike
+            tensors = {name: value.detach() for name, value in ctx.model.state_dict().items()}
         bad = non_finite(tensors)
         if bad is not None:
             raise RunError(f"stage `{stage.name}`: the weights became non-finite (`{bad}`) by step {state.stage_step}; "
                            f"{last_good(state)}; lower the learning rate or clip gradients", code="E401")
+        if not placement.is_writer:
+            return
         state.attempt_elapsed_s = time.perf_counter() - self._started
         state.checkpoint_seq += 1
         path = ctx.run_dir.trainer_state(stage.name, state.stage_step, state.attempt)

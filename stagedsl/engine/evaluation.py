@@ -5,6 +5,12 @@ the device and updated with ``metric.update(model_output, target)`` (with the ba
 inputs as a third argument for a metric with ``needs_inputs = True``); the loss sum stays
 on the device, so one evaluation syncs with the host once, at the end. ``val/loss`` is
 the sample-weighted mean of the objective over batches (objectives are batch means).
+
+Under torchrun each process evaluates its share of the split; the loss sum and count are
+summed over the processes, torchmetrics reduces its metrics' states itself (every state
+declares its ``dist_reduce_fx``) when `compute` is called, and every process then takes
+rank 0's values, so best checkpoints, early stopping, schedulers and gates decide alike.
+A metric that is not a torchmetrics `Metric` has no reducible state and is refused there (E484).
 """
 
 from __future__ import annotations
@@ -16,23 +22,37 @@ from torch import nn
 
 from stagedsl.engine.objective import needs_inputs
 from stagedsl.engine.placement import Placement
-from stagedsl.errors import RunError
+from stagedsl.errors import Problem, RunError
 from stagedsl.plan.model import PieceRef
 from stagedsl.registry import Registry
 from stagedsl.registry.import_path import short_name
 
 
-def build_metrics(refs: tuple[PieceRef, ...], registry: Registry, device: torch.device, *, at: str = "metrics") -> list[tuple[str, Any]]:
-    """``(name, metric)`` pairs for the stage's metrics, on the device (`at`: their key path, for errors)."""
+def build_metrics(refs: tuple[PieceRef, ...], registry: Registry, device: torch.device, *, at: str = "metrics",
+                  distributed: bool = False) -> list[tuple[str, Any]]:
+    """``(name, metric)`` pairs for the stage's metrics, on the device (`at`: their key path, for errors);
+    `distributed`: each must be a torchmetrics `Metric`, whose state can be reduced over the processes."""
     metrics = []
     names = [short_name(ref.name) for ref in refs]  # an import path logs as its attribute: val/MulticlassF1Score
     for index, ref in enumerate(refs):
         metric = registry.build("metrics", ref.name, ref.args, at=f"{at}[{index}]")
+        if distributed:
+            _check_reducible(metric, ref.name, f"{at}[{index}]")
         if isinstance(metric, nn.Module):
             metric = metric.to(device)
         name = names[index] if names.count(names[index]) == 1 else f"{names[index]}#{index}"
         metrics.append((name, metric))
     return metrics
+
+
+def _check_reducible(metric: Any, name: str, at: str) -> None:
+    from torchmetrics import Metric
+
+    if not isinstance(metric, Metric):
+        raise RunError([Problem(code="E484", message=f"metric `{name}` is a {type(metric).__name__}, not a torchmetrics Metric: "
+                                "its state cannot be reduced over the processes of a distributed run", path=at,
+                                hint="register the metric as a torchmetrics.Metric (add_state with dist_reduce_fx), "
+                                     "or run in one process")])
 
 
 def _batch_size(target: Any) -> int:
@@ -92,14 +112,18 @@ class Evaluator:
                         metric.update(output, target, inputs)
                     else:
                         metric.update(output, target)
+        if self.placement.distributed:  # every process's share: one sum over the processes
+            sums = self.placement.sum_across(torch.stack([total.double(), torch.tensor(count, dtype=torch.float64,
+                                                                                        device=total.device)]))
+            total, count = sums[0], int(sums[1].item())
         if count == 0:
             raise RunError("the validation split is empty", code="E405")
         values = {"val/loss": float(total.item()) / count}
         for name, metric in self.metrics:
-            result = metric.compute()
+            result = metric.compute()  # a torchmetrics Metric reduces its state over the processes here
             metric.reset()
             values.update(_flatten(f"val/{name}", result))
-        return values
+        return self.placement.agree(values)
 
 
 def _flatten(prefix: str, result: Any) -> dict[str, float]:

@@ -11,7 +11,9 @@ Three paths, fastest first:
   untouched (``batch_size=None``; default_collate would be wrong here);
 - any other map-style dataset goes through the ordinary per-sample DataLoader.
 
-The shuffle generator is re-seeded at each stage start, so the sources live for the run.
+Under torchrun each process reads its own share of every epoch (`Placement.train_order`,
+`Placement.train_sampler`: DistributedSampler's split of the one seeded order) and of the
+validation split. The shuffle generator is re-seeded at each stage start, so the sources live for the run.
 It orders the training data and nothing else (a DataLoader draws its workers' base seed
 from a second generator), so its state at an epoch's start plus the number of batches
 drawn since is the exact data position: `Loaders.skip_train(n)` makes the next epoch
@@ -42,24 +44,28 @@ def whole_batch(batch: Any) -> Any:
 class TensorBatches:
     """Batches of an in-memory `TensorSplit` by tensor indexing (see the module docstring)."""
 
-    def __init__(self, split: TensorSplit, *, batch_size: int, drop_last: bool, order: Optional[Callable[[], torch.Tensor]]):
+    def __init__(self, split: TensorSplit, *, batch_size: int, drop_last: bool, order: Optional[Callable[[], torch.Tensor]],
+                 count: Optional[int] = None):
+        """`order`: one epoch's sample order (this process's share of it under torchrun); None = every
+        sample in sequence (batches are views). `count`: how many samples an order holds (default all)."""
         self.split = split
         self.batch_size = batch_size
         self.drop_last = drop_last
-        self.order = order  # one epoch's sample order; None = in sequence (batches are views)
+        self.order = order
+        self.count = len(split) if count is None else count
         self.device = split.target.device
         self.skip = 0  # batches the next pass leaves out (a resumed epoch); applied once
 
     def __len__(self) -> int:
-        n, size = len(self.split), self.batch_size
+        n, size = self.count, self.batch_size
         return n // size if self.drop_last else -(-n // size)
 
     def __iter__(self) -> Iterator[Any]:
         split, size = self.split, self.batch_size
-        n = len(split)
-        stop = n - n % size if self.drop_last else n
         first, self.skip = self.skip * size, 0
         if self.order is None:  # in sequence: slices (views of contiguous tensors, copies otherwise)
+            n = len(split)
+            stop = n - n % size if self.drop_last else n
             for start in range(first, stop, size):
                 inputs, target = split[start:start + size]
                 if isinstance(inputs, tuple):
@@ -70,7 +76,8 @@ class TensorBatches:
         order = self.order()
         if order.device != self.device:
             order = order.to(self.device, non_blocking=True)  # no host sync at an epoch's start
-        stop = min(stop, len(order))
+        n = len(order)
+        stop = n - n % size if self.drop_last else n
         inputs, target = split.inputs, split.target
         if isinstance(inputs, tuple):
             for start in range(first, stop, size):
@@ -170,8 +177,13 @@ def build_loaders(splits: Any, data: DataPlan, placement: Placement) -> Loaders:
         train_split = placement.resident(splits.train)
         val_split = placement.resident(splits.val) if type(splits.val) is TensorSplit else None
         train = TensorBatches(train_split, batch_size=data.batch_size, drop_last=data.drop_last,
-                              order=placement.train_order(len(train_split), shuffle=data.shuffle, generator=generator))
-        val = TensorBatches(val_split, batch_size=data.eval_batch_size, drop_last=False, order=None) if val_split is not None else None
+                              order=placement.train_order(len(train_split), shuffle=data.shuffle, generator=generator),
+                              count=placement.train_count(len(train_split)))
+        val = None
+        if val_split is not None:
+            share = placement.eval_order(len(val_split))
+            val = TensorBatches(val_split, batch_size=data.eval_batch_size, drop_last=False, order=share,
+                                count=len(share()) if share is not None else None)
         if val is None and splits.val is not None:
             val = make_loader(splits.val, batch_size=data.eval_batch_size, sampler=placement.eval_sampler(splits.val),
                               drop_last=False, workers=0, placement=placement, generator=None)

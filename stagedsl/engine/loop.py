@@ -19,20 +19,26 @@ shows the learning rate the last step used (what the log records) and the sequen
 rates equals torch's scheduler stepped after every optimizer step.
 
 After each step the loop reads one Python flag (`signals.STOP`): a SIGINT / SIGTERM ends
-`train_steps` early, after the step, so the driver can save and stop. The order
+`train_steps` early, after the step, so the driver can save and stop. Under torchrun it
+does not (a process that stopped alone would leave the others waiting in a collective):
+the driver asks every process at its boundaries instead. There, too, the first
+micro-batches of an accumulated step run under DDP's ``no_sync`` (one gradient reduction
+a step), and the loss window and the skip-a-non-finite-step decision are combined over
+the processes. The order
 generator's state at each epoch's start (`epoch_start`) and the loss window are what a
 checkpoint needs to continue mid-epoch exactly (`resume_from`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Optional
 
 import torch
 
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.loaders import TensorBatches
-from stagedsl.engine.signals import STOP
+from stagedsl.engine.signals import STOP, StopRequest
 from stagedsl.engine.stage_setup import StageObjects
 from stagedsl.errors import RunError
 
@@ -40,12 +46,16 @@ from stagedsl.errors import RunError
 class StepLoop:
     """Optimizer steps of one stage attempt."""
 
+    distributed = False  # one of several processes under torchrun
+
     def __init__(self, ctx: RunContext, objs: StageObjects, resume_from: Optional[dict] = None):
         """`resume_from`: ``{"epoch_start", "window", "window_folded"}`` of a checkpoint to continue from."""
         self.state = ctx.state
-        self.forward = ctx.forward
+        self.forward = objs.train_forward
         self.loader = ctx.loaders.train
         placement = ctx.placement
+        self.placement = placement
+        self.distributed = placement.distributed
         resident = isinstance(self.loader, TensorBatches) and self.loader.device == placement.device
         self.move = None if resident and not placement.channels_last else placement.batch_mover()
         self.autocast = placement.autocast()  # one context object, entered once per micro-batch
@@ -87,9 +97,10 @@ class StepLoop:
         return batch
 
     def train_steps(self, n: int) -> None:
-        """Run `n` optimizer steps (fewer when a stop signal arrives: after the step it came in)."""
+        """Run `n` optimizer steps (fewer when a stop signal arrives: after the step it came in; in one process)."""
         state, forward, objective, optimizer = self.state, self.forward, self.objective, self.optimizer
-        stop = STOP
+        stop = _NEVER if self.distributed else STOP
+        no_sync = self.placement.no_sync
         scheduler, scaler, params, clip = self.scheduler, self.scaler, self.params, self.grad_clip
         move, autocast, next_batch, window = self.move, self.autocast, self._next_batch, self.window
         accumulate, skip_nonfinite = self.accumulate, self.skip_nonfinite
@@ -97,21 +108,22 @@ class StepLoop:
         for _ in range(n):
             if scheduler is not None and state.stage_step:
                 scheduler.step()  # the schedule's rate for this step; the stage's first step uses the initial rate
-            for _ in range(accumulate):
+            for micro in range(accumulate):
                 batch = next_batch()
                 if move is not None:
                     batch = move(batch)
                 inputs, target = batch
-                with autocast:
-                    output = forward(*inputs) if isinstance(inputs, (tuple, list)) else forward(inputs)
-                    loss = objective(output, target, inputs)
-                window.append(loss.detach())
-                if accumulate > 1:
-                    loss = loss / accumulate
-                if scaler is None:
-                    loss.backward()
-                else:
-                    scaler.scale(loss).backward()
+                with (no_sync() if micro < accumulate - 1 else _NOTHING):  # DDP reduces at the last one only
+                    with autocast:
+                        output = forward(*inputs) if isinstance(inputs, (tuple, list)) else forward(inputs)
+                        loss = objective(output, target, inputs)
+                    window.append(loss.detach())
+                    if accumulate > 1:
+                        loss = loss / accumulate
+                    if scaler is None:
+                        loss.backward()
+                    else:
+                        scaler.scale(loss).backward()
             if skip_nonfinite and not self._finite_step():
                 optimizer.zero_grad(set_to_none=True)  # on_nonfinite = "skip": drop this step
             elif scaler is None:
@@ -149,7 +161,7 @@ class StepLoop:
         """
         state = self.state
         latest = self.window[-self.accumulate:]
-        if bool(torch.isfinite(torch.stack(latest)).all()):
+        if self.placement.all_true(bool(torch.isfinite(torch.stack(latest)).all())):  # every process skips, or none
             state.nonfinite_in_row = 0
             return True
         del self.window[-self.accumulate:]
@@ -173,11 +185,16 @@ class StepLoop:
         return not self.window or bool(torch.isfinite(torch.stack([w.float() for w in self.window])).all())
 
     def take_window(self) -> Optional[float]:
-        """The mean loss since the last call (one host sync), or None if no batch ran."""
+        """The mean loss since the last call (one host sync; over every process's batches under torchrun),
+        or None if no batch ran."""
         if not self.window:
             return None
         count = len(self.window) + self._folded_count
-        mean = float(_sum(self.window).item()) / count
+        if self.distributed:
+            sums = self.placement.sum_across(torch.stack([_sum(self.window), torch.tensor(float(count), device=self.window[0].device)]))
+            mean = float(sums[0].item()) / float(sums[1].item())
+        else:
+            mean = float(_sum(self.window).item()) / count
         self.window.clear()
         self._folded_count = 0
         return mean
@@ -185,6 +202,10 @@ class StepLoop:
     def learning_rates(self) -> list[float]:
         """The current learning rate of each parameter group."""
         return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+
+_NEVER = StopRequest()  # a request nobody sets: under torchrun the driver asks every process at its boundaries
+_NOTHING = contextlib.nullcontext()
 
 
 def last_good(state: Any) -> str:

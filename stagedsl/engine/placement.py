@@ -1,27 +1,44 @@
 """Placement: the one seam for where and how tensors run.
 
-Everything that depends on the device, the precision or (later) the process group goes
-through a `Placement`: choosing the device, moving batches, wrapping the model
-(`torch.compile`, channels_last; DDP later), the training sampler, autocast and the
-GradScaler, and which process writes files (rank 0 only).
+Everything that depends on the device, the precision or the process group goes through a
+`Placement`: choosing the device (one per local rank under torchrun), moving batches,
+wrapping the model (`torch.compile`, channels_last, and DistributedDataParallel, made
+again for every stage after its freeze), each process's share of the data, autocast and
+the GradScaler, what the processes sum or agree on, and which process writes files
+(rank 0 only).
+
+Sharding follows `torch.utils.data.DistributedSampler`: every process draws the same
+epoch order (the same seeded generator), pads it to a multiple of the number of
+processes with its first indices, and takes every N-th index from its rank on, so the
+union of the processes' k-th batches is the k-th batch of one process with the global
+batch. Validation is split the same way without padding (no sample counted twice).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 from typing import Any, Callable, Optional
 
 import torch
 
-from stagedsl.errors import RunError
+from stagedsl.engine import distributed
+from stagedsl.engine.distributed import SINGLE, Processes
+from stagedsl.errors import Problem, RunError
 
 FP32_NAMES = frozenset({"32", "32-true", "fp32", "float32"})
 PRECISIONS = frozenset({"16-mixed", "bf16-mixed"}) | FP32_NAMES
-_NO_AUTOCAST = contextlib.nullcontext()
+_NOTHING = contextlib.nullcontext()
 
 
-def resolve_device(name: str) -> torch.device:
-    """`"auto"` is CUDA when available, else CPU; anything else must exist here."""
+def resolve_device(name: str, processes: Processes = SINGLE) -> torch.device:
+    """`"auto"` is CUDA when available, else CPU; anything else must exist here.
+
+    Under torchrun each process takes the GPU of its local rank (``cuda`` / ``auto``);
+    naming one GPU (``cuda:1``) or MPS is refused there (E483).
+    """
+    if processes.distributed:
+        return _rank_device(name, processes)
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -35,13 +52,34 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-class Placement:
-    """Device, precision and process placement of one run (single process for now)."""
+def _rank_device(name: str, processes: Processes) -> torch.device:
+    wanted = name or "auto"
+    if wanted == "cpu":
+        return torch.device("cpu")
+    if wanted in ("auto", "cuda"):
+        if not torch.cuda.is_available():
+            if wanted == "cuda":
+                raise RunError("device `cuda` was asked for but CUDA is not available here; use device \"auto\" or \"cpu\"",
+                               code="E404")
+            return torch.device("cpu")
+        return torch.device("cuda", processes.local_rank % torch.cuda.device_count())
+    raise RunError(f"device `{name}` cannot be used by {processes.world_size} processes: each one takes the GPU of its "
+                   "local rank; use device \"cuda\" or \"auto\" (or \"cpu\"), and CUDA_VISIBLE_DEVICES to choose the GPUs",
+                   code="E483")
 
-    def __init__(self, device: torch.device, precision: str, *, pin_memory: Optional[bool] = None, rank: int = 0, world_size: int = 1):
+
+class Placement:
+    """Device, precision and process placement of one run."""
+
+    def __init__(self, device: torch.device, precision: str, *, pin_memory: Optional[bool] = None,
+                 processes: Processes = SINGLE):
         self.device = device
-        self.rank = rank
-        self.world_size = world_size
+        self.processes = processes
+        self.rank = processes.rank
+        self.world_size = processes.world_size
+        self.distributed = processes.distributed
+        self._ddp: Any = None  # the running stage's DistributedDataParallel wrapper
+        self.compile = False
         self.notices: list[str] = []
         self.requested_precision = precision
         self.precision = self._effective_precision(precision)
@@ -51,9 +89,21 @@ class Placement:
         self._autocast_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(self.precision)
 
     @classmethod
-    def create(cls, device: Optional[str], precision: str, *, pin_memory: Optional[bool] = None) -> "Placement":
-        """The placement for a device name (`"auto"`, `"cpu"`, `"cuda:1"`) and a precision."""
-        placement = cls(resolve_device(device or "auto"), precision, pin_memory=pin_memory)
+    def create(cls, device: Optional[str], precision: str, *, pin_memory: Optional[bool] = None,
+               world_size: int = 1) -> "Placement":
+        """The placement for a device name (`"auto"`, `"cpu"`, `"cuda:1"`) and a precision, in this process.
+
+        `world_size` is the plan's number of processes: it must be torchrun's (E482).
+        """
+        processes = distributed.from_environment()
+        if processes.world_size != world_size:
+            raise RunError([Problem(
+                code="E482", message=f"the plan is for {world_size} process{'es' if world_size != 1 else ''} but this is "
+                f"{'one of ' + str(processes.world_size) if processes.distributed else 'a single process'}",
+                hint="compile the plan for this number of processes (compile_plan(spec, world_size=N)); from the command "
+                     "line `staged run SPEC --nproc N` and `torchrun ... -m stagedsl run SPEC` do")])
+        distributed.join(processes)
+        placement = cls(resolve_device(device or "auto", processes), precision, pin_memory=pin_memory, processes=processes)
         placement._configure_backends()
         return placement
 
@@ -86,7 +136,7 @@ class Placement:
     def autocast(self) -> Any:
         """The autocast context of the step (a shared no-op context in fp32)."""
         if self._autocast_dtype is None:
-            return _NO_AUTOCAST
+            return _NOTHING
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
     def grad_scaler(self) -> Optional[torch.amp.GradScaler]:
@@ -113,9 +163,36 @@ class Placement:
             model = model.to(memory_format=torch.channels_last)
             self.channels_last = True
         forward: Callable[..., Any] = model
+        self.compile = compile
         if compile:
             forward = torch.compile(model)
         return model, forward
+
+    def stage_forward(self, model: torch.nn.Module, forward: Callable[..., Any], find_unused: bool = False) -> Callable[..., Any]:
+        """What a stage's step loop calls: `forward` itself in one process; under torchrun a new
+        DistributedDataParallel of `model` over the parameters that train now (call it after the
+        stage's freeze), compiled when the run compiles. The previous stage's wrapper is dropped
+        first: its gradient hooks must not fire again."""
+        if not self.distributed:
+            return forward
+        self.drop_wrapper()
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.is_cuda else None
+        self._ddp = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused,
+                                            gradient_as_bucket_view=True)
+        return torch.compile(self._ddp) if self.compile else self._ddp
+
+    def drop_wrapper(self) -> None:
+        """Let the running stage's DDP wrapper go (its reducer's hooks with it)."""
+        if self._ddp is not None:
+            self._ddp = None
+            gc.collect()
+
+    def no_sync(self) -> Any:
+        """A context in which backward passes do not reduce gradients (the first micro-batches of an
+        accumulated step); a no-op context in one process."""
+        return self._ddp.no_sync() if self._ddp is not None else _NOTHING
 
     # -- data --------------------------------------------------------------------
     def batch_mover(self) -> Optional[Callable[[Any], Any]]:
@@ -141,16 +218,34 @@ class Placement:
         return move
 
     def train_sampler(self, dataset: Any, *, shuffle: bool, generator: torch.Generator) -> torch.utils.data.Sampler:
-        """The sampler of training indices (a DistributedSampler's place, later)."""
+        """The sampler of this process's training indices (see the module docstring for the split)."""
         if shuffle:
-            return torch.utils.data.RandomSampler(dataset, generator=generator)
-        return torch.utils.data.SequentialSampler(dataset)
+            sampler: torch.utils.data.Sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
+        else:
+            sampler = torch.utils.data.SequentialSampler(dataset)
+        return ShardSampler(sampler, self.rank, self.world_size, pad=True) if self.distributed else sampler
 
     def train_order(self, n: int, *, shuffle: bool, generator: torch.Generator) -> Optional[Callable[[], torch.Tensor]]:
-        """One epoch's sample order as an index tensor, for in-memory splits (None = in sequence)."""
-        if not shuffle:
+        """One epoch's order of this process's samples as an index tensor, for in-memory splits
+        (None = all of them, in sequence)."""
+        rank, world = self.rank, self.world_size
+        if not self.distributed:
+            return (lambda: torch.randperm(n, generator=generator)) if shuffle else None
+        if shuffle:
+            return lambda: shard(torch.randperm(n, generator=generator), rank, world, pad=True)
+        in_sequence = shard(torch.arange(n), rank, world, pad=True)
+        return lambda: in_sequence
+
+    def train_count(self, n: int) -> int:
+        """How many of `n` training samples this process sees an epoch."""
+        return -(-n // self.world_size)
+
+    def eval_order(self, n: int) -> Optional[Callable[[], torch.Tensor]]:
+        """This process's share of `n` validation samples as an index tensor (None = all, in sequence)."""
+        if not self.distributed:
             return None
-        return lambda: torch.randperm(n, generator=generator)
+        share = shard(torch.arange(n), self.rank, self.world_size, pad=False)
+        return lambda: share
 
     def resident(self, split: Any) -> Any:
         """An in-memory `TensorSplit` on the GPU when it fits comfortably (no copy per batch), else as is."""
@@ -169,9 +264,52 @@ class Placement:
         return TensorSplit(moved, split.target.to(self.device))
 
     def eval_sampler(self, dataset: Any) -> torch.utils.data.Sampler:
-        """The sampler of evaluation indices, in order."""
-        return torch.utils.data.SequentialSampler(dataset)
+        """The sampler of this process's evaluation indices, in order."""
+        sampler = torch.utils.data.SequentialSampler(dataset)
+        return ShardSampler(sampler, self.rank, self.world_size, pad=False) if self.distributed else sampler
+
+    # -- what the processes combine ----------------------------------------------------
+    def sum_across(self, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` summed over the processes (in place; itself in one process)."""
+        return distributed.sum_(tensor) if self.distributed else tensor
+
+    def all_true(self, flag: bool) -> bool:
+        """Whether `flag` holds in every process."""
+        return distributed.all_true(flag) if self.distributed else flag
+
+    def any_true(self, flag: bool) -> bool:
+        """Whether `flag` holds in any process."""
+        return distributed.any_true(flag) if self.distributed else flag
+
+    def agree(self, value: Any) -> Any:
+        """Rank 0's `value` in every process (values every decision is then taken from)."""
+        return distributed.broadcast(value) if self.distributed else value
 
     def describe(self) -> str:
-        """One line: device and precision."""
-        return f"device {self.device}, precision {self.precision}"
+        """One line: device and precision (and processes)."""
+        text = f"device {self.device}, precision {self.precision}"
+        return text + (f", process {self.rank} of {self.world_size}" if self.distributed else "")
+
+
+def shard(order: torch.Tensor, rank: int, world: int, *, pad: bool) -> torch.Tensor:
+    """Every `world`-th index of `order` from `rank` on; with `pad`, `order` first extended by its own
+    first indices to a multiple of `world` (so every process gets as many)."""
+    if pad and len(order) % world:
+        extra = world - len(order) % world
+        order = torch.cat([order, order.repeat(-(-extra // len(order)))[:extra]]) if len(order) else order
+    return order[rank::world]
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """A sampler's indices split over the processes like `shard` (DistributedSampler's split of the
+    run's own epoch order, so the order stays the run's seeded one)."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler, rank: int, world: int, *, pad: bool):
+        self.sampler, self.rank, self.world, self.pad = sampler, rank, world, pad
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return -(-n // self.world) if self.pad else len(range(self.rank, n, self.world))
+
+    def __iter__(self):
+        return iter(shard(torch.as_tensor(list(self.sampler), dtype=torch.long), self.rank, self.world, pad=self.pad).tolist())

@@ -16,6 +16,9 @@ the plan a checkpoint was taken under and the plan the run resumes with, key by 
   model, its parameters, the data (dataset, batch size, shuffle, drop_last) or the seed;
   removing, renaming or reordering stages up to the resume point.
 
+The number of processes may change (``processes``, allowed) as long as the global batch
+(each process's batch x processes) stays: then ``data.batch_size`` is allowed to follow it.
+
 It also says whether the resumed stage's optimizer and scheduler settings changed
 (`same_settings`): then the optimizer keeps its per-parameter state but takes the new
 hyperparameters, and the new schedule is advanced to the resume step.
@@ -90,6 +93,12 @@ def compare(old: Plan, new: Plan, *, stage: str, stage_step: int, ended: bool) -
     """Judge every change from `old` to `new` for a resume at `stage`, step `stage_step` (`ended`: at its end)."""
     before, after = old.to_dict(), new.to_dict()
     changes: list[Change] = []
+    old_global, new_global = old.data.batch_size * old.world_size, new.data.batch_size * new.world_size
+    same_global = old_global == new_global
+    if old.world_size != new.world_size:
+        changes.append(Change("processes", old.world_size, new.world_size, None if same_global else
+                              f"the global batch (batch x processes) changed from {old_global} to {new_global}: a resume on "
+                              "another number of processes keeps it (each process's batch follows)"))
 
     for key in ("run", "model", "data", "callbacks", "export", "parameters"):
         for path, a, b in _differences(before.get(key), after.get(key), key):
@@ -104,6 +113,8 @@ def compare(old: Plan, new: Plan, *, stage: str, stage_step: int, ended: bool) -
                                       "weights are of another model"))
             elif path.startswith("model"):
                 changes.append(Change(path, a, b, "the model changed since the run started"))
+            elif path == "data.batch_size" and old.world_size != new.world_size and same_global:
+                changes.append(Change(path, a, b))  # each process's share of the same global batch
             else:
                 changes.append(Change(path, a, b, "the data changed: the finished steps saw the old data, and the data "
                                       "position of the checkpoint is in it"))

@@ -18,14 +18,22 @@ overrides); without one the run goes on under its own ``plan.json``. A run whose
 
 On the CPU with unchanged settings the resumed run ends bit-identical to one that was
 never stopped.
+
+Under torchrun rank 0 alone does steps 1 and 2 and hands the other processes the plan
+and the loaded checkpoint. A run resumes on another number of processes with the same
+global batch (`stagedsl.plan.distributed.for_world_size`: each process's batch is the
+global batch over the processes), so its steps and data order stay the same: a run of 2
+processes goes on in one, and the reverse.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+from stagedsl.engine import distributed
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.resume_point import ResumePoint
 from stagedsl.engine.events import Callback
@@ -35,6 +43,7 @@ from stagedsl.engine.run_state import RunState
 from stagedsl.errors import CheckpointError, Problem, RunError, UsageError, os_failure
 from stagedsl.plan.diff import differences as _differences
 from stagedsl.plan.diff import shown as _show
+from stagedsl.plan.distributed import for_world_size
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, get_registry
 from stagedsl.run_dir import RunDir
@@ -69,23 +78,41 @@ def resume_plan(
     comes back with ``already_complete`` set.
     """
     layout = RunDir(run_dir)
-    try:
-        with layout.lock("resume"):
-            return _resume(layout, plan, spec_text=spec_text, overrides=overrides, force=force, device=device,
-                           registry=registry if registry is not None else get_registry(), callbacks=callbacks,
-                           handle_signals=handle_signals, warn=warn or _stderr_warning, model=model, data=data)
-    except OSError as exc:  # taking the lock, cleaning half-written files
-        raise os_failure(exc, f"`staged resume` of {layout.root}") from None
+    registry = registry if registry is not None else get_registry()
+    warn = warn or _stderr_warning
+    processes = distributed.from_environment()
+    distributed.join(processes)  # rank 0 alone reads the run directory; the others get what it found
+    with contextlib.ExitStack() as owner:
+
+        def prepare() -> tuple:
+            try:  # rank 0 owns the run directory from its first read to the end of training (E441 for all otherwise)
+                owner.enter_context(layout.lock("resume"))
+                return _prepare(layout, plan, processes.world_size, overrides=overrides, force=force, device=device,
+                                registry=registry, warn=warn, model=model, data=data)
+            except OSError as exc:  # taking the lock, cleaning half-written files
+                raise os_failure(exc, f"`staged resume` of {layout.root}") from None
+
+        target, point, restart, finished = distributed.from_writer(prepare)
+        if finished is not None:
+            return finished
+        if point is None:
+            return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
+                           spec_text=spec_text, handle_signals=handle_signals, restart=restart, live=Live(model, data))
+        return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
+                       spec_text=spec_text, resume=point, handle_signals=handle_signals, live=Live(model, data))
 
 
-def _resume(layout: RunDir, plan: Optional[Plan], *, spec_text: Optional[str], overrides: Sequence[str], force: bool,
-            device: Optional[str], registry: Registry, callbacks: Iterable[Callback], handle_signals: bool,
-            warn: Callable[[str], None], model: Any, data: Any) -> RunResult:
+def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides: Sequence[str], force: bool,
+             device: Optional[str], registry: Registry, warn: Callable[[str], None], model: Any = None, data: Any = None
+             ) -> tuple[Plan, Optional[ResumePoint], Optional[dict], Optional[RunResult]]:
+    """The plan to resume with (for `world_size` processes), the checkpoint to resume from (None: start over),
+    without one the record of the restart, and the result of a run that had completed already (then
+    nothing else). Steps 1 and 2 of the module docstring."""
     current = read_run_plan(layout)
-    target = plan if plan is not None else current
-    finished = _finished(layout, target)
+    finished = _finished(layout, plan if plan is not None else current)
     if finished is not None:
-        return finished
+        return current, None, None, finished
+    target = for_world_size(plan if plan is not None else current, world_size, registry, model=model, data=data)
     trainer_checkpoints.remove_temp_files(layout)
     point = find_resume_point(layout, warn)
     if point is None:
@@ -94,8 +121,7 @@ def _resume(layout: RunDir, plan: Optional[Plan], *, spec_text: Optional[str], o
         forced = _judge(diff, force, overrides)
         record = _record(None, {"stage": target.stages[0].name, "attempt": 0, "stage_step": 0, "global_step": 0,
                                 "phase": "start"}, diff, overrides, forced, device, current, target)
-        return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
-                       spec_text=spec_text, handle_signals=handle_signals, restart=record, live=Live(model, data))
+        return target, None, record, None
     base = _checkpoint_plan(layout, point, current)
     state = point.state
     if state.stage_name not in [s.name for s in target.stages]:
@@ -107,8 +133,7 @@ def _resume(layout: RunDir, plan: Optional[Plan], *, spec_text: Optional[str], o
     at = {"stage": state.stage_name, "attempt": state.attempt, "stage_step": state.stage_step,
           "global_step": state.global_step, "phase": point.phase}
     point.record = _record(layout.relative(point.path), at, diff, overrides, forced, device, base, target)
-    return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
-                   spec_text=spec_text, resume=point, handle_signals=handle_signals, live=Live(model, data))
+    return target, point, None, None
 
 
 def find_resume_point(run_dir: RunDir, warn: Callable[[str], None]) -> Optional[ResumePoint]:

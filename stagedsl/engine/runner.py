@@ -7,6 +7,11 @@ when the run stops, fails, is interrupted or ends. `execute` also continues a ru
 trainer checkpoint (`resuming.resume_plan` prepares it): the checkpoint's `RunState` is
 carried over to the plan, and the stage it was taken in is rebuilt and loaded.
 SIGINT / SIGTERM are handled while it runs (`signals`).
+
+Under torchrun every process runs `execute` on the same plan (checked by its hash): rank
+0 alone reads and writes the run directory (`Placement.is_writer`); what the others need
+of what it read comes to them through a collective (`distributed.from_writer`) or with
+the model's weights, which each stage's DDP wrapper takes from rank 0.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Iterable, Optional
 import attrs
 import torch
 
+from stagedsl.engine import distributed
 from stagedsl.engine.attempts import run_stage
 from stagedsl.engine.checkpointing import trainer_checkpoints
 from stagedsl.engine.checkpointing.resume_point import ResumePoint
@@ -104,7 +110,7 @@ def run_plan(
     if start is not None and from_stage is not None:
         raise UsageError([Problem(code="E430", message="give either from_stage or start, not both")])
     if start is None and index > 0:
-        start = from_own_run(plan, run_dir, index, read_summary(RunDir(run_dir)))
+        start = from_own_run(plan, run_dir, index, distributed.from_writer(lambda: read_summary(RunDir(run_dir))))
     if start is not None:
         check_start(plan, start)
     return execute(plan, registry=registry, run_dir=run_dir, start=start, device=device, callbacks=callbacks,
@@ -133,21 +139,25 @@ def execute(
     writing it is refused (E441). An OS failure (a full disk, a read-only file system)
     is E445, with the last good checkpoint intact and named.
     """
+    placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory,
+                                 world_size=plan.world_size)
+    if placement.distributed:
+        distributed.check_same(plan.hash, "plan", "every process must compile the same plan: the same spec, code and "
+                                              "plugins on every machine")
     layout = RunDir(run_dir)
     command = "resume" if resume is not None or restart is not None else "run"
     try:
         with layout.lock(command):
-            return _execute(plan, registry=registry, layout=layout, start=start, device=device, callbacks=callbacks,
+            return _execute(plan, registry=registry, layout=layout, placement=placement, start=start, callbacks=callbacks,
                             spec_text=spec_text, resume=resume, handle_signals=handle_signals, restart=restart, live=live)
     except OSError as exc:  # taking the lock, opening the run's files
         raise os_failure(exc, f"`staged {command}` in {layout.root}") from None
 
 
-def _execute(plan: Plan, *, registry: Registry, layout: RunDir, start: Optional[StartAt], device: Optional[str],
+def _execute(plan: Plan, *, registry: Registry, layout: RunDir, placement: Placement, start: Optional[StartAt],
              callbacks: Iterable[Callback], spec_text: Optional[str], resume: Optional[ResumePoint], handle_signals: bool,
              restart: Optional[dict], live: Optional["Live"]) -> RunResult:
     run_dir = layout.root
-    placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory)
     if resume is not None:
         outputs = RunOutputs(layout, enabled=placement.is_writer, append=True, metrics_bytes=resume.metrics_bytes,
                              purge_step=resume.state.global_step)
@@ -175,8 +185,8 @@ def _execute(plan: Plan, *, registry: Registry, layout: RunDir, start: Optional[
             if resume is None and placement.is_writer:
                 for stage in plan.stages[first:]:  # a run that starts a stage over drops its old resume points
                     trainer_checkpoints.clear_states(layout, stage.name)
-            if resume is None and start is not None:
-                adopt(state, start, plan, layout, outputs)
+            if resume is None and start is not None:  # under torchrun the files are rank 0's, the records everyone's
+                adopt(state, start, plan, layout, outputs, files=placement.is_writer)
             ctx = _build_run(plan, registry, layout, placement, outputs, progress, state, callbacks, live or Live(),
                              preset=auto_values(resume.trainer) if resume is not None else None)
             ctx.fire(Event.RUN_START)
@@ -213,11 +223,14 @@ def _execute(plan: Plan, *, registry: Registry, layout: RunDir, start: Optional[
         raise
     except Exception as exc:
         _fail(state, outputs, started, "failed")
+        if placement.distributed:  # another process gone, a parameter DDP saw no gradient for
+            distributed.raise_failure(exc, where(state), placement.processes)
         raise describe_failure(exc, state, ctx) from exc
     finally:
         if ctx is not None:  # the last checkpoint lands before anything returns; its error only if nothing else failed
             ctx.writer.close(raise_errors=state.status in ("completed", "stopped_by_gate"))
         state.live = None  # break the state <-> context cycle: the model and data go with the last reference
+        placement.drop_wrapper()  # a DDP wrapper must go before its process group does
         try:
             outputs.close()
         except OSError:  # a full disk refusing the last flush: the run's error (or E445) is already on its way
@@ -371,6 +384,11 @@ class _Live:
         return self.ctx.model
 
     @property
+    def rank(self) -> int:
+        """This process's rank (0 in one process; only rank 0 writes the run directory)."""
+        return self.ctx.placement.rank
+
+    @property
     def run_dir(self) -> Path:
         return self.ctx.run_dir.root
 
@@ -384,10 +402,11 @@ class _Live:
 
 
 def _previous_weights(ctx: RunContext, start: StartAt) -> Optional[dict]:
-    """For a run started at a later stage without an init: the last weights of the last stage that ran before it."""
+    """For a run started at a later stage without an init: the last weights of the last stage that ran before it
+    (read by rank 0 alone; the stage's DDP wrapper gives them to the other processes)."""
     stage = ctx.plan.stages[start.index]
     ran = [a.name for a in start.adopted if (a.record.get("status") or "completed") not in ("skipped", "not_run", "pending")]
-    if stage.init is not None or not ran:
+    if stage.init is not None or not ran or not ctx.placement.is_writer:
         return None
     path = ctx.run_dir.weights(ran[-1], LAST)
     ctx.progress.notice(f"starting at stage {stage.name} from `{path}`")

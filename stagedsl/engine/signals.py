@@ -6,15 +6,19 @@ then saves a trainer checkpoint and raises `RunInterrupted` (exit code 128 + the
 130 for SIGINT, 143 for SIGTERM), whose hint is the `staged resume` command. A second
 signal stops at once (`StoppedAtOnce`, a KeyboardInterrupt, as a second Ctrl-C is
 elsewhere); the engine reports it as E440 too, with the same exit code and the last
-checkpoint that was written before it.
+checkpoint that was written before it. Under torchrun the same signal again within
+`RELAY_S` seconds is the launcher passing on the Ctrl-C the terminal already sent every
+process, and is not a second one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
+import time
 from typing import Iterator, Optional
 
 import attrs
@@ -22,6 +26,8 @@ import attrs
 from stagedsl.errors import Problem, StagedError
 
 HANDLED = ("SIGINT", "SIGTERM")
+RELAY_S = 2.0
+"""Under torchrun, how soon the same signal again counts as the launcher's relay of the first."""
 
 
 class StopRequest:
@@ -30,12 +36,18 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False
         self.signum: Optional[int] = None
+        self.at = 0.0
 
     def request(self, signum: int) -> None:
-        self.signum, self.requested = signum, True
+        self.signum, self.requested, self.at = signum, True, time.monotonic()
 
     def clear(self) -> None:
         self.requested, self.signum = False, None
+
+    def relayed(self, signum: int) -> bool:
+        """Whether `signum`, arriving after a first signal, is torchrun passing that one on."""
+        return (signum == self.signum and time.monotonic() - self.at < RELAY_S
+                and "TORCHELASTIC_RUN_ID" in os.environ)
 
     @property
     def name(self) -> str:
@@ -54,12 +66,13 @@ class RunInterrupted(StagedError):
 
     exit_code = 130
 
-    def __init__(self, *, signal_name: str, signum: Optional[int], where: str, checkpoint: Optional[str], run_dir: str):
+    def __init__(self, *, signal_name: str, signum: Optional[int], where: str, checkpoint: Optional[str], run_dir: str,
+                 processes: int = 1):
         saved = f"saved `{checkpoint}`" if checkpoint else "no checkpoint could be saved"
         super().__init__([Problem(
             code="E440",
             message=f"stopped by {signal_name} at {where}; {saved}",
-            hint=f"continue with: staged resume {run_dir}",
+            hint=f"continue with: staged resume {run_dir}" + (f" --nproc {processes}" if processes > 1 else ""),
         )])
         self.exit_code = 128 + signum if signum else 130
         self.checkpoint = checkpoint
@@ -87,8 +100,12 @@ class StoppedAtOnce(KeyboardInterrupt):
 
 def _handler(signum: int, frame: object) -> None:
     if STOP.requested:  # a second signal: stop now
+        if STOP.relayed(signum):
+            return
         raise StoppedAtOnce(signum)
     STOP.request(signum)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 says it for all
+        return
     try:
         sys.stderr.write(f"\n{STOP.name}: finishing the current step and saving a checkpoint "
                          f"(send it again to stop at once)\n")

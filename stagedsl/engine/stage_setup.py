@@ -25,6 +25,7 @@ class StageObjects:
     """The live pieces of one stage attempt."""
 
     plan: StagePlan
+    train_forward: Callable[..., Any]  # what the step loop calls: the run's forward, or this stage's DDP wrapper of it
     optimizer: torch.optim.Optimizer
     scheduler: Any  # None when the factory returns None
     monitored: bool  # the scheduler is stepped with a metric after each evaluation
@@ -67,6 +68,10 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
     previous stage's last weights when a run starts at a later stage. The stage's own
     `init` wins over it. `resuming`: a checkpoint's weights and states follow
     (`stagedsl.engine.checkpointing.resume_point`), so neither `restore` nor `init` is loaded.
+
+    Under torchrun only rank 0 reads the `init` file (the others never touch the run
+    directory); the stage's DDP wrapper, made after the freeze, hands every process rank
+    0's weights and buffers.
     """
     model, registry, placement = ctx.model, ctx.registry, ctx.placement
     seed = stage_seed(ctx.plan.run.seed, stage.index, attempt)
@@ -78,7 +83,7 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
     if restore is not None and not resuming:
         model.load_state_dict(restore)
     init_report = None
-    if stage.init is not None and not resuming:
+    if stage.init is not None and not resuming and placement.is_writer:
         init_report = load_init(model, stage.init, ctx.run_dir)
         if init_report["missing"] or init_report["unexpected"]:
             ctx.progress.warn(f"stage {stage.name}: init `{init_report['path']}` loaded what matched (strict = false); "
@@ -89,6 +94,8 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
 
     apply_freeze(model, stage)
     held = frozen_norms(model) if stage.frozen_norm != "train" else []
+    ddp = ctx.plan.distributed.stages[stage.index] if ctx.plan.distributed is not None else None
+    train_forward = placement.stage_forward(model, ctx.forward, find_unused=ddp.find_unused if ddp else False)
 
     at = f"stage[{stage.index}]"
     optimizer = registry.build("optimizers", stage.optimizer.name, stage.optimizer.args, at=f"{at}.optimizer",
@@ -98,12 +105,13 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
     monitored = registry.get("schedulers", stage.scheduler.name).meta.monitored and scheduler is not None
 
     objective, auto_args = build_objective(stage.loss, registry, ctx.splits.train, ctx.auto, placement.device, at=f"{at}.loss")
-    metrics = build_metrics(stage.metrics, registry, placement.device, at=f"{at}.metrics")
+    metrics = build_metrics(stage.metrics, registry, placement.device, at=f"{at}.metrics", distributed=placement.distributed)
     evaluator = Evaluator(ctx.loaders.val, objective, metrics, placement)
 
     trainable_set = set(stage.trainable)
     return StageObjects(
         plan=stage,
+        train_forward=train_forward,
         optimizer=optimizer,
         scheduler=scheduler,
         monitored=monitored,

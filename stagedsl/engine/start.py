@@ -138,10 +138,11 @@ def adopt_files(start: StartAt, layout: RunDir) -> list[dict]:
     return _log_lines(foreign[-1])
 
 
-def adopt(state: RunState, start: StartAt, plan: Plan, layout: RunDir, outputs: RunOutputs) -> None:
+def adopt(state: RunState, start: StartAt, plan: Plan, layout: RunDir, outputs: RunOutputs, *, files: bool = True) -> None:
     """Carry the adopted stages over: their files (from another run), log lines, records, the step count;
-    stages before the start that the adopted decisions skipped are recorded as skipped."""
-    for record in adopt_files(start, layout):
+    stages before the start that the adopted decisions skipped are recorded as skipped. `files` False:
+    the records and step count alone (a process other than rank 0 under torchrun)."""
+    for record in adopt_files(start, layout) if files else ():
         outputs.log(record)
         if record.get("event") in ("train", "eval"):
             outputs.scalars({k: v for k, v in record.items() if "/" in k}, int(record.get("step") or 0))

@@ -3,6 +3,12 @@ in a fresh Python process (``python -m stagedsl.matrix.worker``, the spawn start
 nothing is inherited but the environment). `run_processes` is the pool itself, shared
 with the search's trials (`stagedsl.search.runner`).
 
+With ``nproc`` > 1 each member is itself a group of that many processes started by
+torchrun (``torchrun --standalone --nproc-per-node N -m stagedsl.matrix.worker ...``, a
+rendezvous of its own on a free port), even with ``jobs = 1``: ``--jobs 2 --nproc 2`` runs
+two members at a time, four processes in all; with CUDA, member slot i gets the GPUs
+``i*N .. i*N+N-1`` (``CUDA_VISIBLE_DEVICES``), one per process.
+
 A member process writes its output to ``logs/<member>.log`` and its outcome to
 ``jobs/<member>.result.json``; one that dies without writing it (a segfault, a kill) is
 recorded as failed with its exit code and the last line of its log. With CUDA and
@@ -68,11 +74,12 @@ def worker_exit(label: str, work: Callable[[], str]) -> int:
 
 
 def run_members(matrix_dir: MatrixDir, names: Sequence[str], *, jobs: int, resume: dict[str, bool], device: Optional[str],
-                registry: Any, report: Report, start: Optional[Callable[[str], None]] = None) -> dict[str, dict]:
-    """Train `names` with `jobs` at a time; `report(name, result)` after each. Returns the results by member."""
+                registry: Any, report: Report, start: Optional[Callable[[str], None]] = None, nproc: int = 1) -> dict[str, dict]:
+    """Train `names` with `jobs` at a time (each as `nproc` processes); `report(name, result)` after each.
+    Returns the results by member."""
     from stagedsl.matrix.members import run_member
 
-    if jobs <= 1 or len(names) <= 1:
+    if (jobs <= 1 or len(names) <= 1) and nproc <= 1:
         results = {}
         for name in names:
             if start:
@@ -80,7 +87,8 @@ def run_members(matrix_dir: MatrixDir, names: Sequence[str], *, jobs: int, resum
             results[name] = run_member(matrix_dir, name, resume=resume.get(name, False), device=device, registry=registry)
             report(name, results[name])
         return results
-    return _in_processes(matrix_dir, names, jobs=jobs, resume=resume, device=device, report=report, start=start)
+    return _in_processes(matrix_dir, names, jobs=max(1, jobs), resume=resume, device=device, report=report, start=start,
+                         nproc=nproc)
 
 
 def slot_device(slot: int, device: Optional[str], plan_device: str) -> Optional[str]:
@@ -95,7 +103,7 @@ def slot_device(slot: int, device: Optional[str], plan_device: str) -> Optional[
 
 
 def _in_processes(matrix_dir: MatrixDir, names: Sequence[str], *, jobs: int, resume: dict[str, bool], device: Optional[str],
-                  report: Report, start: Optional[Callable[[str], None]]) -> dict[str, dict]:
+                  report: Report, start: Optional[Callable[[str], None]], nproc: int = 1) -> dict[str, dict]:
     from stagedsl.matrix.members import INTERRUPTED, read_job
 
     waiting = list(names)
@@ -109,6 +117,10 @@ def _in_processes(matrix_dir: MatrixDir, names: Sequence[str], *, jobs: int, res
         if start:
             start(name)
         matrix_dir.job_result(name).unlink(missing_ok=True)
+        if nproc > 1:  # a torchrun of its own; on CUDA the slot's GPUs, one a process
+            gpus = slot_gpus(slot, nproc, device, plan.run.device)
+            return Job(name, worker_command(matrix_dir, name, resume.get(name, False), device, nproc), matrix_dir.log(name),
+                       {"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})
         return Job(name, worker_command(matrix_dir, name, resume.get(name, False), slot_device(slot, device, plan.run.device)),
                    matrix_dir.log(name))
 
@@ -128,6 +140,7 @@ class Job:
     name: str
     command: list
     log: Path
+    env: dict = attrs.field(factory=dict)  # set in its environment beside this process's (CUDA_VISIBLE_DEVICES)
 
 
 WAIT = "wait"
@@ -175,9 +188,23 @@ def run_processes(next_job: Callable[[int], Any], finished: Callable[[Job, int, 
         raise
 
 
-def worker_command(matrix_dir: MatrixDir, name: str, resume: bool, device: Optional[str]) -> list[str]:
-    """The command line of a member's process."""
-    command = [sys.executable, "-m", "stagedsl.matrix.worker", str(matrix_dir.root), name]
+def slot_gpus(slot: int, nproc: int, device: Optional[str], plan_device: str) -> Optional[str]:
+    """``CUDA_VISIBLE_DEVICES`` of the member in `slot` when it runs as `nproc` processes on CUDA (None: leave it)."""
+    wanted = device or plan_device
+    if wanted not in ("auto", "cuda"):
+        return None
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return None
+    return ",".join(str((slot * nproc + i) % count) for i in range(nproc))
+
+
+def worker_command(matrix_dir: MatrixDir, name: str, resume: bool, device: Optional[str], nproc: int = 1) -> list[str]:
+    """The command line of a member's process (of torchrun starting `nproc` of them)."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else []
+    command = [sys.executable, *launcher, "-m", "stagedsl.matrix.worker", str(matrix_dir.root), name]
     if resume:
         command.append("--resume")
     if device:
@@ -188,7 +215,7 @@ def worker_command(matrix_dir: MatrixDir, name: str, resume: bool, device: Optio
 def _spawn(job: Job) -> tuple[subprocess.Popen, float, Any]:
     job.log.parent.mkdir(parents=True, exist_ok=True)
     log = open(job.log, "a", encoding="utf-8")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **job.env}
     process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     return process, time.perf_counter(), log
 
@@ -202,4 +229,5 @@ def _outcome(matrix_dir: MatrixDir, name: str, returncode: int, wall_time_s: flo
     return crashed_result(matrix_dir, name, returncode, matrix_dir.log(name), wall_time_s, resume)
 
 
-__all__ = ["WAIT", "Job", "error_text", "problem_dicts", "process_death", "run_members", "run_processes", "slot_device", "worker_exit"]
+__all__ = ["WAIT", "Job", "error_text", "problem_dicts", "process_death", "run_members", "run_processes", "slot_device",
+           "slot_gpus", "worker_command", "worker_exit"]

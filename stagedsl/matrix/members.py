@@ -5,7 +5,8 @@ The same function runs in the calling process (``--jobs 1``) and in a member's o
 process (`stagedsl.matrix.worker`), so a member's numbers do not depend on where it ran:
 its plan fixes its CPU threads (``[matrix] threads``), the engine seeds it from its seed.
 A failure is recorded (``jobs/<member>.result.json``) and returned, never raised: the
-other members go on. Only an interruption (Ctrl-C, SIGTERM) propagates.
+other members go on. Only an interruption (Ctrl-C, SIGTERM) propagates. A member run as
+several processes (torchrun) trains in all of them; rank 0 alone predicts and records.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def run_member(matrix_dir: MatrixDir, name: str, *, resume: bool = False, device
     """Train (or, with `resume`, finish) one member, then cache its predictions. Returns its result record."""
     import torch
 
+    from stagedsl.engine import distributed
     from stagedsl.engine.runner import run_plan
     from stagedsl.engine.signals import RunInterrupted
 
@@ -65,8 +67,9 @@ def run_member(matrix_dir: MatrixDir, name: str, *, resume: bool = False, device
     except GateStopped as exc:
         status, problems = STOPPED, exc.problems
     except (KeyboardInterrupt, RunInterrupted) as exc:
-        _record(matrix_dir, name, INTERRUPTED, [Problem(code="E440", message=f"member `{name}` was interrupted: {exc or 'Ctrl-C'}")],
-                started, resume)
+        if distributed.from_environment().is_writer:
+            _record(matrix_dir, name, INTERRUPTED, [Problem(code="E440", message=f"member `{name}` was interrupted: {exc or 'Ctrl-C'}")],
+                    started, resume)
         raise
     except StagedError as exc:
         status, problems = FAILED, exc.problems
@@ -74,6 +77,8 @@ def run_member(matrix_dir: MatrixDir, name: str, *, resume: bool = False, device
         status, problems = FAILED, [Problem(code="E703", message=f"member `{name}` crashed: {type(exc).__name__}: {exc}")]
     finally:
         torch.set_num_threads(threads)
+    if not distributed.from_environment().is_writer:
+        return {"member": name, "status": status, "error": problem_dicts(problems) or None, "resumed": resume}
     if status == COMPLETED:
         problems = _predict(matrix_dir, name, registry)
         status = FAILED if problems else COMPLETED

@@ -93,8 +93,9 @@ def member_spec_text(spec: Spec, document: dict, member: str) -> str:
     return header + tomli_w.dumps(document)
 
 
-def compile_matrix(spec: Spec, registry: Registry, *, out: Path | str, spec_text: str = "") -> MatrixPlan:
-    """Compile every member of `spec`'s matrix; a `PlanError` lists every member problem (once per variant)."""
+def compile_matrix(spec: Spec, registry: Registry, *, out: Path | str, spec_text: str = "", world_size: int = 1) -> MatrixPlan:
+    """Compile every member of `spec`'s matrix (each for `world_size` processes); a `PlanError` lists every
+    member problem (once per variant)."""
     from stagedsl.plan.compile import compile_plan
 
     out = Path(out)
@@ -103,7 +104,7 @@ def compile_matrix(spec: Spec, registry: Registry, *, out: Path | str, spec_text
         member_dir = str(out / MEMBERS_DIR / member.name)
         run = attrs.evolve(member.spec.run, out=member_dir)
         try:
-            plan = compile_plan(attrs.evolve(member.spec, run=run), registry)
+            plan = compile_plan(attrs.evolve(member.spec, run=run), registry, world_size=world_size)
         except PlanError as exc:
             for problem in exc.problems:
                 key = (problem.code, problem.message, problem.path)

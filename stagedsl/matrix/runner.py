@@ -69,13 +69,14 @@ def select(names: Sequence[str], patterns: Optional[Sequence[str]]) -> list[str]
 
 def run_matrix(spec: Any, *, registry: Any = None, out: Optional[Path | str] = None, jobs: Optional[int] = None,
                members: Optional[Sequence[str]] = None, device: Optional[str] = None, overwrite: bool = False,
-               spec_text: str = "", say: Say = _stderr) -> MatrixResult:
-    """Train the members of `spec`'s ``[matrix]`` and build its ensembles (see the module docstring)."""
+               spec_text: str = "", say: Say = _stderr, nproc: int = 1) -> MatrixResult:
+    """Train the members of `spec`'s ``[matrix]`` and build its ensembles (see the module docstring);
+    `nproc` > 1: each member as that many processes (torchrun, DDP)."""
     from stagedsl.matrix.plan import compile_matrix
 
     registry = registry if registry is not None else _registry()
     run_dir = Path(out if out is not None else (spec.run.out or f"runs/{spec.run.name}"))
-    matrix = compile_matrix(spec, registry, out=run_dir, spec_text=spec_text)
+    matrix = compile_matrix(spec, registry, out=run_dir, spec_text=spec_text, world_size=nproc)
     chosen = select([m.name for m in matrix.members], members)
     matrix_dir = MatrixDir(run_dir)
     _claim(matrix_dir, overwrite, say, check_only=True)  # a refused run leaves nothing behind, not even a lock
@@ -89,7 +90,7 @@ def run_matrix(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
         for member in matrix.members:
             write_job(matrix_dir, member.name, member.plan, member.spec_text)
         return _train_and_combine(matrix_dir, chosen, jobs=jobs or matrix.jobs, resume={}, device=device, registry=registry,
-                                  say=say)
+                                  say=say, nproc=nproc)
 
 
 def _claim(matrix_dir: MatrixDir, overwrite: bool, say: Say, *, check_only: bool = False) -> None:
@@ -114,17 +115,17 @@ def _claim(matrix_dir: MatrixDir, overwrite: bool, say: Say, *, check_only: bool
 
 
 def resume_matrix(run_dir: Path | str, *, registry: Any = None, jobs: Optional[int] = None, members: Optional[Sequence[str]] = None,
-                  device: Optional[str] = None, say: Say = _stderr) -> MatrixResult:
+                  device: Optional[str] = None, say: Say = _stderr, nproc: int = 1) -> MatrixResult:
     """Finish the unfinished members of a matrix run (finished ones are skipped), then build its ensembles again."""
     registry = registry if registry is not None else _registry()
     matrix_dir = MatrixDir(run_dir)
     matrix_dir.read_index()  # E702 before anything is locked or written
     with RunDir(run_dir).lock("resume"):
-        return _resume_members(matrix_dir, jobs=jobs, members=members, device=device, registry=registry, say=say)
+        return _resume_members(matrix_dir, jobs=jobs, members=members, device=device, registry=registry, say=say, nproc=nproc)
 
 
 def _resume_members(matrix_dir: MatrixDir, *, jobs: Optional[int], members: Optional[Sequence[str]], device: Optional[str],
-                    registry: Any, say: Say) -> MatrixResult:
+                    registry: Any, say: Say, nproc: int) -> MatrixResult:
     index = matrix_dir.read_index()
     chosen = select([m["name"] for m in index["members"]], members)
     todo, resume = [], {}
@@ -136,11 +137,11 @@ def _resume_members(matrix_dir: MatrixDir, *, jobs: Optional[int], members: Opti
         todo.append(name)
         resume[name] = status != PENDING
     return _train_and_combine(matrix_dir, todo, jobs=jobs or int(index.get("jobs") or 1), resume=resume, device=device,
-                              registry=registry, say=say)
+                              registry=registry, say=say, nproc=nproc)
 
 
 def _train_and_combine(matrix_dir: MatrixDir, names: list[str], *, jobs: int, resume: dict, device: Optional[str], registry: Any,
-                       say: Say) -> MatrixResult:
+                       say: Say, nproc: int = 1) -> MatrixResult:
     from stagedsl.ensemble.build import build_ensembles
     from stagedsl.matrix.jobs import run_members
     from stagedsl.matrix.summary import write_summary
@@ -154,7 +155,8 @@ def _train_and_combine(matrix_dir: MatrixDir, names: list[str], *, jobs: int, re
     def start(name: str) -> None:
         counter["started"] += 1
         say(f"member {name} ({counter['started']}/{total}): {'resuming' if resume.get(name) else 'training'}"
-            + (f" in its own process, log {matrix_dir.log(name)}" if jobs > 1 and total > 1 else ""))
+            + (f" as {nproc} processes, log {matrix_dir.log(name)}" if nproc > 1 else
+               f" in its own process, log {matrix_dir.log(name)}" if jobs > 1 and total > 1 else ""))
 
     def report(name: str, result: dict) -> None:
         error = error_text(result)
@@ -163,7 +165,8 @@ def _train_and_combine(matrix_dir: MatrixDir, names: list[str], *, jobs: int, re
     if names:
         say(f"training {total} member{'s' if total != 1 else ''}, {min(jobs, total)} at a time")
     try:
-        run_members(matrix_dir, names, jobs=jobs, resume=resume, device=device, registry=registry, report=report, start=start)
+        run_members(matrix_dir, names, jobs=jobs, resume=resume, device=device, registry=registry, report=report, start=start,
+                    nproc=nproc)
     finally:
         write_summary(matrix_dir, index, wall_time_s=round(previous + time.perf_counter() - started, 3))
     for entry in index["members"]:  # members finished in an earlier attempt may lack (or have stale) predictions

@@ -95,7 +95,7 @@ def build_meta_model(spec: Spec, registry: Registry) -> Any:
     budget = _ParameterBudget(spec.run.max_parameters, spec.model.use)
     handle = torch.nn.modules.module.register_module_parameter_registration_hook(budget.count)
     try:
-        with torch.device("meta"), _skip_weight_init(), _counting_copies(budget):
+        with torch.device("meta"), skip_weight_init(), _counting_copies(budget):
             return registry.build("models", spec.model.use, spec.model.args, at="model", phase="plan")
     finally:
         handle.remove()
@@ -153,7 +153,7 @@ class _ParameterBudget:
 
 
 @contextlib.contextmanager
-def _skip_weight_init():
+def skip_weight_init():
     """Make `torch.nn.init` no-ops while building on meta: there are no values to fill, and
     initialising 10k tensors one dispatch at a time dominates compile time otherwise."""
     import torch.nn.init as init
@@ -173,12 +173,20 @@ def _skip_weight_init():
             setattr(init, name, function)
 
 
-def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, model: Any = None, data: Any = None) -> Plan:
+def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, model: Any = None, data: Any = None,
+                 world_size: int = 1, build_pieces: bool = True) -> Plan:
     """Compile a checked `Spec` into a `Plan`; raises `PlanError` listing every problem.
 
     `model` (an ``nn.Module``) and `data` (`stagedsl.DataSplits`) are live objects taking the
     place of a ``[model]`` / ``[data]`` the spec names ``<live:...>`` (`stagedsl.plan`): the
     plan records their name and what was read from them (parameter names, split lengths).
+    `world_size` > 1 compiles it for that many processes (torchrun / DDP): the spec's
+    batch size is each process's, epochs count global batches, and each stage's DDP
+    graph check is made (`stagedsl.plan.distributed`). `build_pieces` builds each stage's loss,
+    metrics, optimizer and scheduler once so that one refusing its arguments is a located error
+    before any compute (`stagedsl.plan.pieces`); False (``staged plan``'s dry run) builds the
+    losses alone and leaves the rest to the run, which checks them before its first stage:
+    building a torch optimizer imports torch._dynamo and a metric torchmetrics, ~1.5 s each.
     """
     registry = registry or get_registry()
     spec = anchored(spec, registry)
@@ -191,13 +199,13 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, model: Any 
     parameters = {name: int(p.numel()) for name, p in network.named_parameters()}
     names = list(parameters)
     modules = ModuleTree(network, names)  # walked only if a strategy takes `modules`
-    data_plan, sized = _data_plan(spec, registry, problems, data)
+    data_plan, sized = _data_plan(spec, registry, problems, data, world_size)
     stages = []
     for index, stage in enumerate(spec.stages):
         planned = _stage_plan(stage, index, names, modules, parameters, data_plan, sized, registry, problems)
         if planned is not None:
             stages.append(planned)
-            check_stage_pieces(planned, registry, problems)
+            check_stage_pieces(planned, registry, problems, losses_only=not build_pieces)
     if problems.items:
         raise PlanError(problems.items)
     run = spec.run
@@ -212,12 +220,20 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, model: Any 
         spec_file=spec.file,
         root=spec.root,
     )
+    if world_size > 1:
+        from stagedsl.plan.distributed import distributed_plan
+
+        plan = attrs.evolve(plan, distributed=distributed_plan(plan, registry, world_size, model=network, data=data))
     warnings = problems.warnings + [problems.located(warning) for warning in lint_plan(plan, registry)]
     return attrs.evolve(plan, warnings=tuple(attrs.asdict(warning, filter=lambda field, _: field.name != "trace") for warning in warnings))
 
 
-def _data_plan(spec: Spec, registry: Registry, problems: _Problems, live: Any = None) -> tuple[DataPlan, bool]:
-    """The data plan, and whether the dataset could say how big it is (False after E026)."""
+def _data_plan(spec: Spec, registry: Registry, problems: _Problems, live: Any = None,
+               world_size: int = 1) -> tuple[DataPlan, bool]:
+    """The data plan, and whether the dataset could say how big it is (False after E026).
+
+    An epoch is counted in global batches (each process's batch x `world_size`): each process
+    sees ``ceil(n / world_size)`` samples an epoch, in batches of ``batch_size``."""
     section = spec.data
     sizes: dict = {}
     sized = True
@@ -245,9 +261,11 @@ def _data_plan(spec: Spec, registry: Registry, problems: _Problems, live: Any = 
     batches = None
     if "train" in sizes:
         count = sizes["train"]
-        batches = count // section.batch_size if section.drop_last else math.ceil(count / section.batch_size)
+        step = section.batch_size * world_size  # ceil(ceil(n / N) / B) = ceil(n / (N B)), floor likewise
+        batches = count // step if section.drop_last else math.ceil(count / step)
         if batches == 0:
-            problems.add(("data", "batch_size"), f"the training split has {count} samples, fewer than one batch of {section.batch_size}", "lower batch_size or set drop_last = false", "E027")
+            what = f"one batch of {section.batch_size}" + (f" on each of {world_size} processes" if world_size > 1 else "")
+            problems.add(("data", "batch_size"), f"the training split has {count} samples, fewer than {what}", "lower batch_size or set drop_last = false", "E027")
     return DataPlan(
         name=section.use,
         args=dict(section.args),

@@ -213,6 +213,25 @@ class ExportPlan:
 
 
 @attrs.frozen
+class DistributedStagePlan:
+    """How one stage runs under DistributedDataParallel (decided by `stagedsl.plan.distributed`)."""
+
+    name: str
+    find_unused: bool  # DDP's find_unused_parameters: only when a trainable parameter has no path to the output
+    unused: tuple[str, ...] = ()  # the trainable parameters the graph check found without one
+    check: str = "traced"  # "traced" (a forward on the meta device), or why the check could not run
+
+
+@attrs.frozen
+class DistributedPlan:
+    """The run as `world_size` processes (torchrun, DDP); ``data.batch_size`` is each process's batch."""
+
+    world_size: int
+    global_batch: int  # data.batch_size x world_size: what one optimizer step sees
+    stages: tuple[DistributedStagePlan, ...] = ()
+
+
+@attrs.frozen
 class Plan:
     """The compiled, resolved training plan. The engine's only input."""
 
@@ -225,6 +244,7 @@ class Plan:
     parameters: dict = attrs.field(factory=dict)  # parameter name -> numel, registration order
     warnings: tuple[dict, ...] = ()
     spec_file: Optional[str] = None
+    distributed: Optional[DistributedPlan] = None  # None: one process
     format: int = PLAN_FORMAT
     root: Optional[str] = None  # the spec's folder: modules named by import path ("pkg.module:attr") are found there too
 
@@ -242,9 +262,17 @@ class Plan:
                 return stage
         raise KeyError(name)
 
+    @property
+    def world_size(self) -> int:
+        """How many processes the plan runs as (1 without `distributed`)."""
+        return self.distributed.world_size if self.distributed is not None else 1
+
     def to_dict(self) -> dict[str, Any]:
-        """The plan as plain JSON-ready data."""
-        return _plain(attrs.asdict(self))
+        """The plan as plain JSON-ready data (a one-process plan has no ``distributed`` key)."""
+        data = _plain(attrs.asdict(self))
+        if data.get("distributed") is None:
+            data.pop("distributed", None)
+        return data
 
     def to_json(self, *, indent: Optional[int] = 2) -> str:
         """The plan as JSON text, with its hash and every stage's hash."""
@@ -315,6 +343,15 @@ def inconsistencies(plan: Plan) -> list[str]:
             what = (f"groups hold `{extra[0]}`, which is frozen" if extra else f"no group holds trainable `{lacking[0]}`" if lacking
                     else "a parameter is in two groups")
             out.append(f"stage `{stage.name}`: {what}")
+    distributed = plan.distributed
+    if distributed is not None:
+        if distributed.world_size < 2:
+            out.append(f"a distributed plan runs as 2 or more processes, not {distributed.world_size}")
+        if distributed.global_batch != plan.data.batch_size * distributed.world_size:
+            out.append(f"the global batch {distributed.global_batch} is not the batch {plan.data.batch_size} "
+                       f"x {distributed.world_size} processes")
+        if [s.name for s in distributed.stages] != [s.name for s in plan.stages]:
+            out.append("the distributed plan's stages are not the plan's stages")
     return out
 
 

@@ -4,8 +4,10 @@ A loss, metric, optimizer or scheduler refusing its arguments (a ``ValueError`` 
 value out of range) would otherwise surface only when its stage starts, after the
 earlier stages have trained. `check_stage_pieces` builds each of them once while
 planning (the optimizer over one stand-in scalar per parameter group, the scheduler on
-that optimizer), so the refusal is a located error of ``staged plan``. A loss with an
-argument written ``"auto"`` is left to the run (the value is computed from the data).
+that optimizer), so the refusal is a located error of ``staged run`` before any stage
+trains. ``staged plan``'s dry run builds the losses alone (it must stay interactive: a torch
+optimizer imports torch._dynamo, a metric torchmetrics). A loss with an argument written
+``"auto"`` is left to the run (the value is computed from the data).
 
 A live model or dataset handed to `stagedsl.plan` / `stagedsl.run` stands where the
 spec says ``<live:...>``; `live_piece` checks it is what it should be.
@@ -75,15 +77,18 @@ def _attempt(problems: Any, build: Callable[[], Any]) -> Optional[Any]:
         return None
 
 
-def check_stage_pieces(stage: StagePlan, registry: Registry, problems: Any) -> None:
+def check_stage_pieces(stage: StagePlan, registry: Registry, problems: Any, *, losses_only: bool = False) -> None:
     """Build the stage's losses, metrics, optimizer and scheduler once (see the module docstring); what
-    fails goes to `problems`, located at the piece."""
+    fails goes to `problems`, located at the piece. `losses_only`: the losses alone (a dry run, which
+    stays fast: no torch optimizer, so no torch._dynamo, and no torchmetrics)."""
     at = ("stage", stage.index)
     for j, term in enumerate(stage.loss.terms):
         if any(isinstance(value, str) and value == AUTO for value in term.args.values()):
             continue
         path = format_path(list(loss_term_path(stage.index, stage.loss.kind, len(stage.loss.terms), j)))
         _attempt(problems, lambda: registry.build("losses", term.name, term.args, at=path, phase="plan"))
+    if losses_only:
+        return
     for j, metric in enumerate(stage.metrics):
         path = format_path(list(at + ("metrics", j)))
         _attempt(problems, lambda: registry.build("metrics", metric.name, metric.args, at=path, phase="plan"))

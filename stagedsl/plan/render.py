@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from stagedsl.plan.model import Plan, StagePlan
+from stagedsl.plan.model import DistributedStagePlan, Plan, StagePlan
 from stagedsl.registry.import_path import is_file_path, is_import_path, short_name
 
 
@@ -53,8 +53,17 @@ def _loss(stage: StagePlan) -> str:
     return " + ".join((f"{t.weight:g}·" if t.weight != 1 else "") + term(t) for t in stage.loss.terms)
 
 
-def render_stage(stage: StagePlan, stage_hash: Optional[str] = None) -> str:
-    """One stage as an indented block (with its content hash when given)."""
+def _ddp(stage: DistributedStagePlan) -> str:
+    if not stage.find_unused:
+        return "  DDP: find_unused_parameters off (every trainable parameter reaches the output)"
+    if stage.check != "traced":
+        return f"  DDP: find_unused_parameters on ({stage.check})"
+    shown = ", ".join(stage.unused[:3]) + (f", ... ({len(stage.unused)} in all)" if len(stage.unused) > 3 else "")
+    return f"  DDP: find_unused_parameters on: trainable but not reaching the output: {shown}"
+
+
+def render_stage(stage: StagePlan, stage_hash: Optional[str] = None, ddp: Optional[DistributedStagePlan] = None) -> str:
+    """One stage as an indented block (with its content hash when given, and its DDP line for a distributed plan)."""
     lines = [f"stage {stage.index + 1}: {stage.name}  —  {_duration(stage)}" + (f"  [hash {stage_hash}]" if stage_hash else "")]
     trainable = sum(v[0] for v in stage.modules.values())
     total = sum(v[1] for v in stage.modules.values())
@@ -93,6 +102,8 @@ def render_stage(stage: StagePlan, stage_hash: Optional[str] = None) -> str:
         extras.append("norm layers of frozen modules in eval mode")
     if extras:
         lines.append("  " + "; ".join(extras))
+    if ddp is not None:
+        lines.append(_ddp(ddp))
     return "\n".join(lines)
 
 
@@ -113,19 +124,24 @@ def render_plan(plan: Plan, chart: Optional[str] = None) -> str:
     """The whole plan: header, every stage, the LR chart."""
     run = plan.run
     total = sum(s.steps for s in plan.stages)
+    batch = f"batch {plan.data.batch_size}"
+    if plan.distributed is not None:
+        batch += f" per process x {plan.world_size} processes = {plan.distributed.global_batch} a step"
     lines = [
         f"plan `{run.name}`  ({plan.spec_file or 'spec'}, hash {plan.hash})",
         f"  model: {shown(plan.model.name)}{_args(plan.model.args)}  —  {human_count(sum(plan.parameters.values()))} parameters",
-        f"  data: {shown(plan.data.name)}{_args(plan.data.args)}; batch {plan.data.batch_size}"
+        f"  data: {shown(plan.data.name)}{_args(plan.data.args)}; {batch}"
         + (f"; {plan.data.batches_per_epoch} batches per epoch" if plan.data.batches_per_epoch else "")
         + _sizes_note(plan),
-        f"  run: device {run.device}, precision {run.precision}, seed {run.seed}, out {run.out}",
+        f"  run: device {run.device}, precision {run.precision}, seed {run.seed}, out {run.out}"
+        + (f", {plan.world_size} processes (DDP)" if plan.distributed is not None else ""),
         f"  {plural(len(plan.stages), 'stage')}, {plural(total, 'step')} in all",
         "",
     ]
     hashes = plan.stage_hashes
+    ddp = {s.name: s for s in plan.distributed.stages} if plan.distributed is not None else {}
     for stage in plan.stages:
-        lines.append(render_stage(stage, hashes[stage.name]))
+        lines.append(render_stage(stage, hashes[stage.name], ddp.get(stage.name)))
         lines.append("")
     if chart:
         lines.append("learning rate over the plan (log scale):")

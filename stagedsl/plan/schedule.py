@@ -4,6 +4,11 @@ Each stage's scheduler factory runs on a throw-away optimizer (one scalar per gr
 and is stepped exactly as the engine steps it, so the curve is what training will see.
 Metric-driven schedulers (plateau) are drawn flat: they move only if the metric stalls
 (the W001 lint gives their worst case).
+
+The throw-away optimizer is `RatesOnly`: a `torch.optim.Optimizer` holding parameter groups
+and nothing else. A real one would do (SGD's groups and defaults are what it copies), but
+building any torch optimizer imports ``torch._dynamo`` (its methods are wrapped to keep
+the compiler out), ~2 s of a dry run that never steps an optimizer.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ def stage_lr_curve(stage: StagePlan, registry: Registry) -> dict[str, list[float
 
     monitored = registry.get("schedulers", stage.scheduler.name).meta.monitored
     groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": g.lr, "name": g.name} for g in stage.groups]
-    optimizer = torch.optim.SGD(groups, lr=stage.lr)
+    optimizer = rates_only(groups, lr=stage.lr)
     curves: dict[str, list[float]] = {g.name: [] for g in stage.groups}
     scheduler = registry.build("schedulers", stage.scheduler.name, stage.scheduler.args, at=f"stage[{stage.index}].scheduler",
                                phase="plan", optimizer=optimizer, total_steps=stage.steps)
@@ -35,6 +40,33 @@ def stage_lr_curve(stage: StagePlan, registry: Registry) -> dict[str, list[float
             if step is not None:
                 step()
     return curves
+
+
+def rates_only(groups: list[dict], *, lr: float) -> "torch.optim.Optimizer":  # noqa: F821
+    """A `torch.optim.Optimizer` with these parameter groups (filled in with SGD's defaults) and no state:
+    what a scheduler reads and writes, built without importing ``torch._dynamo``."""
+    import collections
+
+    import torch
+
+    class RatesOnly(torch.optim.Optimizer):
+        """Parameter groups for a scheduler to set rates in; it trains nothing."""
+
+        def __init__(self, param_groups: list[dict], defaults: dict):  # no Optimizer.__init__: it imports torch._dynamo
+            self.defaults = defaults
+            self.state = collections.defaultdict(dict)
+            self.param_groups = [{**defaults, **group} for group in param_groups]
+            for hooks in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_state_dict_pre_hooks",
+                          "_optimizer_state_dict_post_hooks", "_optimizer_load_state_dict_pre_hooks",
+                          "_optimizer_load_state_dict_post_hooks"):
+                setattr(self, hooks, collections.OrderedDict())
+
+        def step(self, closure=None):  # noqa: D102 - nothing to train
+            return None
+
+    defaults = {"lr": lr, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False, "maximize": False,
+                "foreach": None, "differentiable": False, "fused": None}
+    return RatesOnly(groups, defaults)
 
 
 def plan_lr_curve(plan: Plan, registry: Optional[Registry] = None) -> list[dict]:

@@ -172,10 +172,10 @@ def test_a_member_process_that_dies_is_recorded_and_the_other_members_go_on(matr
         (run / "predictions" / f"{name}.npz").unlink()
     real = jobs.worker_command
 
-    def command(matrix_dir, name, resume, device):
+    def command(matrix_dir, name, resume, device, *nproc):
         if name == "plain-s2":  # this member's process is killed as the OOM killer would
             return [sys.executable, "-c", "import os, signal; print('allocating...', flush=True); os.kill(os.getpid(), signal.SIGKILL)"]
-        return real(matrix_dir, name, resume, device)
+        return real(matrix_dir, name, resume, device, *nproc)
 
     monkeypatch.setattr(jobs, "worker_command", command)
     assert run_cli(["resume", str(run), "--jobs", "2"]) == 1

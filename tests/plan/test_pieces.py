@@ -1,5 +1,7 @@
-"""What the planner builds once before any compute: a loss, metric, optimizer or scheduler that refuses
-its arguments fails `staged plan` (exit 2, located) instead of the run; a plugin's piece that raises
+"""What the planner builds once before any compute: a loss that refuses its arguments fails `staged plan`
+(exit 2, located) instead of the run, a metric, optimizer or scheduler fails `compile_plan` and so
+`staged run` before its first stage (the dry run leaves them out: a torch optimizer imports
+torch._dynamo, a metric torchmetrics, tests/cli/test_startup.py); a plugin's piece that raises
 anything at all is a located error naming the piece, its plugin and distribution, its traceback shown
 only with --debug; a dataset without `sizes` is counted by building it once."""
 
@@ -49,6 +51,13 @@ def test_optimizers_schedulers_and_metrics_are_built_while_planning(registry, tm
     problem = caught.value.problems[0]
     assert problem.code == "E025" and needle in problem.message
     assert problem.path.startswith(f"stage[0].{key}") and problem.line is not None
+
+
+def test_a_refused_optimizer_argument_stops_the_run_before_anything_runs(registry, tmp_path, capsys):
+    spec = spec_file(tmp_path, 'optimizer = { use = "sgd", momentum = -0.5 }')
+    assert run_cli(["run", str(spec), "--out", str(tmp_path / "run")]) == 2
+    assert "Invalid momentum value: -0.5" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing ran
 
 
 def broken_strategy(names: list[str], depth: int = 1) -> list[str]:
