@@ -17,9 +17,10 @@ Errors are the typed errors the CLI renders (`SpecError`, `PlanError`, `RunError
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from stagedsl.cli.diagnostics import render_problems
 from stagedsl.errors import Problem, UsageError
@@ -104,8 +105,8 @@ def run(spec: "str | Path | Spec", *, profile: Optional[str] = None, set: Sequen
     ``summary``, ``best`` per stage, ``export``), writing the same run directory.
 
     `spec`, `profile`, `set`, `model` and `data` as for `plan`; a live `model` is trained in
-    place. `out` is the run directory (default the spec's ``run.out``); one that holds a run
-    is refused (E091) unless `overwrite`. The spec's ``[export]`` runs at the end when
+    place. `out` is the run directory (default the spec's ``run.out``); one that is not empty
+    is refused (E091, E442, E443) unless `overwrite` (see `prepare_run_dir`). The spec's ``[export]`` runs at the end when
     `export` (not for a live model or data: they cannot be rebuilt from the plan). The plan's lint warnings go to `warn` (default: printed to stderr as the CLI
     does). Raises the typed errors the CLI renders; `GateStopped` (its ``result`` holds the
     `RunResult`) when a gate stops the run. In a script torchrun started (``torchrun
@@ -125,19 +126,19 @@ def run(spec: "str | Path | Spec", *, profile: Optional[str] = None, set: Sequen
         (warn or _stderr)(render_problems([Problem(**w) for w in compiled.warnings]))
     run_dir = Path(out if out is not None else compiled.run.out)
     distributed.join(processes)
-    distributed.from_writer(lambda: prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage))
-    result = run_plan(compiled, registry=registry, out=run_dir, from_stage=from_stage, device=device, callbacks=callbacks,
-                      spec_text=effective_spec_text(loaded), model=model, data=data)
-    if export and compiled.export is not None and processes.is_writer:
-        if model is not None or data is not None:
-            (warn or _stderr)("note: the spec's [export] is skipped: a live model or data exists only in this process, so the run "
-                              "cannot be rebuilt from its plan; name them by import path (use = \"./model.py:Net\") to export")
-        else:
-            import attrs
+    with own_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=warn or _stderr, distributed=processes.distributed):
+        result = run_plan(compiled, registry=registry, out=run_dir, from_stage=from_stage, device=device, callbacks=callbacks,
+                          spec_text=effective_spec_text(loaded), model=model, data=data)
+        if export and compiled.export is not None and processes.is_writer:
+            if model is not None or data is not None:
+                (warn or _stderr)("note: the spec's [export] is skipped: a live model or data exists only in this process, so the run "
+                                  "cannot be rebuilt from its plan; name them by import path (use = \"./model.py:Net\") to export")
+            else:
+                import attrs
 
-            from stagedsl.export.runner import export_run
+                from stagedsl.export.runner import export_run
 
-            result = attrs.evolve(result, export=export_run(result.run_dir, registry=registry))
+                result = attrs.evolve(result, export=export_run(result.run_dir, registry=registry))
     return result
 
 
@@ -151,18 +152,38 @@ def _refuse_matrix(spec: "Spec", what: str) -> None:
                                   hint="run it with `staged run SPEC` or stagedsl.run_matrix(spec, ...); plan one member with --set")])
 
 
-def prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str]) -> None:
-    """Refuse to mix a new run into an old one's files unless asked to (E091); with `overwrite`, remove
-    exactly what the old run wrote (`RunDir.owned`)."""
+@contextlib.contextmanager
+def own_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str], say: Optional[Callable[[str], None]] = None,
+                distributed: bool = False) -> Iterator[RunDir]:
+    """Own `run_dir` for a new run while the block runs: its lock held (E441 while another process
+    writes it), and a folder that is not empty refused (E091 a run, E442 a run killed before its
+    first stage ended, E443 other files) unless `overwrite`, which deletes exactly what a run wrote
+    there, telling `say` what first (`RunDir.prepare_new_run`). With `from_stage` the earlier
+    stages' files are the point: nothing is refused or deleted.
+
+    A `distributed` run (one of torchrun's processes) has rank 0 prepare the folder for all
+    (`prepare_run_dir`); the engine's rank 0 then holds the lock while it trains.
+    """
     layout = RunDir(run_dir)
-    if from_stage is not None or not layout.holds_run():
+    if distributed:
+        from stagedsl.engine import distributed as processes
+
+        processes.from_writer(lambda: prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=say))
+        yield layout
         return
-    if not overwrite:
-        raise UsageError(
-            [Problem("E091", f"{run_dir} already holds a run", path="--out",
-                     hint=f"continue it with `staged resume {run_dir}`, start over with --overwrite, or pick another --out")]
-        )
-    layout.clear()
+    if from_stage is None:
+        layout.prepare_new_run(overwrite=overwrite, check_only=True)  # a refused run leaves nothing behind, not even a lock
+    with layout.lock("run"):  # one owner from the first file deleted to the last one exported
+        if from_stage is None:
+            layout.prepare_new_run(overwrite=overwrite, say=say)
+        yield layout
+
+
+def prepare_run_dir(run_dir: Path, *, overwrite: bool, from_stage: Optional[str], say: Optional[Callable[[str], None]] = None) -> None:
+    """`own_run_dir` for a moment: the folder refused or made ready for a new run, the lock held while
+    anything is deleted and released at once (for a launcher whose workers then take it)."""
+    with own_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=say):
+        pass
 
 
 def resume_run(
@@ -222,4 +243,4 @@ def _recompile(run_dir: RunDir, overrides: Sequence[str], registry: Registry, mo
             effective_spec_text(loaded, note=f" (resumed with {' '.join(overrides)})"))
 
 
-__all__ = ["effective_spec_text", "load", "load_and_compile", "plan", "prepare_run_dir", "resume_run", "run"]
+__all__ = ["effective_spec_text", "load", "load_and_compile", "own_run_dir", "plan", "prepare_run_dir", "resume_run", "run"]

@@ -66,8 +66,14 @@ def closest(word: object, choices: Iterable[str], *, cutoff: float = 0.5) -> Opt
     folded = word.casefold()
     best: Optional[str] = None
     best_score = (-1.0, -1.0)
+    matcher = difflib.SequenceMatcher(None)
+    matcher.set_seq1(folded)
     for choice in choices:
-        score = (difflib.SequenceMatcher(None, folded, choice.casefold()).ratio(), difflib.SequenceMatcher(None, word, choice).ratio())
+        matcher.set_seq2(choice.casefold())
+        floor = max(cutoff, best_score[0])
+        if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
+            continue  # upper bounds of the ratio: this choice can neither qualify nor win (20k unknown keys stay cheap)
+        score = (matcher.ratio(), difflib.SequenceMatcher(None, word, choice).ratio())
         if score[0] >= cutoff and score > best_score:
             best, best_score = choice, score
     return best
@@ -156,3 +162,36 @@ class RunStopped(StagedError):
     """
 
     exit_code = 1
+
+
+OS_HINTS = {
+    "EROFS": "the file system is read-only: pick an --out on a writable disk (or remount it read-write)",
+    "ENOSPC": "the disk is full: free some space (older runs, a lower checkpoint.keep_last), then `staged resume` "
+              "continues from the last good checkpoint",
+    "EDQUOT": "the disk quota is used up: free some space, then `staged resume` continues from the last good checkpoint",
+    "ENAMETOOLONG": "a path is too long for the file system: pick a shorter --out, or shorter run and stage names",
+    "EACCES": "permission denied: check who owns the folder and its mode (ls -ld), or pick another --out",
+    "EPERM": "the operation is not permitted here: check the folder's owner, mode and attributes, or pick another --out",
+    "EMFILE": "too many open files: raise the limit (ulimit -n) or lower data.workers",
+    "EIO": "the disk reported an I/O error: check it (dmesg), then resume from the last good checkpoint",
+}
+"""What to do about an OS failure, by errno name."""
+
+
+def os_failure(exc: OSError, doing: str, *, error: type["StagedError"] = None, checkpoint: Optional[str] = None) -> "StagedError":
+    """The error (E445, a `RunError` unless `error` says otherwise) for an `OSError` met while `doing` something.
+
+    It names the file and the OS's reason, and its hint says what to do about that
+    reason; `checkpoint` names the last good checkpoint, which the failure left intact.
+    """
+    import errno as errno_names
+
+    name = errno_names.errorcode.get(exc.errno or 0, "")
+    target = exc.filename if exc.filename is not None else None
+    where = f" `{target}`" if target is not None else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = OS_HINTS.get(name, "check the disk and the folder (space, permissions, path length)")
+    if checkpoint:
+        hint += f"; the last good checkpoint is `{checkpoint}`"
+    message = f"{doing} failed{where}: {reason}" + (f" ({name})" if name else "")
+    return (error or RunError)([Problem(code="E445", message=message, hint=hint)])

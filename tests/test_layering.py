@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 ROOMS = ("base", "registry", "spec", "public", "plan", "engine", "export", "matrix_dir", "search_dir", "eval", "report", "ensemble",
          "matrix", "search", "api", "cli")
-"""Bottom to top. `base` is what every room may use (errors, data, run_dir, extras); `public` is
+"""Bottom to top. `base` is what every room may use (errors, data, run_dir and its lock, extras); `public` is
 the `stagedsl` package itself (its eager imports; the rest it loads lazily by name). Above the
 engine sit the rooms that compose runs or read them: `matrix_dir` (`stagedsl.matrix.layout`,
 the matrix folder's layout: what the matrix writes and eval and the ensembles read, as run_dir
@@ -40,7 +40,7 @@ def room(module: str) -> str:
         return "plugins"
     if len(parts) == 1:
         return "public"
-    if parts[1] in ("errors", "data", "run_dir", "extras"):
+    if parts[1] in ("errors", "data", "run_dir", "run_lock", "extras"):
         return "base"
     if parts[1] == "__main__":
         return "cli"

@@ -207,6 +207,16 @@ def plan(
     _warnings(compiled)
 
 
+def check_out(out: Optional[Path]) -> None:
+    """Refuse an ``--out`` inside /proc, /sys or /dev (E014), as the spec check refuses such a ``run.out``."""
+    from stagedsl.spec.names import system_path_problem
+
+    problem = system_path_problem(out) if out is not None else None
+    if problem:
+        raise UsageError([Problem("E014", f"--out: {problem}: no run belongs there", path="--out",
+                                  hint="pick a folder for the run, e.g. --out runs/NAME")])
+
+
 @app.command()
 def run(
     spec: Path = SpecArg,
@@ -215,7 +225,7 @@ def run(
     set_: Optional[List[str]] = SetOpt,
     device: Optional[str] = typer.Option(None, "--device", help='Override the device ("cpu", "cuda", "cuda:1", "auto").', metavar="DEVICE"),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage (earlier stages' checkpoints must exist in the run directory).", metavar="STAGE"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier run in the run directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Run in a folder that is not empty: delete what an earlier run wrote there (saying what) and nothing else."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Matrix runs: members trained at once, each in its own process (default the spec's `matrix.jobs`).", metavar="N"),
     member: Optional[List[str]] = typer.Option(None, "--member", "-m", help="Matrix runs: train only the members matching this glob (repeatable).", metavar="GLOB"),
     reuse: Optional[Path] = typer.Option(None, "--reuse", help="Take every leading stage whose stage hash another run (or a search) finished from it instead of training it.", metavar="DIR"),
@@ -236,8 +246,9 @@ def run(
     A matrix spec trains every member, then builds its ensembles. With --nproc N the run
     is N processes on this machine (torchrun, DDP; docs/distributed.md).
     """
-    from stagedsl.api import effective_spec_text, prepare_run_dir
+    from stagedsl.api import effective_spec_text, own_run_dir, prepare_run_dir
 
+    check_out(out)
     loaded = _load(spec, profile, set_)
     launching = launch_options(nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend,
                                rdzv_id=rdzv_id, master_addr=master_addr, master_port=master_port)
@@ -258,8 +269,8 @@ def run(
         raise UsageError([Problem("E090", "--reuse and --from-stage both choose where the run starts: give one", path="--reuse")])
     run_dir = Path(out if out is not None else (loaded.run.out or f"runs/{loaded.run.name}"))
     if launching is not None:  # the same command in N processes; rank 0 writes the run directory and the table
-        if launching.local:
-            prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage)
+        if launching.local:  # refused or made ready here, the lock let go for the workers to take
+            prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=lambda message: say(message, err=True))
         argv = worker_argv("run", spec, [("--out", run_dir), ("--profile", profile), ("--set", set_), ("--device", device),
                                          ("--from-stage", from_stage), ("--reuse", reuse), ("--overwrite", overwrite),
                                          ("--json", json_)])
@@ -278,15 +289,17 @@ def run(
 
         start = reuse_start_for(compiled, reuse, run_dir, say_it=processes.is_writer)
     distributed.join(processes)
-    distributed.from_writer(lambda: prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage))
-    if not processes.is_writer:
-        run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device, spec_text=effective_spec_text(loaded))
-        return
-    with RunReport(compiled, json_=json_):
-        result = run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device, spec_text=effective_spec_text(loaded))
-    show_result(result.summary, result.run_dir, compiled, json_=json_)  # before the export: a failed export keeps the table
-    if compiled.export is not None:
-        export_at_end(result.run_dir)
+    with own_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=lambda message: say(message, err=True),
+                     distributed=processes.distributed):
+        if not processes.is_writer:
+            run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device, spec_text=effective_spec_text(loaded))
+            return
+        with RunReport(compiled, json_=json_):
+            result = run_plan(compiled, out=run_dir, from_stage=from_stage, start=start, device=device,
+                              spec_text=effective_spec_text(loaded))
+        show_result(result.summary, result.run_dir, compiled, json_=json_)  # before the export: a failed export keeps the table
+        if compiled.export is not None:
+            export_at_end(result.run_dir)
 
 
 def export_at_end(run_dir: Path) -> None:
@@ -385,9 +398,21 @@ def run_cli(argv: Optional[list[str]] = None) -> int:
     except StagedError as exc:
         _report(exc)
         return exc.exit_code
-    except KeyboardInterrupt:
-        say("interrupted", err=True)
-        return 130
+    except OSError as exc:  # a full disk, a read-only file system, ... wherever it was met: an error, not a traceback
+        from stagedsl.errors import os_failure
+
+        command = next((a for a in (argv or sys.argv[1:]) if not a.startswith("-")), "staged")
+        error = os_failure(exc, f"`staged {command}`")
+        _report(error)
+        return error.exit_code
+    except RecursionError:
+        say(render_problems([Problem("E016", "the input nests too deeply to be read",
+                                     hint="flatten it: tables, arrays and gate conditions nest at most 32 deep")]), err=True)
+        return 2
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None)
+        say(f"stopped at once by {'a second signal ' + str(signum) if signum else 'an interrupt'}", err=True)
+        return 128 + signum if signum else 130
     finally:
         if "torch.distributed" in sys.modules:  # a worker under torchrun leaves its process group
             from stagedsl.engine import distributed
@@ -428,4 +453,4 @@ def main() -> None:
     sys.exit(run_cli())
 
 
-__all__ = ["app", "compile_spec", "export_at_end", "main", "run_cli", "show_result"]
+__all__ = ["app", "check_out", "compile_spec", "export_at_end", "main", "run_cli", "show_result"]

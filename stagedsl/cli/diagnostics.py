@@ -20,17 +20,17 @@ from stagedsl.errors import Problem
 _TOKEN_END = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'|[^\s,\]\}=]+')
 
 
-def _source_line(problem: Problem, texts: dict[str, str]) -> Optional[str]:
+def _source_line(problem: Problem, texts: dict) -> Optional[str]:
     if not problem.file or not problem.line:
         return None
-    text = texts.get(problem.file)
-    if text is None:
+    lines = texts.get(problem.file)
+    if lines is None:
         try:
-            text = Path(problem.file).read_text(encoding="utf-8")
-        except OSError:
-            text = ""
-        texts[problem.file] = text
-    lines = text.splitlines()
+            lines = Path(problem.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            lines = ""
+    if isinstance(lines, str):  # split once per file: 20k problems in one file stay linear
+        lines = texts[problem.file] = lines.splitlines()
     return lines[problem.line - 1] if 0 < problem.line <= len(lines) else None
 
 

@@ -149,20 +149,14 @@ def predict(
     import stagedsl
 
     loaded = stagedsl.load_package(package)
-    if not inputs.is_file():
-        raise UsageError([Problem(code="E524", message=f"input file `{inputs}` does not exist")])
-    try:
-        archive = np.load(inputs, allow_pickle=False)
-    except Exception as exc:
-        raise UsageError([Problem(code="E524", message=f"cannot read `{inputs}` as .npz: {exc}")]) from None
-    with archive:
-        keys = _input_keys(input_key, loaded.input_names, list(archive.files), inputs)
-        arrays = [archive[key] for key in keys]
+    keys, arrays = _read_inputs(inputs, input_key, loaded)
     outputs = loaded.predict(arrays, onnx=onnx, fp16=fp16, batch_size=batch_size)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     names = loaded.output_names or [f"output_{i}" for i in range(len(outputs))]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **dict(zip(names, outputs)))
+    out = out if out.suffix == ".npz" else out.with_name(out.name + ".npz")  # what np.savez writes: say that path
+    from stagedsl.engine.checkpointing.safe_io import atomic_write
+
+    atomic_write(out, lambda tmp: _save_npz(tmp, dict(zip(names, outputs))))
     written = {"out": str(out), "backend": "onnx-fp16" if fp16 else "onnx" if onnx else "torch", "inputs": keys,
                "outputs": {name: list(array.shape) for name, array in zip(names, outputs)}}
 
@@ -171,6 +165,55 @@ def predict(
     else:
         shapes = ", ".join(f"{n} {tuple(s)}" for n, s in written["outputs"].items())
         say(f"{out}: {shapes}")
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    import numpy as np
+
+    with open(path, "wb") as handle:  # a file object: np.savez adds no second .npz to a name
+        np.savez(handle, **arrays)
+
+
+def _read_inputs(path: Path, given: Optional[List[str]], package: Any) -> tuple[List[str], list]:
+    """The npz keys that feed the model and their arrays; E524 for a file that is not an .npz of numbers."""
+    import zipfile
+
+    import numpy as np
+
+    if not path.is_file():
+        raise UsageError([Problem(code="E524", message=f"input file `{path}` does not exist")])
+    expected = _expected(package)
+    if not zipfile.is_zipfile(path):
+        kind = "a single .npy array, not an .npz archive" if path.read_bytes()[:6] == b"\x93NUMPY" else "not an .npz archive"
+        raise UsageError([Problem(code="E524", message=f"`{path}` is {kind}",
+                                  hint=f"write the inputs with numpy.savez('{path.name}', x=array); the model takes {expected}")])
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise UsageError([Problem(code="E524", message=f"cannot read `{path}` as .npz: {type(exc).__name__}: {exc}",
+                                  hint=f"the model takes {expected}")]) from None
+    with archive:
+        keys = _input_keys(given, package.input_names, list(archive.files), path)
+        arrays = []
+        for key in keys:
+            try:
+                arrays.append(archive[key])
+            except ValueError as exc:  # object arrays: pickled Python objects, never loaded
+                raise UsageError([Problem(code="E522", message=f"array `{key}` of `{path}` holds Python objects "
+                                          f"(dtype object), not numbers: it was not loaded ({exc})",
+                                          hint=f"save a numeric array; the model takes {expected}")]) from None
+            except Exception as exc:
+                raise UsageError([Problem(code="E524", message=f"cannot read array `{key}` of `{path}`: "
+                                          f"{type(exc).__name__}: {exc}", hint=f"the model takes {expected}")]) from None
+    return keys, arrays
+
+
+def _expected(package: Any) -> str:
+    specs = package.config.get("inputs", []) if isinstance(getattr(package, "config", None), dict) else []
+    shown = ["`{}` {} [{}]".format(s.get("name"), s.get("dtype"), ", ".join("batch" if d is None else str(d)
+                                                                          for d in s.get("shape") or []))
+             for s in specs]
+    return ", ".join(shown) or "its inputs (see the package's config.json)"
 
 
 def _input_keys(given: Optional[List[str]], names: List[str], files: List[str], path: Path) -> List[str]:

@@ -135,7 +135,7 @@ def _stage_finished(ctx: RunContext, stage: StagePlan, objs: Any, outcome: Any) 
     state = ctx.state
     record = state.record(stage.name)
     save_stage_weights(ctx, stage.name, LAST)
-    if state.best_value is None:  # nothing measured the monitor: the last weights are the best known
+    if state.best_value is None and not state.nonfinite_evals:  # nothing measured the monitor: last is the best known
         save_stage_weights(ctx, stage.name, BEST)
     record.steps = state.stage_step
     record.epochs = state.epoch + 1 if state.stage_step else 0
@@ -143,6 +143,7 @@ def _stage_finished(ctx: RunContext, stage: StagePlan, objs: Any, outcome: Any) 
     record.steps_per_s = round(state.stage_step / outcome.wall_time_s, 3) if outcome.wall_time_s > 0 else None
     record.best_value, record.best_step = state.best_value, state.best_step
     record.skipped_steps = state.nonfinite_steps
+    record.nonfinite_evals = state.nonfinite_evals
     record.early_stopped = outcome.reason == EARLY_STOPPED
     record.last_values = dict(state.values)
 

@@ -202,13 +202,14 @@ class AttemptDriver:
         ctx.fire(Event.EVAL_END)
 
         monitor = self._value(stage.eval.monitor, "eval.monitor")
+        self._nonfinite_eval(values)
         if _improved(monitor, state.best_value, stage.eval.mode):
             state.best_value, state.best_step = monitor, state.stage_step
             self.save_weights(BEST)
         if objs.monitored:
             name = stage.scheduler_monitor or stage.eval.monitor
             value = self._value(name, "scheduler_monitor")
-            if value is not None:
+            if value is not None and math.isfinite(value):  # a NaN would count as a stall and cut the LR
                 objs.scheduler.step(value)
 
         if stage.gate is not None and stage.gate.check == "eval":
@@ -251,6 +252,31 @@ class AttemptDriver:
     def save_weights(self, which: str) -> None:
         """Write the stage's best/last weights."""
         save_stage_weights(self.ctx, self.stage.name, which)
+
+    def _nonfinite_eval(self, values: dict) -> None:
+        """A non-finite ``val/loss`` or monitored value: stop (E446) or, with ``on_nonfinite = "skip"``, warn (W010).
+
+        Either way the stage's best is never taken from it (`_improved` refuses a NaN).
+        """
+        stage, state = self.stage, self.state
+        watched = dict.fromkeys(("val/loss", stage.eval.monitor))
+        bad = {name: values[name] for name in watched if name in values and not math.isfinite(values[name])}
+        if not bad:
+            return
+        shown = ", ".join(f"`{name}` = {value}" for name, value in bad.items())
+        if stage.on_nonfinite != "skip":
+            raise RunError(
+                f"stage `{stage.name}`: the validation values {shown} at step {state.stage_step} are not finite "
+                f"(on_nonfinite = \"stop\"); {last_good(state)}; check the validation split for NaN or infinite inputs "
+                "and targets, or set on_nonfinite = \"skip\" to go on and keep the previous best",
+                code="E446",
+            )
+        state.nonfinite_evals += 1
+        if state.nonfinite_evals == 1:  # once per attempt: the count is in summary.json
+            kept = (f"the best stays the one of step {state.best_step} ({stage.eval.monitor} = {state.best_value:.6g})"
+                    if state.best_step is not None else "the stage has no best weights yet")
+            self.ctx.progress.warn(f"stage `{stage.name}`: the validation values {shown} at step {state.stage_step} are "
+                                   f"not finite (on_nonfinite = \"skip\"): {kept}", code="W010")
 
     def _nonfinite_loss(self, value: str) -> None:
         stage, state = self.stage, self.state
@@ -297,7 +323,7 @@ class AttemptDriver:
 
         def write() -> None:
             trainer_checkpoints.finish_state(pending)
-            trainer_checkpoints.rotate_states(path.parent, keep_last)
+            trainer_checkpoints.rotate_states(ctx.run_dir, path.parent, keep_last)
 
         ctx.writer.submit(str(path), write)
         state.last_checkpoint = str(path)

@@ -109,8 +109,30 @@ class RunOutputs:
     def log(self, record: dict[str, Any]) -> None:
         """Append one JSON object to ``metrics.jsonl``."""
         if self._metrics is not None:
-            self._metrics.write(json.dumps(_clean(record), default=str) + "\n")
-            self._metrics.flush()
+            line = json.dumps(_clean(record), default=str) + "\n"
+            size = self._metrics.tell()
+            try:
+                self._metrics.write(line)
+                self._metrics.flush()
+            except OSError:  # a full disk: no half line is left for a reader to choke on
+                self._cut_metrics(size)
+                raise
+
+    def _cut_metrics(self, size: int) -> None:
+        handle, self._metrics = self._metrics, None
+        try:
+            handle.close()
+        except OSError:
+            pass
+        try:
+            with open(self.run_dir.metrics, "r+b") as raw:
+                raw.truncate(size)
+        except OSError:
+            pass
+        try:
+            self._metrics = open(self.run_dir.metrics, "a", encoding="utf-8")
+        except OSError:
+            self._metrics = None
 
     def metrics_size(self) -> int:
         """Bytes written to ``metrics.jsonl`` so far (what a checkpoint records)."""

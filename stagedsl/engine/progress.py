@@ -87,9 +87,9 @@ class Progress:
         """A one-line note."""
         self._print(f"note: {message}")
 
-    def warn(self, message: str) -> None:
-        """A one-line warning."""
-        self._print(f"warning: {message}")
+    def warn(self, message: str, code: Optional[str] = None) -> None:
+        """A one-line warning (``warning[W010]: ...`` with a `code`)."""
+        self._print(f"warning[{code}]: {message}" if code else f"warning: {message}")
 
     # -- stages ----------------------------------------------------------------------
     def stage_start(self, name: str, total_steps: int, attempt: int = 0, start_step: int = 0) -> None:

@@ -28,8 +28,8 @@ processes goes on in one, and the reverse.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -40,7 +40,9 @@ from stagedsl.engine.events import Callback
 from stagedsl.engine.plan_diff import PlanDiff, compare
 from stagedsl.engine.runner import Live, RunResult, execute
 from stagedsl.engine.run_state import RunState
-from stagedsl.errors import CheckpointError, Problem, UsageError
+from stagedsl.errors import CheckpointError, Problem, RunError, UsageError, os_failure
+from stagedsl.plan.diff import differences as _differences
+from stagedsl.plan.diff import shown as _show
 from stagedsl.plan.distributed import for_world_size
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, get_registry
@@ -80,16 +82,24 @@ def resume_plan(
     warn = warn or _stderr_warning
     processes = distributed.from_environment()
     distributed.join(processes)  # rank 0 alone reads the run directory; the others get what it found
-    target, point, restart, finished = distributed.from_writer(
-        lambda: _prepare(layout, plan, processes.world_size, overrides=overrides, force=force, device=device,
-                         registry=registry, warn=warn, model=model, data=data))
-    if finished is not None:
-        return finished
-    if point is None:
+    with contextlib.ExitStack() as owner:
+
+        def prepare() -> tuple:
+            try:  # rank 0 owns the run directory from its first read to the end of training (E441 for all otherwise)
+                owner.enter_context(layout.lock("resume"))
+                return _prepare(layout, plan, processes.world_size, overrides=overrides, force=force, device=device,
+                                registry=registry, warn=warn, model=model, data=data)
+            except OSError as exc:  # taking the lock, cleaning half-written files
+                raise os_failure(exc, f"`staged resume` of {layout.root}") from None
+
+        target, point, restart, finished = distributed.from_writer(prepare)
+        if finished is not None:
+            return finished
+        if point is None:
+            return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
+                           spec_text=spec_text, handle_signals=handle_signals, restart=restart, live=Live(model, data))
         return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
-                       spec_text=spec_text, handle_signals=handle_signals, restart=restart, live=Live(model, data))
-    return execute(target, registry=registry, run_dir=layout.root, device=device, callbacks=callbacks,
-                   spec_text=spec_text, resume=point, handle_signals=handle_signals, live=Live(model, data))
+                       spec_text=spec_text, resume=point, handle_signals=handle_signals, live=Live(model, data))
 
 
 def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides: Sequence[str], force: bool,
@@ -108,7 +118,7 @@ def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides
     if point is None:
         warn(f"{layout.root} has no trainer checkpoint yet (the run stopped before its first): it starts over from its first stage")
         diff = compare(current, target, stage=current.stages[0].name, stage_step=0, ended=False)
-        forced = _judge(diff, force)
+        forced = _judge(diff, force, overrides)
         record = _record(None, {"stage": target.stages[0].name, "attempt": 0, "stage_step": 0, "global_step": 0,
                                 "phase": "start"}, diff, overrides, forced, device, current, target)
         return target, None, record, None
@@ -118,7 +128,7 @@ def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides
         raise UsageError([Problem(code="E431", message=f"the plan to resume with has no stage `{state.stage_name}`, "
                                   "where the run stopped", hint="keep the stages up to the resume point")])
     diff = compare(base, target, stage=state.stage_name, stage_step=state.stage_step, ended=point.phase == "end")
-    forced = _judge(diff, force)
+    forced = _judge(diff, force, overrides)
     point.same_settings, point.same_optimizer = diff.same_settings, diff.same_optimizer
     at = {"stage": state.stage_name, "attempt": state.attempt, "stage_step": state.stage_step,
           "global_step": state.global_step, "phase": point.phase}
@@ -129,20 +139,28 @@ def _prepare(layout: RunDir, plan: Optional[Plan], world_size: int, *, overrides
 def find_resume_point(run_dir: RunDir, warn: Callable[[str], None]) -> Optional[ResumePoint]:
     """The newest checkpoint whose files match their checksums, loaded; None when there is none at all.
 
-    Newer checkpoints that fail the check are reported and removed. A checkpoint whose
-    trainer state or weights carry a pickle payload stops the resume (E413): it is not corruption.
+    Newer checkpoints that fail the check (a file missing, truncated or changed; a
+    manifest that lists no files, or cannot be read) are reported, each by name, and
+    removed. A checkpoint whose files carry a pickle payload stops the resume (E413): it
+    is not corruption.
     """
     candidates = trainer_checkpoints.newest_first(trainer_checkpoints.list_states(run_dir))
     rejected: list[tuple[Path, str]] = []
-    for path in candidates:
+    for position, path in enumerate(candidates):
         problem = trainer_checkpoints.verify_state(path)
         if problem is not None:
             warn(f"checkpoint `{path}` is unusable: {problem}; falling back to the one before it")
             rejected.append((path, problem))
             continue
         loaded = trainer_checkpoints.load_state(path, verify=False)
+        for skipped in candidates[position + 1:]:  # sorted last for want of a readable manifest: they may be newer
+            if trainer_checkpoints.manifest_order(skipped) is None:
+                why = trainer_checkpoints.verify_state(skipped) or "its manifest cannot be read"
+                warn(f"checkpoint `{skipped}` was skipped: {why}; without its manifest its age is unknown, so it may "
+                     f"have been newer than `{path.name}` (W011)")
         for bad, _ in rejected:
-            shutil.rmtree(bad, ignore_errors=True)
+            if _manifest_readable(bad):  # corrupt: it can never be used; one that cannot be read may be a permission away
+                run_dir.remove(bad)
         return ResumePoint(path=path, state=loaded["state"], model=loaded["model"], trainer=loaded["trainer"],
                            manifest=trainer_checkpoints.read_manifest(path))
     if rejected:
@@ -150,6 +168,14 @@ def find_resume_point(run_dir: RunDir, warn: Callable[[str], None]) -> Optional[
                                        + "; ".join(f"`{p.name}`: {why}" for p, why in rejected),
                                        hint="start the run again (staged run SPEC --out RUN_DIR --overwrite)")])
     return None
+
+
+def _manifest_readable(path: Path) -> bool:
+    try:
+        (path / trainer_checkpoints.MANIFEST_FILE).read_bytes()
+        return True
+    except OSError as exc:
+        return isinstance(exc, FileNotFoundError)
 
 
 def _record(checkpoint: Optional[str], at: dict, diff: PlanDiff, overrides: Sequence[str], forced: bool,
@@ -181,17 +207,58 @@ def _finished(layout: RunDir, plan: Plan) -> Optional[RunResult]:
 
 
 # -- plans -------------------------------------------------------------------------------
-def read_run_plan(run_dir: RunDir, path: Optional[Path] = None) -> Plan:
-    """The plan a run follows (``plan.json``, or `path`); E415 when there is none or it cannot be read."""
+def read_run_plan(run_dir: RunDir, path: Optional[Path] = None, *, verify: bool = True) -> Plan:
+    """The plan a run follows (``plan.json``, or `path`); E415 when there is none or it cannot be read.
+
+    With `verify` its integrity is checked (E444): the hash it carries must be its
+    content's, and it must be a plan the run wrote (one of ``plans/<hash>.json``); the
+    only way to change a run's plan is ``staged resume --set``.
+    """
     path = path or run_dir.plan
     if not path.exists():
         raise UsageError([Problem(code="E415", message=f"{run_dir.root} is not a run directory (it has no {run_dir.plan.name})",
                                   hint="pass the folder `staged run` wrote (its --out)")])
     try:
-        return Plan.from_json(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+        plan = Plan.from_dict(data)
+    except OSError as exc:
+        raise os_failure(exc, f"reading {path.name}", error=UsageError) from None
     except Exception as exc:
         raise UsageError([Problem(code="E415", message=f"`{path}` is not a readable plan: {type(exc).__name__}: {exc}",
                                   hint="it was written by another version of stagedsl, or edited")]) from None
+    if verify:
+        _verify_plan(run_dir, path, data, plan)
+    return plan
+
+
+def _verify_plan(run_dir: RunDir, path: Path, data: dict, plan: Plan) -> None:
+    """E444 unless `plan` (read from `path`, whose JSON is `data`) is a plan the run itself wrote."""
+    stored, actual = data.get("hash"), plan.hash
+    is_version = path.parent == run_dir.plans
+    expected = path.stem if is_version else stored
+    if expected == actual and (is_version or run_dir.plan_version(actual).is_file()):
+        return
+    original = None
+    if isinstance(expected, str) and not is_version and run_dir.plan_version(expected).is_file():
+        try:
+            original = read_run_plan(run_dir, run_dir.plan_version(expected))
+        except (UsageError, RunError):
+            original = None
+    if original is not None:
+        rows = _differences(original.to_dict(), plan.to_dict())
+        changed = "; ".join(f"{key} {json.dumps(_show(old), default=str)} -> {json.dumps(_show(new), default=str)}"
+                            for key, old, new in rows[:5]) + (f"; and {len(rows) - 5} more" if len(rows) > 5 else "")
+        what = f"it was edited since the run wrote it: {changed}" if rows else "its hash was edited"
+        hint = f"restore it from {run_dir.relative(run_dir.plan_version(expected))}: "
+    elif expected != actual:
+        what = f"its content hashes to {actual}, not to the {expected!r} it carries: it was edited since the run wrote it"
+        hint = ""
+    else:
+        what = f"it is not a plan this run wrote (no {run_dir.relative(run_dir.plan_version(actual))})"
+        hint = ""
+    raise UsageError([Problem(code="E444", message=f"`{path}`: {what}", file=str(path),
+                              hint=hint + "the only way to change a run's plan is `staged resume RUN_DIR --set key=value` "
+                                          "(checked against what has run, and recorded); or start a new run")])
 
 
 def _checkpoint_plan(run_dir: RunDir, point: ResumePoint, current: Plan) -> Plan:
@@ -207,14 +274,15 @@ def _checkpoint_plan(run_dir: RunDir, point: ResumePoint, current: Plan) -> Plan
     return read_run_plan(run_dir, path)
 
 
-def _judge(diff: PlanDiff, force: bool) -> bool:
+def _judge(diff: PlanDiff, force: bool, overrides: Sequence[str] = ()) -> bool:
     """Raise E431 for refused changes unless `force`; return whether any change was forced."""
     refused = diff.refused
     if not refused:
         return False
     if force:
         return True
-    raise UsageError([Problem(code="E431", message=f"--set changes `{c.key}` ({json.dumps(c.to_dict()['old'], default=str)} -> "
+    source = "--set changes" if overrides else "the run's plan.json (from an earlier `staged resume --set`) changes"
+    raise UsageError([Problem(code="E431", message=f"{source} `{c.key}` ({json.dumps(c.to_dict()['old'], default=str)} -> "
                               f"{json.dumps(c.to_dict()['new'], default=str)}): {c.refused}",
                               hint="a resume changes only what has not run yet; pass --force to resume with it anyway "
                                    "(recorded as forced), or start a new run")

@@ -33,6 +33,7 @@ class StageRecord:
     best_step: Optional[int] = None  # stage step of the best evaluation
     early_stopped: bool = False
     skipped_steps: int = 0  # steps skipped for a non-finite loss (on_nonfinite = "skip")
+    nonfinite_evals: int = 0  # evaluations whose val/loss or monitor was non-finite (on_nonfinite = "skip")
     last_values: dict = attrs.field(factory=dict)
     gate: Optional[dict] = None  # the final gate decision
     gate_decisions: list = attrs.field(factory=list)
@@ -69,6 +70,7 @@ class RunState:
     early_stop_bad_evals: int = 0
     nonfinite_steps: int = 0  # steps of this attempt skipped for a non-finite loss (on_nonfinite = "skip")
     nonfinite_in_row: int = 0  # ... of them in a row, up to the latest step
+    nonfinite_evals: int = 0  # evaluations of this attempt whose val/loss or monitor was non-finite
     attempt_elapsed_s: float = 0.0  # training time of this attempt so far (carried over a resume)
     attempt_end: Optional[dict] = None  # how the attempt ended {"reason", "decision"}; set before its last checkpoint
     last_checkpoint: Optional[str] = None  # the file or folder written last
@@ -101,6 +103,7 @@ class RunState:
         self.early_stop_bad_evals = 0
         self.nonfinite_steps = 0
         self.nonfinite_in_row = 0
+        self.nonfinite_evals = 0
         self.attempt_elapsed_s = 0.0
         self.attempt_end = None
         self.values = {}

@@ -17,7 +17,6 @@ the model's weights, which each stage's DDP wrapper takes from rank 0.
 from __future__ import annotations
 
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -40,10 +39,11 @@ from stagedsl.engine.placement import Placement
 from stagedsl.engine.progress import Progress
 from stagedsl.engine.run_state import RunState, StageRecord
 from stagedsl.engine.seeding import seed_everything
-from stagedsl.engine.signals import RunInterrupted, handle_stop_signals
+from stagedsl.engine.failures import describe_failure, where
+from stagedsl.engine.signals import RunInterrupted, StoppedAtOnce, handle_stop_signals
 from stagedsl.engine.start import StartAt, adopt, check_start, from_own_run, in_place
 from stagedsl.engine.threads import AUTO, choose_threads
-from stagedsl.errors import GateStopped, Problem, RunError, RunStopped, StagedError, UsageError
+from stagedsl.errors import GateStopped, Problem, RunError, RunStopped, StagedError, UsageError, os_failure
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry, did_you_mean, get_registry
 from stagedsl.registry.import_path import importable, is_live, names_import_paths
@@ -135,6 +135,9 @@ def execute(
 
     `restart`: the record of a resume that found no checkpoint and starts the run over;
     `live`: the live model and data of a plan that names them ``<live:...>``.
+    The run directory's lock (`stagedsl.run_lock`) is held throughout: another process
+    writing it is refused (E441). An OS failure (a full disk, a read-only file system)
+    is E445, with the last good checkpoint intact and named.
     """
     placement = Placement.create(device or plan.run.device, plan.run.precision, pin_memory=plan.data.pin_memory,
                                  world_size=plan.world_size)
@@ -142,6 +145,19 @@ def execute(
         distributed.check_same(plan.hash, "plan", "every process must compile the same plan: the same spec, code and "
                                               "plugins on every machine")
     layout = RunDir(run_dir)
+    command = "resume" if resume is not None or restart is not None else "run"
+    try:
+        with layout.lock(command):
+            return _execute(plan, registry=registry, layout=layout, placement=placement, start=start, callbacks=callbacks,
+                            spec_text=spec_text, resume=resume, handle_signals=handle_signals, restart=restart, live=live)
+    except OSError as exc:  # taking the lock, opening the run's files
+        raise os_failure(exc, f"`staged {command}` in {layout.root}") from None
+
+
+def _execute(plan: Plan, *, registry: Registry, layout: RunDir, placement: Placement, start: Optional[StartAt],
+             callbacks: Iterable[Callback], spec_text: Optional[str], resume: Optional[ResumePoint], handle_signals: bool,
+             restart: Optional[dict], live: Optional["Live"]) -> RunResult:
+    run_dir = layout.root
     if resume is not None:
         outputs = RunOutputs(layout, enabled=placement.is_writer, append=True, metrics_bytes=resume.metrics_bytes,
                              purge_step=resume.state.global_step)
@@ -197,25 +213,28 @@ def execute(
         state.stopped_by = {"code": exc.problems[0].code, "message": exc.problems[0].message}
         _fail(state, outputs, started, STOPPED_BY_CALLBACK)
         raise
-    except (KeyboardInterrupt, RunInterrupted):
+    except (KeyboardInterrupt, RunInterrupted) as exc:
         _fail(state, outputs, started, "interrupted")
+        if isinstance(exc, StoppedAtOnce):
+            raise exc.error(where(state), state.last_resume_point, str(run_dir)) from None
         raise
     except StagedError:
         _fail(state, outputs, started, "failed")
         raise
     except Exception as exc:
         _fail(state, outputs, started, "failed")
-        where = f"stage `{state.stage_name}` at step {state.stage_step}" if state.stage_name else "setting up the run"
-        if placement.distributed:
-            distributed.raise_failure(exc, where, placement.processes)
-        raise RunError([Problem(code="E400", message=f"{where} failed: {type(exc).__name__}: {exc}",
-                                trace="".join(traceback.format_exception(exc)))]) from exc
+        if placement.distributed:  # another process gone, a parameter DDP saw no gradient for
+            distributed.raise_failure(exc, where(state), placement.processes)
+        raise describe_failure(exc, state, ctx) from exc
     finally:
         if ctx is not None:  # the last checkpoint lands before anything returns; its error only if nothing else failed
             ctx.writer.close(raise_errors=state.status in ("completed", "stopped_by_gate"))
         state.live = None  # break the state <-> context cycle: the model and data go with the last reference
         placement.drop_wrapper()  # a DDP wrapper must go before its process group does
-        outputs.close()
+        try:
+            outputs.close()
+        except OSError:  # a full disk refusing the last flush: the run's error (or E445) is already on its way
+            pass
         progress.close()
 
 
@@ -395,8 +414,11 @@ def _previous_weights(ctx: RunContext, start: StartAt) -> Optional[dict]:
 
 
 # -- summary -----------------------------------------------------------------------------
-def _summary(state: RunState, started: float) -> dict[str, Any]:
+def _summary(state: RunState, started: float, run_dir: Optional[RunDir] = None) -> dict[str, Any]:
     state.wall_time_s = round(time.perf_counter() - started, 4)
+    if run_dir is not None:  # a checkpoint deleted since it was written (by a resume, or by hand) is not listed
+        for record in state.stages.values():
+            record.checkpoints = {which: path for which, path in record.checkpoints.items() if (run_dir.root / path).exists()}
     return {
         "run": state.run_name,
         "status": state.status,
@@ -418,16 +440,17 @@ def _summary(state: RunState, started: float) -> dict[str, Any]:
 
 
 def _write_summary(ctx: RunContext, started: float) -> dict[str, Any]:
-    summary = _summary(ctx.state, started)
+    summary = _summary(ctx.state, started, ctx.run_dir)
     ctx.outputs.write_summary(summary)
     return summary
 
 
 def _fail(state: RunState, outputs: RunOutputs, started: float, status: str) -> None:
+    """Record how the run ended in ``summary.json``, if the disk still takes it (the old summary stays otherwise)."""
     state.status = status
     if state.stage_name and state.stages.get(state.stage_name) and state.stages[state.stage_name].status == "running":
         state.stages[state.stage_name].status = status
     try:
-        outputs.write_summary(_summary(state, started))
-    except OSError:
+        outputs.write_summary(_summary(state, started, outputs.run_dir))
+    except Exception:  # noqa: BLE001 - the failure being reported matters more than this record of it
         pass

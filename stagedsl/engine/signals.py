@@ -4,9 +4,11 @@
 SIGTERM set `STOP.requested`; the step loop looks at it after every step, the driver
 then saves a trainer checkpoint and raises `RunInterrupted` (exit code 128 + the signal,
 130 for SIGINT, 143 for SIGTERM), whose hint is the `staged resume` command. A second
-signal stops at once (KeyboardInterrupt), as a second Ctrl-C does elsewhere; but under
-torchrun the same signal again within `RELAY_S` seconds is the launcher passing on the
-Ctrl-C the terminal already sent every process, and is not a second one.
+signal stops at once (`StoppedAtOnce`, a KeyboardInterrupt, as a second Ctrl-C is
+elsewhere); the engine reports it as E440 too, with the same exit code and the last
+checkpoint that was written before it. Under torchrun the same signal again within
+`RELAY_S` seconds is the launcher passing on the Ctrl-C the terminal already sent every
+process, and is not a second one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 import threading
 import time
 from typing import Iterator, Optional
+
+import attrs
 
 from stagedsl.errors import Problem, StagedError
 
@@ -74,11 +78,31 @@ class RunInterrupted(StagedError):
         self.checkpoint = checkpoint
 
 
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second SIGINT / SIGTERM: the run stops where it is, without saving."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    def error(self, where: str, checkpoint: Optional[str], run_dir: str) -> "RunInterrupted":
+        """The E440 error saying where it stopped and which checkpoint a resume continues from."""
+        name = StopRequest()
+        name.request(self.signum)
+        error = RunInterrupted(signal_name=f"a second {name.name}", signum=self.signum, where=where, checkpoint=None,
+                               run_dir=run_dir)
+        kept = f"the last checkpoint `{checkpoint}` is intact" if checkpoint else "no checkpoint had been written yet"
+        error.problems[0] = attrs.evolve(error.problems[0], message=f"stopped at once by a second {name.name} at {where} "
+                                         f"(nothing more was saved); {kept}")
+        error.checkpoint = checkpoint
+        return error
+
+
 def _handler(signum: int, frame: object) -> None:
     if STOP.requested:  # a second signal: stop now
         if STOP.relayed(signum):
             return
-        raise KeyboardInterrupt
+        raise StoppedAtOnce(signum)
     STOP.request(signum)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 says it for all
         return

@@ -211,14 +211,26 @@ class Package:
         for spec, value in zip(specs, values):
             if hasattr(value, "detach"):
                 value = value.detach().cpu().numpy()
-            array = np.ascontiguousarray(np.asarray(value).astype(spec["dtype"], copy=False))
             expected = spec["shape"]
+            shape = "[" + ", ".join("batch" if e is None else str(e) for e in expected) + "]"
+            raw = np.asarray(value)
+            if raw.dtype.kind not in NUMERIC_KINDS:
+                kind = DTYPE_KINDS.get(raw.dtype.kind, f"dtype {raw.dtype}")
+                raise UsageError([Problem(code="E522", message=f"input `{spec['name']}` holds {kind} (dtype {raw.dtype}); "
+                                          f"the model expects {spec['dtype']} {shape}",
+                                          hint=f"pass a real-valued numeric array of shape {shape}; it is converted to {spec['dtype']}")])
+            array = np.ascontiguousarray(raw.astype(spec["dtype"], copy=False))
             if array.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, array.shape)):
-                shape = "[" + ", ".join("batch" if e is None else str(e) for e in expected) + "]"
                 raise UsageError([Problem(code="E522", message=f"input `{spec['name']}` has shape {list(array.shape)}; "
-                                          f"the model expects {shape}")])
+                                          f"the model expects {spec['dtype']} {shape}")])
             arrays.append(array)
         return arrays
+
+
+NUMERIC_KINDS = "biuf"
+"""numpy dtype kinds a package converts to its inputs' dtype: booleans, integers and reals."""
+DTYPE_KINDS = {"c": "complex numbers (their imaginary part would be lost)", "O": "Python objects", "U": "text",
+               "S": "bytes", "V": "raw records", "M": "dates", "m": "time spans"}
 
 
 def load_package(path: Path | str, *, registry: Optional[Any] = None, verify: bool = True) -> Package:

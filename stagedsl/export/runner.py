@@ -79,10 +79,22 @@ def export_run(
     `which` ("best" | "last", default "best") and `formats`. So a finished run is exported
     again with other settings without retraining. Files go to `out` (default
     ``RUN_DIR/export``). Raises `ExportError` when a format fails, `CheckpointError` /
-    `UsageError` when there is nothing sound to export.
+    `UsageError` when there is nothing sound to export. The run directory's lock is held
+    meanwhile (E441 while another process writes the run).
     """
-    started = time.perf_counter()
     run_dir = Path(run_dir)
+    settings = dict(stage=stage, which=which, formats=formats, out=out, options=options, registry=registry, profile=profile,
+                    overrides=overrides)
+    if not run_dir.is_dir():  # no lock to take: reading it says what is wrong
+        return _export_run(run_dir, **settings)
+    with RunDir(run_dir).lock("export", required=False):  # a read-only run can still be exported elsewhere
+        return _export_run(run_dir, **settings)
+
+
+def _export_run(run_dir: Path, *, stage: Optional[str], which: Optional[str], formats: Optional[Sequence[str] | str],
+                out: Optional[Path | str], options: Optional[Mapping[str, Any]], registry: Optional[Any],
+                profile: Optional[str], overrides: Sequence[str]) -> ExportReport:
+    started = time.perf_counter()
     if registry is None:
         from stagedsl.registry import get_registry
 

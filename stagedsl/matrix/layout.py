@@ -12,23 +12,22 @@
       jobs/<member>.json        what a member's process runs (its plan, spec text, device); <member>.result.json its outcome
       logs/<member>.log         the output of a member trained in its own process
 
-Every path is built here from names checked against `stagedsl.run_dir.NAME` and must
-resolve inside the run directory; anything else is refused. `ComposedDir` holds that
-discipline for every folder that holds other runs (a search's `SearchDir` too).
+Every path is built here from names checked by `stagedsl.spec.names` and goes through
+`stagedsl.run_dir.contained`: it must resolve inside the run directory; anything else is
+refused. `ComposedDir` holds that discipline for every folder that holds other runs (a
+search's `SearchDir` too).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any, Optional
 
 from stagedsl.errors import Problem, UsageError
-from stagedsl.run_dir import NAME, RunDir
-
-_NAME = re.compile(NAME)
+from stagedsl.run_dir import RunDir, contained
+from stagedsl.spec.names import NAME_RULE, valid_name
 
 INDEX_FILE = "matrix.json"
 SUMMARY_FILE = "summary.json"
@@ -60,16 +59,11 @@ class ComposedDir:
         return self._within(self.root.joinpath(*parts))
 
     def _within(self, path: Path) -> Path:
-        root = self.root.resolve()
-        resolved = Path(path).resolve()
-        if resolved != root and root not in resolved.parents:
-            raise UsageError([Problem(code=self.PATH_CODE, message=f"`{path}` lies outside the run directory `{self.root}`")])
-        return Path(path)
+        return contained(self.root, path, code=self.PATH_CODE)
 
     def _name(self, name: str, what: str) -> str:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise UsageError([Problem(code=self.PATH_CODE, message=f"`{name}` is not a valid {what} name",
-                                      hint="letters, digits, `_`, `-` and `.`, not starting with `.`, at most 64 characters")])
+        if not valid_name(name):
+            raise UsageError([Problem(code=self.PATH_CODE, message=f"`{name}` is not a valid {what} name", hint=NAME_RULE)])
         return name
 
     def write_json(self, path: Path, data: Any) -> None:
@@ -87,11 +81,11 @@ class ComposedDir:
             return None
 
     def clear(self) -> None:
-        """Remove every artifact of an earlier run of this kind (and nothing else)."""
+        """Remove every artifact of an earlier run of this kind (and nothing else); a link is removed, never followed."""
         for name in self.ARTIFACTS:
-            target = self._inside(name)
+            target = self.root / name
             if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
+                shutil.rmtree(self._within(target))
             elif target.exists() or target.is_symlink():
                 target.unlink()
 

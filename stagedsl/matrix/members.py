@@ -78,7 +78,7 @@ def run_member(matrix_dir: MatrixDir, name: str, *, resume: bool = False, device
     finally:
         torch.set_num_threads(threads)
     if not distributed.from_environment().is_writer:
-        return {"member": name, "status": status, "error": _problem_dicts(problems) or None, "resumed": resume}
+        return {"member": name, "status": status, "error": problem_dicts(problems) or None, "resumed": resume}
     if status == COMPLETED:
         problems = _predict(matrix_dir, name, registry)
         status = FAILED if problems else COMPLETED

@@ -24,9 +24,9 @@ from typing import Any, Callable, Optional, Sequence
 import attrs
 
 from stagedsl.errors import Problem, UsageError
-from stagedsl.matrix.layout import MatrixDir
+from stagedsl.matrix.layout import ARTIFACTS, MatrixDir
 from stagedsl.matrix.members import COMPLETED, FINISHED, PENDING, ensure_predictions, error_text, member_status, write_job
-from stagedsl.run_dir import RunDir
+from stagedsl.run_dir import LOCK_FILE, RunDir
 
 Say = Callable[[str], None]
 
@@ -79,21 +79,39 @@ def run_matrix(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
     matrix = compile_matrix(spec, registry, out=run_dir, spec_text=spec_text, world_size=nproc)
     chosen = select([m.name for m in matrix.members], members)
     matrix_dir = MatrixDir(run_dir)
-    if matrix_dir.holds_run() or RunDir(run_dir).plan.exists():
-        if not overwrite:
-            raise UsageError([Problem("E091", f"{run_dir} already holds a run", path="--out",
-                                      hint=f"continue it with `staged resume {run_dir}`, start over with --overwrite, or pick another --out")])
-        matrix_dir.clear()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    matrix_dir.write_json(matrix_dir.index_file, matrix.index())
-    if spec_text:
-        from stagedsl.engine.checkpointing.safe_io import atomic_write_text
+    _claim(matrix_dir, overwrite, say, check_only=True)  # a refused run leaves nothing behind, not even a lock
+    with RunDir(run_dir).lock("run"):  # members lock their own folders
+        _claim(matrix_dir, overwrite, say)
+        matrix_dir.write_json(matrix_dir.index_file, matrix.index())
+        if spec_text:
+            from stagedsl.engine.checkpointing.safe_io import atomic_write_text
 
-        atomic_write_text(matrix_dir.spec_file, spec_text)
-    for member in matrix.members:
-        write_job(matrix_dir, member.name, member.plan, member.spec_text)
-    return _train_and_combine(matrix_dir, chosen, jobs=jobs or matrix.jobs, resume={}, device=device, registry=registry, say=say,
-                              nproc=nproc)
+            atomic_write_text(matrix_dir.spec_file, spec_text)
+        for member in matrix.members:
+            write_job(matrix_dir, member.name, member.plan, member.spec_text)
+        return _train_and_combine(matrix_dir, chosen, jobs=jobs or matrix.jobs, resume={}, device=device, registry=registry,
+                                  say=say, nproc=nproc)
+
+
+def _claim(matrix_dir: MatrixDir, overwrite: bool, say: Say, *, check_only: bool = False) -> None:
+    """A matrix run goes into a new or empty folder; one holding a run (E091) or other files (E443) only with `overwrite`,
+    which deletes the earlier matrix run's files (saying which) and nothing else."""
+    root = matrix_dir.root
+    entries = sorted(p.name for p in root.iterdir() if p.name != LOCK_FILE) if root.is_dir() else []
+    if not entries:
+        return
+    if not overwrite:
+        if matrix_dir.holds_run() or RunDir(root).plan.exists():
+            raise UsageError([Problem("E091", f"{root} already holds a run", path="--out",
+                                      hint=f"continue it with `staged resume {root}`, start over with --overwrite, or pick another --out")])
+        raise UsageError([Problem("E443", f"{root} is not empty and holds no run ({', '.join(entries[:5])})", path="--out",
+                                  hint="pick a new or empty --out; --overwrite runs here anyway, beside these files, and deletes none of them")])
+    if check_only:
+        return
+    going = [name for name in ARTIFACTS if (root / name).exists()]
+    if going:
+        say(f"--overwrite: deleting {', '.join(going)} in {root}")
+    matrix_dir.clear()
 
 
 def resume_matrix(run_dir: Path | str, *, registry: Any = None, jobs: Optional[int] = None, members: Optional[Sequence[str]] = None,
@@ -101,6 +119,13 @@ def resume_matrix(run_dir: Path | str, *, registry: Any = None, jobs: Optional[i
     """Finish the unfinished members of a matrix run (finished ones are skipped), then build its ensembles again."""
     registry = registry if registry is not None else _registry()
     matrix_dir = MatrixDir(run_dir)
+    matrix_dir.read_index()  # E702 before anything is locked or written
+    with RunDir(run_dir).lock("resume"):
+        return _resume_members(matrix_dir, jobs=jobs, members=members, device=device, registry=registry, say=say, nproc=nproc)
+
+
+def _resume_members(matrix_dir: MatrixDir, *, jobs: Optional[int], members: Optional[Sequence[str]], device: Optional[str],
+                    registry: Any, say: Say, nproc: int) -> MatrixResult:
     index = matrix_dir.read_index()
     chosen = select([m["name"] for m in index["members"]], members)
     todo, resume = [], {}

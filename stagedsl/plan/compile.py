@@ -78,12 +78,78 @@ class _Problems:
             self.add(path, problem.message, problem.hint, problem.code, trace=problem.trace)
 
 
+MAX_PARAMETER_TENSORS = 100_000
+"""A model may hold at most this many parameter tensors: the Plan lists each by name (the largest
+published networks hold a few thousand), and a runaway `depth` is stopped while it is built."""
+
+
 def build_meta_model(spec: Spec, registry: Registry) -> Any:
-    """The spec's model, built on the meta device (a `PlanError` at ``model`` when its factory fails)."""
+    """The spec's model, built on the meta device (a `PlanError` at ``model`` when its factory fails).
+
+    Parameters are counted as they are registered: past ``run.max_parameters`` (or
+    `MAX_PARAMETER_TENSORS` tensors) the build stops at once with E017, so a model with
+    ``depth = 1000000`` is refused in a moment instead of filling the memory for minutes.
+    """
     import torch
 
-    with torch.device("meta"), skip_weight_init():
-        return registry.build("models", spec.model.use, spec.model.args, at="model", phase="plan")
+    budget = _ParameterBudget(spec.run.max_parameters, spec.model.use)
+    handle = torch.nn.modules.module.register_module_parameter_registration_hook(budget.count)
+    try:
+        with torch.device("meta"), skip_weight_init(), _counting_copies(budget):
+            return registry.build("models", spec.model.use, spec.model.args, at="model", phase="plan")
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def _counting_copies(budget: "_ParameterBudget"):
+    """Count parameters made by ``copy.deepcopy`` too (``nn.TransformerEncoder`` clones its layer `depth` times
+    before any of the copies is registered)."""
+    from torch.nn import Parameter
+
+    original = Parameter.__deepcopy__
+
+    def deepcopy(parameter, memo):
+        copied = original(parameter, memo)
+        budget.count(None, "(a copy)", copied)
+        return copied
+
+    Parameter.__deepcopy__ = deepcopy
+    try:
+        yield
+    finally:
+        Parameter.__deepcopy__ = original
+
+
+def _where(module: Any, name: str) -> str:
+    return f"`{type(module).__name__}.{name}`" if module is not None else "copies of a layer"
+
+
+class _ParameterBudget:
+    """Counts the parameters a model registers while it is built; raises E017 past the budget."""
+
+    def __init__(self, limit: int, model: str):
+        self.limit, self.model = limit, model
+        self.numel = 0
+        self.tensors = 0
+
+    def count(self, module: Any, name: str, parameter: Any) -> None:
+        if parameter is None:
+            return
+        self.numel += int(parameter.numel())
+        self.tensors += 1
+        if self.numel > self.limit:
+            self._refuse(f"more than {self.limit:,} parameters ({self.numel:,} by {_where(module, name)}, and counting)",
+                         "model",
+                         f"check its size arguments (depth, width, hidden); if it is meant to be this big, "
+                         f"raise [run] max_parameters (now {self.limit:,})")
+        if self.tensors > MAX_PARAMETER_TENSORS:
+            self._refuse(f"more than {MAX_PARAMETER_TENSORS:,} parameter tensors ({self.numel:,} parameters so far)", "model",
+                         "check its size arguments (depth, layers, blocks): a plan lists every parameter tensor by name")
+
+    def _refuse(self, what: str, path: str, hint: str) -> None:  # noqa: D401 - raises
+        raise PlanError([Problem(code="E017", message=f"model `{self.model}` has {what}: it was refused while being "
+                                 "built on the meta device", path=path, hint=hint)])
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@
   the LR to ~0 by epoch 20). The scheduler's plugin says how low it can go (its
   ``worst_case``, `stagedsl.registry.meta.SchedulerMeta`); the lint knows no scheduler;
 - W002: evaluation cadence longer than the stage (it only evaluates at the end);
-- W003: a stage identical to the one before it;
+- W003: a stage identical to the one before it (the same settings, the same init);
 - W004: a parameter group whose parameters are all frozen (it optimizes nothing);
 - W005: a selector that names a module and selects part of it (``transformer.*``, where
   ``transformer.**`` was meant): found where selectors are resolved
@@ -32,7 +32,8 @@ def collapse(rates: list[float], lr: float) -> tuple[float, int]:
 
 
 def _comparable(stage: StagePlan) -> StagePlan:
-    return attrs.evolve(stage, index=0, name="", init=None, gate=None)
+    """The stage without what only names it (its init stays: starting from other weights is another stage)."""
+    return attrs.evolve(stage, index=0, name="", gate=None)
 
 
 def lint_plan(plan: Plan, registry: Registry) -> list[Problem]:

@@ -312,11 +312,17 @@ class Plan:
 
 
 def inconsistencies(plan: Plan) -> list[str]:
-    """What contradicts itself in `plan`: each stage trains and freezes every parameter exactly once,
-    and its named groups hold each trainable parameter exactly once (and nothing else)."""
-    out = []
+    """What contradicts itself in `plan`: its run and stage names are valid names (`stagedsl.spec.names`),
+    each stage trains and freezes every parameter exactly once, and its named groups hold each
+    trainable parameter exactly once (and nothing else)."""
+    from stagedsl.spec.names import name_problem
+
+    out = [problem[0] for problem in [name_problem(plan.run.name, "run")] if problem]
     every = set(plan.parameters)
     for stage in plan.stages:
+        problem = name_problem(stage.name, "stage")
+        if problem:
+            out.append(problem[0])
         trainable, frozen = set(stage.trainable), set(stage.frozen)
         if trainable & frozen:
             out.append(f"stage `{stage.name}` both trains and freezes `{min(trainable & frozen)}`")

@@ -21,6 +21,7 @@ from stagedsl.registry.import_path import is_live, short_name
 from stagedsl.spec.durations import DurationError, Steps, parse_duration
 from stagedsl.spec.gates import GateSyntaxError, gate_metrics, parse_gate
 from stagedsl.spec.model import REST_GROUP, ExportSpec, Piece, Spec, StageSpec
+from stagedsl.spec.names import name_problem, system_path_problem
 
 Row = tuple[tuple, str, Optional[str], str]
 
@@ -48,9 +49,43 @@ def check_spec(spec: Spec, registry: Optional[Registry]) -> list[Row]:
     return rows
 
 
+SEED_LIMIT = 2**63
+"""Seeds are 0 <= seed < 2**63: what torch, numpy and random all take."""
+
+
+def seed_problem(seed: int) -> Optional[str]:
+    """Why `seed` is not a usable seed, or None."""
+    if not 0 <= seed < SEED_LIMIT:
+        return f"a seed must be from 0 to 2**63 - 1, found {seed}"
+    return None
+
+
+def _finite(value: Optional[float], key: str, *, low: float = 0.0, strict: bool = True) -> Optional[str]:
+    """Why `value` (of `key`) is not a finite number above `low` (at least `low` unless `strict`), or None."""
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        return f"`{key}` must be a finite number, found {value}"
+    if value < low or (strict and value == low):
+        return f"`{key}` must be {'greater than' if strict else 'at least'} {low:g}, found {value}"
+    return None
+
+
 def _check_run(spec: Spec) -> list[Row]:
     rows = []
     run = spec.run
+    problem = name_problem(run.name, "run")
+    if problem:
+        rows.append((("run", "name"), *problem, "E013"))
+    if run.out is not None:
+        problem = system_path_problem(run.out)
+        if problem:
+            rows.append((("run", "out"), f"`run.out`: {problem}: no run belongs there", 'give the run a folder of its own, e.g. out = "runs/NAME"', "E014"))
+    problem = seed_problem(run.seed)
+    if problem:
+        rows.append((("run", "seed"), problem, None, "E012"))
+    if run.max_parameters < 1:
+        rows.append((("run", "max_parameters"), f"`max_parameters` must be at least 1, found {run.max_parameters}", None, "E012"))
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", run.device):
         rows.append((("run", "device"), f"unknown device {run.device!r}", 'use "auto", "cpu", "cuda" or "cuda:N"', "E011"))
     if isinstance(run.threads, int) and run.threads < 1:
@@ -70,9 +105,15 @@ def _check_stages(spec: Spec) -> list[Row]:
     if not spec.stages:
         return [(("stage",), "the plan has no stage", 'add at least one [[stage]] with a name and "steps" or "epochs"', "E030")]
     names = [stage.name for stage in spec.stages]
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        first.setdefault(name, i)
     for i, stage in enumerate(spec.stages):
         at = ("stage", i)
-        if names.index(stage.name) != i:
+        problem = name_problem(stage.name, "stage")
+        if problem:
+            rows.append((at + ("name",), *problem, "E013"))
+        if first[stage.name] != i:
             rows.append((at + ("name",), f"stage name `{stage.name}` is used twice", "give every stage its own name", "E031"))
         if (stage.steps is None) == (stage.epochs is None):
             rows.append((at, f"stage `{stage.name}` needs exactly one of `steps` or `epochs`", 'e.g. steps = 2000 or epochs = 10', "E032"))
@@ -88,8 +129,19 @@ def _check_stages(spec: Spec) -> list[Row]:
             rows.append((at, f"stage `{stage.name}` has no loss", 'set `loss` in the stage or in [defaults], e.g. loss = "mse"', "E034"))
         if stage.accumulate < 1:
             rows.append((at + ("accumulate",), f"`accumulate` must be at least 1, found {stage.accumulate}", None, "E012"))
-        if stage.grad_clip is not None and stage.grad_clip <= 0:
-            rows.append((at + ("grad_clip",), f"`grad_clip` must be positive, found {stage.grad_clip}", None, "E012"))
+        problem = _finite(stage.grad_clip, "grad_clip")
+        if problem:
+            rows.append((at + ("grad_clip",), problem, "the largest gradient norm allowed, e.g. grad_clip = 1.0", "E012"))
+        if stage.max_nonfinite < 1:
+            rows.append((at + ("max_nonfinite",), f"`max_nonfinite` must be at least 1, found {stage.max_nonfinite}", None, "E012"))
+        if stage.checkpoint.keep_last < 0:
+            rows.append((at + ("checkpoint", "keep_last"), f"`keep_last` cannot be negative, found {stage.checkpoint.keep_last}",
+                         "0 keeps every checkpoint", "E012"))
+        if stage.loss is not None:
+            for j, term in enumerate(stage.loss.terms):
+                if not math.isfinite(term.weight):
+                    path = at + ("loss", "blend" if stage.loss.kind == "blend" else "sum", j, "weight")
+                    rows.append((path, f"a loss weight must be a finite number, found {term.weight}", None, "E012"))
         known = stage_metrics(stage)
         if stage.eval.monitor not in known:
             rows.append((at + ("eval", "monitor"), f"stage `{stage.name}` does not compute `{stage.eval.monitor}`", did_you_mean(stage.eval.monitor, known) or f"it computes {', '.join(known)}", "E043"))
@@ -99,8 +151,16 @@ def _check_stages(spec: Spec) -> list[Row]:
                 rows.append((at + ("early_stop", "monitor"), f"stage `{stage.name}` does not compute `{monitor}`", did_you_mean(monitor, known) or f"it computes {', '.join(known)}", "E043"))
             if stage.early_stop.patience < 1:
                 rows.append((at + ("early_stop", "patience"), "`patience` must be at least 1", None, "E012"))
+            problem = _finite(stage.early_stop.min_delta, "min_delta", strict=False)
+            if problem:
+                rows.append((at + ("early_stop", "min_delta"), problem, None, "E012"))
         group_names = [g.name for g in stage.groups]
         for j, group in enumerate(stage.groups):
+            for key, strict in (("lr", True), ("lr_scale", True), ("weight_decay", False)):
+                problem = _finite(getattr(group, key), key, strict=strict)
+                if problem:
+                    rows.append((at + ("groups", j, key), f"group `{group.name}`: {problem}",
+                                 "a learning rate (or its scale) is positive; a weight decay is 0 or more", "E012"))
             if group_names.index(group.name) != j or group.name == REST_GROUP:
                 rows.append((at + ("groups", j, "name"), f"group name `{group.name}` is used twice or reserved", f'names must be unique and not "{REST_GROUP}"', "E050"))
             if group.lr is not None and group.lr_scale is not None:
@@ -108,24 +168,29 @@ def _check_stages(spec: Spec) -> list[Row]:
             if not group.params:
                 rows.append((at + ("groups", j, "params"), f"group `{group.name}` selects no parameters", 'e.g. params = ["backbone.**"]', "E050"))
         if stage.init is not None:
-            rows += _check_init(stage, i, names)
+            rows += _check_init(stage, i, names, first)
         if stage.gate is not None:
-            rows += _check_gate(stage, i, names, known)
+            rows += _check_gate(stage, i, names, first, known)
     return rows
 
 
-def _check_init(stage: StageSpec, i: int, names: list[str]) -> list[Row]:
+def _few(names: list[str], most: int = 8) -> str:
+    """Names for a hint: the first `most`, then how many more."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _check_init(stage: StageSpec, i: int, names: list[str], first: dict[str, int]) -> list[Row]:
     at = ("stage", i, "init")
     init = stage.init
     rows: list[Row] = []
     if (init.stage is None) == (init.path is None):
         rows.append((at, "`init` needs exactly one of `stage` or `path`", 'e.g. init = { stage = "warmup", which = "best" }', "E035"))
     if init.stage is not None:
-        if init.stage not in names:
+        if init.stage not in first:
             rows.append((at + ("stage",), f"no stage named `{init.stage}`", did_you_mean(init.stage, names[:i]), "E036"))
-        elif names.index(init.stage) >= i:
+        elif first[init.stage] >= i:
             what = "itself" if init.stage == stage.name else f"the later stage `{init.stage}`"
-            rows.append((at + ("stage",), f"stage `{stage.name}` starts from {what}", f"init can only load an earlier stage: {', '.join(names[:i]) or 'none before this one'}", "E037"))
+            rows.append((at + ("stage",), f"stage `{stage.name}` starts from {what}", f"init can only load an earlier stage: {_few(names[:i]) or 'none before this one'}", "E037"))
     mapped = init.strip_prefix is not None or init.add_prefix is not None or init.rename
     if mapped and init.path is None:
         rows.append((at, "`strip_prefix`, `add_prefix` and `rename` map the keys of a file: they need `path`",
@@ -139,14 +204,17 @@ def _check_init(stage: StageSpec, i: int, names: list[str]) -> list[Row]:
     return rows
 
 
-def _check_gate(stage: StageSpec, i: int, names: list[str], known: list[str]) -> list[Row]:
+def _check_gate(stage: StageSpec, i: int, names: list[str], first: dict[str, int], known: list[str]) -> list[Row]:
     at = ("stage", i, "gate")
     gate = stage.gate
     rows: list[Row] = []
     try:
         expr = parse_gate(gate.when)
     except GateSyntaxError as exc:
-        rows.append((at + ("when",), f"bad condition {gate.when!r}: {exc} (at character {exc.column})", 'write comparisons joined by and/or, e.g. "val/f1 >= 0.80 and val/loss < 0.5"', "E040"))
+        shown = repr(gate.when) if len(gate.when) <= 80 else repr(gate.when[:77] + "...")
+        hint = ('write comparisons joined by and/or, e.g. "val/f1 >= 0.80 and val/loss < 0.5"' if exc.code == "E040"
+                else "write the condition flat: and/or chains need no parentheses (`and` binds tighter than `or`)")
+        rows.append((at + ("when",), f"bad condition {shown}: {exc} (at character {exc.column})", hint, exc.code))
         expr = None
     if expr is not None:
         for metric in gate_metrics(expr):
@@ -156,12 +224,19 @@ def _check_gate(stage: StageSpec, i: int, names: list[str], known: list[str]) ->
         rows.append((at + ("max_retries",), "`max_retries` cannot be negative", None, "E012"))
     if gate.on_fail == "goto":
         if gate.goto is None:
-            rows.append((at, 'on_fail = "goto" needs `goto = "<later stage>"`', f"later stages: {', '.join(names[i + 1:]) or 'none'}", "E042"))
-        elif gate.goto not in names[i + 1 :]:
-            rows.append((at + ("goto",), f"`goto` must name a later stage, found `{gate.goto}`", did_you_mean(gate.goto, names[i + 1 :]) or f"later stages: {', '.join(names[i + 1:]) or 'none'}", "E042"))
+            rows.append((at, 'on_fail = "goto" needs `goto = "<later stage>"`', f"later stages: {_few(names[i + 1:]) or 'none'}", "E042"))
+        elif not _later(gate.goto, i, names, first):
+            rows.append((at + ("goto",), f"`goto` must name a later stage, found `{gate.goto}`", did_you_mean(gate.goto, names[i + 1 :]) or f"later stages: {_few(names[i + 1:]) or 'none'}", "E042"))
     elif gate.goto is not None:
         rows.append((at + ("goto",), '`goto` is only used with on_fail = "goto"', 'set on_fail = "goto" or remove `goto`', "E042"))
     return rows
+
+
+def _later(name: str, i: int, names: list[str], first: dict[str, int]) -> bool:
+    """Whether a stage called `name` comes after stage `i` (a duplicate name may stand both before and after)."""
+    if name not in first:
+        return False
+    return first[name] > i or name in names[i + 1:]
 
 
 def check_export(export: ExportSpec, stages: Optional[list[str]], registry: Optional[Registry]) -> list[Row]:
@@ -180,16 +255,17 @@ def check_export(export: ExportSpec, stages: Optional[list[str]], registry: Opti
         elif fmt not in known and registry is not None:
             rows.append((("export", "formats", j), f"unknown export format {fmt!r}", did_you_mean(fmt, known) or f"one of {', '.join(known)}", "E011"))
     for key in ("atol", "rtol", "fp16_atol", "fp16_rtol", "fp16_metric_tol"):
-        if getattr(export, key) < 0:
-            rows.append((("export", key), f"`{key}` cannot be negative, found {getattr(export, key)}", None, "E012"))
-    if not 0.0 <= export.fp16_min_agreement <= 1.0:
+        problem = _finite(getattr(export, key), key, strict=False)
+        if problem:
+            rows.append((("export", key), problem, None, "E012"))
+    if not 0.0 <= export.fp16_min_agreement <= 1.0:  # NaN fails this too
         rows.append((("export", "fp16_min_agreement"), f"`fp16_min_agreement` is a share of rows in [0, 1], found {export.fp16_min_agreement}",
                      None, "E012"))
     for key, low in (("opset", 7), ("check_batches", 1), ("metric_samples", 1)):
         value = getattr(export, key)
         if value is not None and value < low:
             rows.append((("export", key), f"`{key}` must be at least {low}, found {value}", None, "E012"))
-    if export.prune is not None and not 0.0 <= export.prune.amount < 1.0:
+    if export.prune is not None and not 0.0 <= export.prune.amount < 1.0:  # NaN fails this too
         rows.append((("export", "prune", "amount"), f"`amount` must be a fraction in [0, 1), found {export.prune.amount}", None, "E012"))
     for name, args in export.exporters.items():
         if name not in export.formats or name in EXPORT_FORMATS:

@@ -32,12 +32,19 @@ _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operato
 _KEYWORDS = {"and", "or", "not"}
 
 
-class GateSyntaxError(ValueError):
-    """A gate expression that cannot be parsed; `column` is 1-based within the expression."""
+MAX_GATE_DEPTH = 32
+"""How deep parentheses and `not` may nest in a condition."""
+MAX_GATE_LENGTH = 4096
+"""How many characters a condition may have."""
 
-    def __init__(self, message: str, column: int):
+
+class GateSyntaxError(ValueError):
+    """A gate expression that cannot be parsed; `column` is 1-based within the expression; `code` its error code."""
+
+    def __init__(self, message: str, column: int, code: str = "E040"):
         super().__init__(message)
         self.column = column
+        self.code = code
 
 
 def _tokenize(text: str) -> list[tuple[str, str, int]]:
@@ -62,8 +69,11 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
 
 class _Parser:
     def __init__(self, text: str):
+        if len(text) > MAX_GATE_LENGTH:
+            raise GateSyntaxError(f"the condition is {len(text)} characters long, more than {MAX_GATE_LENGTH}", 1, code="E015")
         self.tokens = _tokenize(text)
         self.index = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.index]
@@ -98,17 +108,25 @@ class _Parser:
 
     def not_expr(self) -> dict:
         kind, _, column = self.peek()
-        if kind == "not":
-            self.take()
-            return {"op": "not", "arg": self.not_expr()}
-        if kind == "paren" and self.peek()[1] == "(":
-            self.take()
-            node = self.or_expr()
-            kind, value, column = self.take()
-            if value != ")":
-                raise GateSyntaxError("missing `)`", column)
-            return node
+        if kind == "not" or (kind == "paren" and self.peek()[1] == "("):
+            self.depth += 1
+            if self.depth > MAX_GATE_DEPTH:
+                raise GateSyntaxError(f"parentheses and `not` nest more than {MAX_GATE_DEPTH} deep", column, code="E015")
+            try:
+                return self._nested(kind)
+            finally:
+                self.depth -= 1
         return self.comparison()
+
+    def _nested(self, kind: str) -> dict:
+        self.take()
+        if kind == "not":
+            return {"op": "not", "arg": self.not_expr()}
+        node = self.or_expr()
+        kind, value, column = self.take()
+        if value != ")":
+            raise GateSyntaxError("missing `)`", column)
+        return node
 
     def operand(self) -> dict:
         kind, value, column = self.take()

@@ -23,13 +23,20 @@ from stagedsl.errors import Problem, SpecError, did_you_mean
 from stagedsl.registry import Registry
 from stagedsl.spec.check import check_spec
 from stagedsl.spec.convert import KeyProblem, flatten_errors, structure_spec
-from stagedsl.spec.locate import Location, SourceMap, format_path, parse_path, points_at_key
+from stagedsl.spec.locate import Location, SourceMap, format_path, parse_path, points_at_key, scan_positions
 from stagedsl.spec.merge import apply_defaults, deep_merge, set_path
 from stagedsl.spec.overrides import OPTION, Override, OverrideProblem, resolve_names
 from stagedsl.spec.model import DATA_LOADER_KEYS, Spec
+from stagedsl.spec.names import system_path_problem
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 MAX_EXTENDS_DEPTH = 16
+MAX_SPEC_BYTES = 16 * 2**20
+"""The largest spec file (or ``extends`` layer) read: 16 MiB."""
+MAX_NESTING = 32
+"""How deep tables and arrays may nest in a spec (the language itself needs fewer than 10 levels)."""
+MAX_KEYS = 1_000_000
+"""How many keys and array items a spec may hold in all."""
 
 
 def _syntax_problem(exc: tomllib.TOMLDecodeError, file: str) -> Problem:
@@ -42,16 +49,73 @@ def _syntax_problem(exc: tomllib.TOMLDecodeError, file: str) -> Problem:
 
 def _read(path: Path, sources: list[tuple[str, str]]) -> Optional[dict]:
     try:
+        if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError([_too_big(str(path), path.stat().st_size)])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError([Problem("E005", f"spec file not found: {path}", file=str(path))]) from None
+    except IsADirectoryError:
+        raise SpecError([Problem("E005", f"{path} is a folder, not a spec file", file=str(path))]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([Problem("E005", f"cannot read {path}: {exc}", file=str(path))]) from None
     sources.append((str(path), text))
+    return _parse(text, str(path))
+
+
+def _too_big(file: str, size: int) -> Problem:
+    return Problem("E016", f"the spec is {size:,} bytes, more than the {MAX_SPEC_BYTES:,} a spec may have", file=file,
+                   hint="a spec describes a plan; data belongs in files its dataset reads")
+
+
+def _parse(text: str, file: str) -> dict:
+    """TOML text to a document, bounded: size, nesting and key count (E016), syntax (E006)."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError([_too_big(file, len(text))])
     try:
-        return tomllib.loads(text)
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError([_syntax_problem(exc, str(path))]) from None
+        raise SpecError([_syntax_problem(exc, file)]) from None
+    except RecursionError:
+        raise SpecError([_too_deep(file)]) from None
+    problem, parts = _bounds(document)
+    if problem is not None:
+        positions = scan_positions(text)
+        found = next((positions[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in positions), (None, None))
+        raise SpecError([attrs.evolve(problem, file=file, line=found[0], column=found[1])])
+    return document
+
+
+def _too_deep(file: Optional[str], path: Optional[str] = None) -> Problem:
+    return Problem("E016", f"the spec nests tables and arrays more than {MAX_NESTING} deep", file=file, path=path,
+                   hint="the language nests a few levels at most: flatten the value")
+
+
+def document_bounds(document: object) -> Optional[Problem]:
+    """E016 when `document` nests deeper than `MAX_NESTING` or holds more than `MAX_KEYS` keys and items, else None.
+
+    Walked without recursion, so any depth is measured safely.
+    """
+    return _bounds(document)[0]
+
+
+def _bounds(document: object) -> tuple[Optional[Problem], tuple]:
+    """`document_bounds`, and the key path where it went too deep."""
+    count = 0
+    stack = [(document, 0, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_NESTING:
+            return _too_deep(None, format_path(list(path[:3])) + " ..."), path
+        if isinstance(node, dict):
+            count += len(node)
+            stack.extend((value, depth + 1, path + (key,)) for key, value in node.items())
+        elif isinstance(node, list):
+            count += len(node)
+            stack.extend((value, depth + 1, path + (i,)) for i, value in enumerate(node))
+        if count > MAX_KEYS:
+            return Problem("E016", f"the spec holds more than {MAX_KEYS:,} keys and array items",
+                           hint="a spec describes a plan; data belongs in files its dataset reads"), ()
+    return None, ()
 
 
 def _extends_error(message: str, file: str, text: str, hint: Optional[str] = None) -> SpecError:
@@ -74,9 +138,22 @@ def _read_parent(path: Path, text: str, parent: object, sources: list[tuple[str,
     if not isinstance(parent, str):
         raise _extends_error(f"`extends` takes a file path, found {parent!r}", str(path), text)
     parent_path = path.parent / parent
-    if not parent_path.is_file():
+    if "\x00" in parent:
+        raise _extends_error(f"`extends` names no file: {parent!r} holds a NUL character", str(path), text)
+    system = system_path_problem(parent_path)
+    if system is not None:
+        raise _extends_error(f"`extends` names {parent!r}: {system}", str(path), text,
+                             hint="extend a .toml spec file, relative to the file that extends it")
+    if parent_path.is_dir():
+        raise _extends_error(f"`extends` names a folder, not a file: {parent}", str(path), text,
+                             hint="name the .toml file inside it; the path is relative to the file that extends it")
+    if not parent_path.exists():
         raise _extends_error(f"`extends` names a missing file: {parent}", str(path), text,
                              hint="the path is relative to the file that extends it")
+    if not parent_path.is_file() or parent_path.suffix.lower() != ".toml":
+        what = "not a regular file" if not parent_path.is_file() else "not a .toml file"
+        raise _extends_error(f"`extends` names {parent!r}, which is {what}", str(path), text,
+                             hint="a spec extends another spec: a .toml file (it is not read, so nothing of it is shown)")
     if parent_path.resolve() in chain:
         cycle = " -> ".join(str(p) for p in (*chain, parent_path.resolve()))
         raise _extends_error(f"`extends` forms a cycle: {cycle}", str(path), text, hint="a spec cannot extend itself, directly or through another")
@@ -163,10 +240,7 @@ def loads_spec(
     (default: the folder of `file`) is the folder import paths and path arguments are read from."""
     path = Path(file)
     sources: list[tuple[str, str]] = [(file, text)]
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError([_syntax_problem(exc, file)]) from None
+    document = _parse(text, file)
     parent = document.pop("extends", None)
     if parent is not None:
         document = deep_merge(_read_parent(path, text, parent, sources, (path.resolve(),)), document)
@@ -282,6 +356,9 @@ def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, pro
         layered = apply_defaults(layered)
     except KeyProblem as exc:
         return None, problems + [_problem(source_map, exc.path, str(exc), exc.hint, exc.code)]
+    bounds = document_bounds(layered)
+    if bounds is not None:  # a --set value or the layering made it too deep or too big
+        return None, problems + [attrs.evolve(bounds, file=file)]
     rows: list[tuple] = []
     removed: list[tuple] = []
     try:

@@ -293,7 +293,15 @@ class SourceMap:
         self.profile = profile
         self.stage_names = tuple(stage_names)
         self.overrides = list(overrides)
-        self._scans = [ScannedText(text) for _, text in sources]
+        self._scanned: Optional[list[ScannedText]] = None
+
+    @property
+    def _scans(self) -> list[ScannedText]:
+        """Every file's spans, scanned once, when the first problem is to be located (a spec
+        without problems is never scanned: validation stays linear in its size)."""
+        if self._scanned is None:
+            self._scanned = [ScannedText(text) for _, text in self.sources]
+        return self._scanned
 
     def _candidates(self, parts: tuple) -> list[tuple]:
         staged = len(parts) >= 2 and parts[0] == "stage" and isinstance(parts[1], int)

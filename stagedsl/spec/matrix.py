@@ -13,23 +13,22 @@ elsewhere names the variant. Never imports torch.
 from __future__ import annotations
 
 import fnmatch
-import re
 from typing import Callable, Iterator, Optional
 
 import attrs
 
 from stagedsl.errors import Problem, SpecError
 from stagedsl.registry import Registry, did_you_mean, singular
-from stagedsl.spec.check import Row, check_args, check_spec
+from stagedsl.spec.check import Row, check_args, check_spec, seed_problem
 from stagedsl.spec.convert import KeyProblem, flatten_errors, structure_piece, structure_spec
 from stagedsl.spec.locate import PathPart, ScannedText, format_path, points_at_key
 from stagedsl.spec.merge import apply_defaults, deep_merge, parse_override, set_path
-from stagedsl.spec.model import MEMBER_NAME, Spec
+from stagedsl.spec.model import Spec
+from stagedsl.spec.names import name_problem, valid_name
 
 BASE_VARIANT = "base"
 """The one variant of a matrix that declares none: the spec as written."""
 FORBIDDEN_IN_VARIANT = ("matrix", "ensemble", "profile", "extends")
-_NAME = re.compile(MEMBER_NAME)
 Locate = Callable[[tuple, str, Optional[str], str], Problem]
 
 
@@ -42,11 +41,6 @@ class MemberSpec:
     seed: int
     layer: dict
     spec: Spec = attrs.field(repr=False)
-
-
-def valid_name(name: object) -> bool:
-    """Whether `name` may name a variant, member or ensemble (see `MEMBER_NAME`)."""
-    return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
 def member_name(variant: str, seed: int) -> str:
@@ -87,14 +81,14 @@ def check_matrix(spec: Spec, registry: Optional[Registry]) -> list[Row]:
         if getattr(matrix, key) < 1:
             rows.append((("matrix", key), f"`{key}` must be at least 1, found {getattr(matrix, key)}", None, "E012"))
     for j, seed in enumerate(matrix.seeds):
-        if seed < 0:
-            rows.append((("matrix", "seeds", j), f"a seed cannot be negative, found {seed}", None, "E012"))
+        if seed_problem(seed):
+            rows.append((("matrix", "seeds", j), seed_problem(seed), None, "E012"))
         elif list(matrix.seeds).index(seed) != j:
             rows.append((("matrix", "seeds", j), f"seed {seed} is listed twice", "each seed makes one member per variant", "E074"))
     for name, layer in matrix.variant.items():
         at = ("matrix", "variant", name)
         if not valid_name(name):
-            rows.append((at, f"variant name `{name}` is not a valid name", _NAME_HINT, "E070"))
+            rows.append((at, *name_problem(name, "variant"), "E070"))
         elif not valid_name(member_name(name, max(seeds(spec), default=0))):
             rows.append((at, f"member names `{member_name(name, max(seeds(spec)))}` would be longer than 64 characters", "shorten the variant's name", "E070"))
         if not isinstance(layer, dict):
@@ -110,7 +104,6 @@ def check_matrix(spec: Spec, registry: Optional[Registry]) -> list[Row]:
     return rows
 
 
-_NAME_HINT = "letters, digits, `_`, `-` and `.`, not starting with `.`, at most 64 characters"
 
 
 def _check_ensembles(spec: Spec, registry: Optional[Registry]) -> list[Row]:
@@ -120,7 +113,7 @@ def _check_ensembles(spec: Spec, registry: Optional[Registry]) -> list[Row]:
     for i, ensemble in enumerate(spec.ensembles):
         at = ("ensemble", i)
         if not valid_name(ensemble.name):
-            rows.append((at + ("name",), f"ensemble name `{ensemble.name}` is not a valid name", _NAME_HINT, "E070"))
+            rows.append((at + ("name",), *name_problem(ensemble.name, "ensemble"), "E070"))
         elif names.index(ensemble.name) != i:
             rows.append((at + ("name",), f"ensemble name `{ensemble.name}` is used twice", "give every ensemble its own name", "E071"))
         if ensemble.folds < 2:

@@ -13,8 +13,8 @@ from typing import Any, Literal, Optional, Union
 
 import attrs
 
-from stagedsl.run_dir import NAME
 from stagedsl.spec.durations import Duration
+from stagedsl.spec.names import NAME_PATTERN
 
 DEVICES_HELP = '"auto", "cpu", "cuda" or "cuda:N"'
 Precision = Literal["32", "16-mixed", "bf16-mixed"]
@@ -57,6 +57,7 @@ class RunSection:
     compile: bool = attrs.field(default=False, metadata=doc("Wrap the model in `torch.compile`."))
     channels_last: bool = attrs.field(default=False, metadata=doc("Use the channels-last memory format for 4D inputs."))
     threads: Union[int, Literal["auto"]] = attrs.field(default="auto", metadata=doc('CPU threads torch may use (torch.set_num_threads). "auto": one for a model under 2M parameters, else the cores not busy with other processes.'))
+    max_parameters: int = attrs.field(default=2**31, metadata=doc("Parameter budget: `staged plan` refuses a model with more parameters than this (counted while it is built on the meta device, so a `depth = 1000000` fails at once, not after minutes); raise it for a model that is meant to be that big."))
 
 
 @attrs.frozen
@@ -221,9 +222,9 @@ class ExportSpec:
     exporters: dict = attrs.field(factory=dict, metadata=doc("Arguments of registered exporters named in `formats`, by name."))
 
 
-MEMBER_NAME = NAME
-"""What a variant, member or ensemble name may be (it names a folder of the run directory):
-`stagedsl.run_dir.NAME`."""
+MEMBER_NAME = NAME_PATTERN
+"""What a variant, member or ensemble name may be (`stagedsl.spec.names.NAME_PATTERN`: it names a
+folder of the run directory)."""
 
 
 @attrs.frozen

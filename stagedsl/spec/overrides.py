@@ -74,6 +74,9 @@ class Override:
             value = tomllib.loads(f"value = {value_text}")["value"]
         except tomllib.TOMLDecodeError:
             value = value_text
+        except RecursionError:
+            raise OverrideProblem(f"--set {key}: the value nests too deeply to be read", (value_start, value_start + len(value_text)),
+                                  path=tuple(parts), hint="a value of the language nests a few levels at most", code="E016") from None
         return cls(text, index, tuple(parts), value, tuple(spans), (value_start, value_start + len(value_text)))
 
     def problem_span(self, problem: KeyProblem) -> Span:

@@ -23,7 +23,7 @@ import attrs
 
 from stagedsl.errors import did_you_mean
 from stagedsl.registry import Registry
-from stagedsl.spec.check import Row, stage_metrics
+from stagedsl.spec.check import Row, seed_problem, stage_metrics
 from stagedsl.spec.convert import KeyProblem
 from stagedsl.spec.merge import parse_override, set_path
 from stagedsl.spec.model import PRUNERS, Spec
@@ -155,8 +155,9 @@ def check_search(spec: Spec, registry: Optional[Registry]) -> tuple[list[Axis], 
         value = getattr(search, key)
         if value is not None and value < 1:
             rows.append((("search", key), f"`{key}` must be at least 1, found {value}", None, "E012"))
-    if search.seed is not None and search.seed < 0:
-        rows.append((("search", "seed"), f"a seed cannot be negative, found {search.seed}", None, "E012"))
+    problem = seed_problem(search.seed) if search.seed is not None else None
+    if problem:  # the sampler's seed, as every seed: 0 <= seed < 2**63
+        rows.append((("search", "seed"), problem, None, "E012"))
     if search.pruner is not None and search.pruner.use not in PRUNERS:
         rows.append((("search", "pruner"), f"no pruner named `{search.pruner.use}`",
                      did_you_mean(search.pruner.use, PRUNERS) or f"pruners: {', '.join(PRUNERS)}", "E078"))

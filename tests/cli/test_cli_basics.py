@@ -77,6 +77,14 @@ def test_a_directory_is_not_a_spec(tmp_path, registry, capsys):
     assert "error[E005]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("out", ["/proc/evil", "/sys/x/run", "/dev/shm/../null/run"])
+def test_run_out_in_a_system_folder_is_refused_before_anything_is_read(out, tmp_path, registry, capsys):
+    spec = tmp_path / "spec.toml"  # not even read: --out is refused first
+    assert run_cli(["run", str(spec), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "error[E014]" in err and "a folder of the system's" in err and "= at: --out" in err and "Traceback" not in err
+
+
 def test_a_spec_that_is_not_utf8_exits_2(tmp_path, registry, capsys):
     spec = tmp_path / "latin1.toml"
     spec.write_bytes('[run]\nname = "caf\xe9"\n'.encode("latin-1"))

@@ -64,7 +64,7 @@ def test_markup_in_help_survives(capsys, monkeypatch):
 
 def test_flags_take_no_value_and_value_options_say_what(capsys, monkeypatch):
     text = _help(["run"], capsys, monkeypatch, 200)
-    assert re.search(r"--overwrite\s{2,}Replace", text)
+    assert re.search(r"--overwrite\s{2,}Run in a folder", text)
     assert "--out DIR" in text and "--set KEY=VALUE" in text and "--profile NAME" in text
 
 

@@ -6,7 +6,10 @@
   ``stage_end``, ``gate_decided``): SIGKILL when the `kill_switch` callback sees it there;
 - ``write``: SIGKILL in the middle of writing that step's trainer checkpoint (after
   ``trainer.safetensors``, before the manifest: the folder is still under its temp name);
-- ``sigterm``: SIGTERM at that step's ``step_end`` (the run finishes the step, saves, stops).
+- ``sigterm``: SIGTERM at that step's ``step_end`` (the run finishes the step, saves, stops);
+- ``sigterm2``: two SIGTERMs at once there (the second stops the run at once, without saving);
+- ``pause``: at that step's ``step_end``, write ``paused`` into ``$STAGEDSL_TEST_PAUSE_DIR`` and wait
+  (up to a minute) until a file ``go`` appears there: another process can act while this one holds the run.
 
 Without the variable the callback does nothing, so a reference run has the same plan.
 Run as a script, ``python kill_switch.py ARGS`` is ``staged ARGS`` with the plugin registered.
@@ -17,6 +20,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
+from pathlib import Path
 
 import torch
 
@@ -24,6 +29,7 @@ from stagedsl import DataSplits, TensorSplit, hookimpl
 from stagedsl.engine.events import Callback
 
 ENV = "STAGEDSL_TEST_KILL_AT"
+PAUSE_DIR = "STAGEDSL_TEST_PAUSE_DIR"
 
 
 def kill_toy(n_train: int = 96, n_val: int = 32, seed: int = 0) -> DataSplits:
@@ -59,9 +65,21 @@ class KillSwitch(Callback):
             return
         if target[0] == "sigterm" and event.value == "step_end":
             os.kill(os.getpid(), signal.SIGTERM)
+        elif target[0] == "sigterm2" and event.value == "step_end":
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        elif target[0] == "pause" and event.value == "step_end":
+            _pause(Path(os.environ[PAUSE_DIR]))
         elif target[0] == event.value:
             state.live.ctx.writer.wait()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pause(folder: Path) -> None:
+    (folder / "paused").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not (folder / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class KillSwitchPlugin:

@@ -74,3 +74,44 @@ def test_predict_writes_the_outputs(mlp_run, process_registry, capsys, tmp_path)
 
     code, out, err = _cli(["predict", package, tmp_path / "two.npz", "--out", tmp_path / "no.npz"], capsys)
     assert code == 2 and "--input-key" in err and not (tmp_path / "no.npz").exists()
+
+
+def _package(mlp_run, capsys):
+    package = mlp_run / "export" / "package"
+    if not package.exists():
+        assert _cli(["export", mlp_run, "--format", "onnx,package"], capsys)[0] == 0
+    return package
+
+
+@pytest.mark.parametrize("kind", ["object", "string", "complex"])
+def test_predict_refuses_inputs_that_are_not_real_numbers_naming_the_dtype_and_shape_it_expects(kind, mlp_run, process_registry,
+                                                                                                capsys, tmp_path):
+    package = _package(mlp_run, capsys)
+    x = np.random.default_rng(0).standard_normal((4, 6))
+    arrays = {"object": np.array([[object()] * 6] * 4, dtype=object), "string": x.astype(str), "complex": x + 1j * x}
+    path = tmp_path / "in.npz"
+    np.savez(path, input=arrays[kind])  # an object array is pickled inside the .npz: it must never be unpickled
+    code, out, err = _cli(["predict", package, path, "--out", tmp_path / "out.npz"], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert "error[E522]" in err and "float32 [batch, 6]" in err, err
+    assert {"object": "Python objects", "string": "text", "complex": "imaginary part"}[kind] in err
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_predict_says_an_npy_named_npz_is_one_array_and_prints_the_path_it_wrote(mlp_run, process_registry, capsys, tmp_path):
+    package = _package(mlp_run, capsys)
+    x = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "x.npy").rename(tmp_path / "renamed.npz")
+    code, out, err = _cli(["predict", package, tmp_path / "renamed.npz", "--out", tmp_path / "o.npz"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "error[E524]" in err and "a single .npy array, not an .npz archive" in err and "float32 [batch, 6]" in err
+
+    np.savez(tmp_path / "in.npz", input=x.astype(np.int64))  # integers are numbers: converted to the model's float32
+    code, out, err = _cli(["predict", package, tmp_path / "in.npz", "--out", tmp_path / "preds"], capsys)
+    assert code == 0, err
+    written = tmp_path / "preds.npz"
+    assert written.is_file() and not (tmp_path / "preds").exists()
+    assert out.startswith(f"{written}:")  # the path printed is the one written
+    code, out, err = _cli(["predict", package, tmp_path / "in.npz", "--out", tmp_path / "preds", "--json"], capsys)
+    assert json.loads(out)["out"] == str(written)

@@ -12,4 +12,6 @@ def test_lints(builtin_registry):
     frozen_group = compile_text(OCEC.format(heads_extra='groups = [{ name = "bb", params = ["backbone.**"] }]'), builtin_registry)
     assert [w["code"] for w in frozen_group.warnings] == ["W004"]
     twice = OCEC.format(heads_extra="") + '\n[[stage]]\nname = "again"\nepochs = 1.5\nlr = 1e-4\nfreeze = [{ use = "fraction", module = "backbone", fraction = 0.5, end = "first" }]\ngroups = [{ name = "backbone", params = ["backbone.**"], lr_scale = 0.05 }, { name = "margin", params = ["margin_head.**"], lr = 3e-4, weight_decay = 0.0 }]\n'
-    assert "W003" in [w["code"] for w in compile_text(twice, builtin_registry).warnings]
+    assert "W003" not in [w["code"] for w in compile_text(twice, builtin_registry).warnings]  # it starts from its own weights
+    same_init = twice + 'init = { stage = "heads" }\n'
+    assert "W003" in [w["code"] for w in compile_text(same_init, builtin_registry).warnings]

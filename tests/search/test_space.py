@@ -59,6 +59,15 @@ def test_search_settings_are_checked(tmp_path, registry, capsys):
     assert "error[E043]" in err and 'did you mean "val/mse"?' in err
 
 
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
+def test_a_search_seed_is_a_seed_like_any_other(seed, tmp_path, registry, capsys):
+    path = tmp_path / "spec.toml"
+    path.write_text(spec_text(search=f'sampler = "random"\ntrials = 2\nseed = {seed}'))
+    assert run_cli(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "error[E012]: a seed must be from 0 to 2**63 - 1" in err and "= at: search.seed" in err and "Traceback" not in err
+
+
 def test_validate_and_plan_show_the_space_and_the_trial_count(tmp_path, registry, capsys):
     path = tmp_path / "spec.toml"
     path.write_text(spec_text(space='"stage.finetune.lr" = [1e-3, 1e-4]\n"model.dim" = [8, 16]'))

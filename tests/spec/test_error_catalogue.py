@@ -229,6 +229,52 @@ CASES = [
     Case("extends-itself", edit("[run]", 'extends = "spec.toml"\n\n[run]'), "E008", "extends", "extends", "cannot extend itself", caret='"spec.toml"'),
     Case("extends-cycle", edit("[run]", 'extends = "parent.toml"\n\n[run]'), "E008", "extends", "extends", "cannot extend itself",
          files={"parent.toml": 'extends = "spec.toml"\n'}, where="parent.toml", caret='"spec.toml"'),
+    # -- hostile names, values and sizes: nothing reaches a path, a NaN or a recursion (issue 15) ----------
+    Case("stage-name-climbs-out", edit('name = "warmup"', 'name = "../../../victim"'), "E013", "stage[0].name", 'name = "../../../victim"',
+         'e.g. "victim"', message="cannot be a path"),
+    Case("stage-name-with-slash", edit('name = "warmup"', 'name = "a/b"'), "E013", "stage[0].name", 'name = "a/b"', 'e.g. "a_b"',
+         message="contains '/'"),
+    Case("stage-name-empty", edit('name = "warmup"', 'name = ""'), "E013", "stage[0].name", 'name = ""', message="is empty"),
+    Case("stage-name-dotdot", edit('name = "middle"', 'name = ".."'), "E013", "stage[1].name", 'name = ".."', message="starts with '.'"),
+    Case("stage-name-too-long", edit('name = "finetune"', f'name = "{"x" * 300}"'), "E013", "stage[2].name", "x" * 300,
+         message="300 characters long"),
+    Case("stage-name-nul", edit('name = "finetune"', 'name = "fine\\u0000tune"'), "E013", "stage[2].name", "u0000", 'e.g. "fine_tune"'),
+    Case("run-name-climbs-out", edit('name = "tiny"', 'name = "../../../etc"'), "E013", "run.name", 'name = "../../../etc"', 'e.g. "etc"'),
+    Case("run-out-in-proc", edit("seed = 0", 'seed = 0\nout = "/proc/evil"'), "E014", "run.out", 'out = "/proc/evil"', "a folder of its own"),
+    Case("run-out-set-in-sys", (), "E014", "run.out", None, None, args=("--set", 'run.out="/sys/x"'), caret='"/sys/x"', set_number=1),
+    Case("seed-overflow", edit("seed = 0", "seed = 99999999999999999999"), "E012", "run.seed", "seed = 99999999999999999999",
+         message="from 0 to 2**63 - 1"),
+    Case("seed-negative", edit("seed = 0", "seed = -1"), "E012", "run.seed", "seed = -1"),
+    Case("group-lr-negative", edit("lr_scale = 0.1", "lr = -1.0"), "E012", "stage[2].groups[0].lr", "groups =", message="greater than 0"),
+    Case("group-lr-nan", edit("lr_scale = 0.1", "lr = nan"), "E012", "stage[2].groups[0].lr", "groups =", message="finite"),
+    Case("group-lr-scale-nan", edit("lr_scale = 0.1", "lr_scale = nan"), "E012", "stage[2].groups[0].lr_scale", "groups =", message="finite"),
+    Case("group-weight-decay-negative", edit("lr_scale = 0.1", "lr_scale = 0.1, weight_decay = -0.5"), "E012",
+         "stage[2].groups[0].weight_decay", "groups =", message="at least 0"),
+    Case("grad-clip-nan", edit("lr = 1e-4", "lr = 1e-4\ngrad_clip = nan"), "E012", "stage[2].grad_clip", "grad_clip = nan", message="finite"),
+    Case("grad-clip-infinite", edit("lr = 1e-4", "lr = 1e-4\ngrad_clip = inf"), "E012", "stage[2].grad_clip", "grad_clip = inf"),
+    Case("min-delta-nan", edit(STAGE0_STEPS, STAGE0_STEPS + "early_stop = { patience = 2, min_delta = nan }\n"), "E012",
+         "stage[0].early_stop.min_delta", "early_stop"),
+    Case("loss-weight-infinite", edit("lr = 1e-4", 'lr = 1e-4\nloss = { sum = [{ use = "mse", weight = inf }] }'), "E012",
+         "stage[2].loss.sum[0].weight", "weight = inf"),
+    Case("gate-nests-too-deep", edit('"val/loss < 10.0"', '"' + "(" * 400 + "val/loss < 10.0" + ")" * 400 + '"'), "E015",
+         "stage[1].gate.when", "gate =", "write the condition flat", message="nest more than 32 deep"),
+    Case("gate-set-nests-too-deep", (), "E015", "stage[1].gate.when", None, args=("--set", "stage.middle.gate.when=" + "(" * 400 + "val/loss<1" + ")" * 400), set_number=1),
+    Case("toml-arrays-nest-too-deep", edit("heads = 2", "heads = 2\nextra = " + "[" * 600 + "]" * 600), "E016", None, None,
+         message="more than 32 deep"),
+    Case("tables-nest-too-deep", edit("heads = 2", "heads = 2\n" + ".".join(["deep"] * 40) + " = 1"), "E016", "model.deep.deep ...", "deep.deep",
+         message="more than 32 deep"),
+    Case("set-value-nests-too-deep", (), "E016", None, None, args=("--set", "model.extra=" + "[" * 600 + "]" * 600), set_number=1,
+         message="nests too deeply"),
+    Case("extends-a-folder", edit("[run]", 'extends = "sub"\n\n[run]'), "E008", "extends", "extends", "name the .toml file inside it",
+         files={"sub/keep.toml": ""}, message="names a folder, not a file"),
+    Case("extends-proc-environ", edit("[run]", 'extends = "/proc/self/environ"\n\n[run]'), "E008", "extends", "extends",
+         message="a folder of the system's"),
+    Case("extends-not-toml", edit("[run]", 'extends = "notes.txt"\n\n[run]'), "E008", "extends", "extends", "nothing of it is shown",
+         files={"notes.txt": "SECRET=1\n"}, message="not a .toml file"),
+    Case("model-depth-a-million", edit("depth = 1", "depth = 1000000"), "E017", "model", "[model]", "check its size arguments",
+         command=PLAN, message="more than 100,000 parameter tensors"),  # refused while built, not after minutes of swapping
+    Case("model-over-parameter-budget", edit("seed = 0", "seed = 0\nmax_parameters = 100"), "E017", "model", "[model]",
+         "raise [run] max_parameters", command=PLAN, message="more than 100 parameters"),
     # -- what only the planner sees (model parameters, dataset sizes) ------------------------------
     Case("glob-matches-nothing", edit('freeze = ["transformer.**"]', 'freeze = ["encoder.**"]'), "E060", "stage[0].freeze[0]", "freeze =",
          'did you mean "encoder_2d.**"?', command=PLAN, caret='"encoder.**"'),
@@ -310,6 +356,7 @@ def test_error_catalogue(case: Case, tmp_path, registry, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text(text)
     for name, content in case.files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(content)
     argv = [case.command, str(spec), *case.args] + (["--json"] if case.command == PLAN else [])
 
@@ -318,6 +365,7 @@ def test_error_catalogue(case: Case, tmp_path, registry, capsys):
 
     assert code == 2, err
     assert "Traceback" not in err and "Traceback" not in out
+    assert "SECRET" not in err and "PATH=" not in err  # a file named by `extends` is never echoed unless it is a spec
     assert f"error[{case.code}]:" in err, err
     if case.message is not None:
         assert re.search(rf"error\[{case.code}\]: .*{re.escape(case.message)}", err), err

@@ -11,11 +11,12 @@ a synchronous one. A failed write is raised (E416) at the next `submit` or `wait
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from typing import Callable, Optional
 
-from stagedsl.errors import CheckpointError, Problem
+from stagedsl.errors import OS_HINTS, CheckpointError, Problem, StagedError
 
 
 class CheckpointWriter:
@@ -59,11 +60,14 @@ class CheckpointWriter:
         error, self._error = self._error, None
         if error is None:
             return
-        if isinstance(error, CheckpointError):
+        if isinstance(error, StagedError):
             raise error
+        hint = "check the disk (space, permissions)"
+        if isinstance(error, OSError):
+            hint = OS_HINTS.get(errno.errorcode.get(error.errno or 0, ""), hint)
         raise CheckpointError([Problem(code="E416", message=f"writing checkpoint `{self._what}` failed: "
                                        f"{type(error).__name__}: {error}",
-                                       hint="check the disk (space, permissions); the previous checkpoints are intact")]) from error
+                                       hint=f"{hint}; the previous checkpoints are intact")]) from error
 
     def close(self, *, raise_errors: bool = True) -> None:
         """Wait for the last write; with `raise_errors` off, an error is dropped (another one is on its way)."""

@@ -37,7 +37,9 @@ def resolve_init_path(init: InitPlan, run_dir: RunDir) -> Path:
         if not path.exists():
             raise CheckpointError(
                 [Problem(code="E410", message=f"init checkpoint `{path}` (stage `{init.stage}`, {init.which}) does not exist",
-                         hint="run the earlier stage first, or start with --from-stage at it")]
+                         hint="run the earlier stage first, or start with --from-stage at it" + (
+                             "; a stage whose every evaluation was non-finite (on_nonfinite = \"skip\") has no best: "
+                             "init from its \"last\", or fix its validation data" if init.which == "best" else ""))]
             )
         return path
     if init.source == "path":

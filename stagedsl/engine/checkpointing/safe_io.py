@@ -24,11 +24,10 @@ from stagedsl.errors import CheckpointError, Problem
 CHUNK = 4 * 2**20
 
 PICKLE_HINT = (
-    "a checkpoint is only ever loaded with torch.load(weights_only=True), which refuses pickled "
-    "Python objects; if you trust the file and where it came from, convert it once to "
-    "safetensors: python -c \"import torch; from safetensors.torch import save_file; "
-    "d = torch.load('FILE', weights_only=False); save_file(d.get('state_dict', d), 'FILE.safetensors')\" "
-    "and load the .safetensors file instead (see docs/security.md)"
+    "do not load this file: naming Python callables is how a pickle runs code, and nothing here will "
+    "unpickle it. Where the file comes from, save the weights alone as plain tensors instead, e.g. "
+    "safetensors.torch.save_file(model.state_dict(), 'FILE.safetensors') (or torch.save(model.state_dict(), ...)), "
+    "and load that (see docs/security.md)"
 )
 
 

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from stagedsl.engine.checkpointing import trainer_payload
-from stagedsl.engine.checkpointing.safe_io import fsync_path, sha256_file, write_durable
-from stagedsl.engine.checkpointing.weights import cpu_state_dict, read_weights, stable_metadata
+from stagedsl.engine.checkpointing.safe_io import fsync_path, pickle_refusal, pickled_globals, sha256_file, write_durable
+from stagedsl.engine.checkpointing.weights import cpu_state_dict, looks_pickled, read_weights, stable_metadata
 from stagedsl.engine.run_state import RunState
 from stagedsl.errors import CheckpointError, Problem
 from stagedsl.run_dir import RunDir
@@ -45,6 +45,8 @@ TRAINER_FILE = "trainer.safetensors"
 RUN_STATE_FILE = "run_state.json"
 BEST_FILE = "best.safetensors"
 MANIFEST_FILE = "manifest.json"
+REQUIRED_FILES = (MODEL_FILE, TRAINER_FILE, RUN_STATE_FILE)
+"""What every checkpoint's manifest lists, with their checksums."""
 
 
 def _state_order(path: Path) -> Optional[tuple[int, int]]:
@@ -201,7 +203,13 @@ def verify_state(directory: Path) -> Optional[str]:
         manifest = read_manifest(directory)
     except CheckpointError as exc:
         return exc.problems[0].message
-    for name, expected in manifest["files"].items():
+    files = manifest["files"]
+    lacking = [name for name in REQUIRED_FILES if name not in files]
+    if lacking:
+        return f"its manifest does not list {', '.join(f'`{n}`' for n in lacking)} (edited?), so nothing in it can be checked"
+    for name, expected in files.items():
+        if not isinstance(name, str) or "/" in name or name.startswith(".") or not isinstance(expected, dict):
+            return f"its manifest lists {name!r}, which is not a file of a checkpoint (edited?)"
         path = Path(directory) / name
         if not path.is_file():
             return f"`{name}` is missing"
@@ -229,10 +237,16 @@ def load_state(directory: Path, *, verify: bool = True) -> dict[str, Any]:
             raise CheckpointError([Problem(code="E414", message=f"trainer checkpoint `{directory}` is corrupt: {problem}",
                                            hint="`staged resume` falls back to the previous checkpoint")])
         manifest = read_manifest(directory)
+    path = directory / RUN_STATE_FILE
+    if looks_pickled(path):
+        raise pickle_refusal(path, pickled_globals(path), what="run state")
     try:
-        state = RunState.from_dict(json.loads((directory / RUN_STATE_FILE).read_text()))
+        state = RunState.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except Exception as exc:
-        raise CheckpointError(f"`{directory / RUN_STATE_FILE}` is unreadable: {type(exc).__name__}: {exc}", code="E414") from None
+        raise CheckpointError([Problem(code="E414", message=f"`{path}` is unreadable: {type(exc).__name__}: {_first_line(exc)}",
+                                       hint="a run state is JSON that stagedsl writes; this one was changed after its "
+                                            "manifest was written. Delete this checkpoint folder and `staged resume` "
+                                            "falls back to the one before it")]) from None
     model = read_weights(directory / MODEL_FILE)
     trainer = trainer_payload.read(directory / TRAINER_FILE)
     return {"state": state, "model": model, "trainer": trainer, "manifest": manifest, "path": directory}
@@ -251,41 +265,57 @@ def newest_first(paths: list[Path]) -> list[Path]:
 
     By the manifest's global step, then stage index (a stage's first checkpoint and the
     previous stage's last share a global step), attempt and stage step. A folder without
-    a readable manifest sorts last (it is passed over anyway).
+    a readable manifest sorts last (a resume passes over it and says so).
     """
     def key(path: Path) -> tuple:
-        try:
-            manifest = json.loads((path / MANIFEST_FILE).read_text())
-            return (1, int(manifest["global_step"]), int(manifest["stage_index"]), int(manifest["attempt"]),
-                    int(manifest["stage_step"]), int(manifest.get("seq", 0)))
-        except (OSError, ValueError, TypeError, KeyError):
-            return (0, 0, 0) + (_state_order(path) or (0, 0)) + (0,)
+        order = manifest_order(path)
+        return (1, *order) if order is not None else (0, 0, 0) + (_state_order(path) or (0, 0)) + (0,)
     return sorted(paths, key=key, reverse=True)
+
+
+def manifest_order(path: Path) -> Optional[tuple[int, ...]]:
+    """(global step, stage index, attempt, stage step, seq) from a checkpoint's manifest; None when it cannot be read."""
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+        return (int(manifest["global_step"]), int(manifest["stage_index"]), int(manifest["attempt"]),
+                int(manifest["stage_step"]), int(manifest.get("seq", 0)))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def remove_temp_files(run_dir: RunDir) -> list[Path]:
     """Delete what a write killed half-way left behind (``.<name>.*.tmp`` files and folders)."""
     removed = []
     for path in run_dir.stages.glob("**/.*.tmp"):
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-        removed.append(path)
+        if run_dir.inside(path.parent):
+            run_dir.remove(path)
+            removed.append(path)
     for path in run_dir.stages.glob("**/.*.old"):
-        shutil.rmtree(path, ignore_errors=True)
+        if run_dir.inside(path.parent):
+            run_dir.remove(path)
     return removed
 
 
 def clear_states(run_dir: RunDir, stage: str) -> None:
     """Delete a stage's trainer checkpoints (a run that starts the stage over)."""
-    shutil.rmtree(run_dir.trainer_states(stage), ignore_errors=True)
+    run_dir.remove(run_dir.trainer_states(stage))
 
 
-def rotate_states(parent: Path, keep_last: int) -> None:
+def rotate_states(run_dir: RunDir, parent: Path, keep_last: int) -> None:
     """Keep the newest `keep_last` trainer checkpoints under `parent` (by attempt, then step)."""
     if keep_last <= 0 or not parent.exists():
         return
     steps = sorted((p for p in parent.iterdir() if p.is_dir() and _state_order(p) is not None), key=_state_order)
     for old in steps[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            run_dir.remove(old)
+        except OSError:  # an old checkpoint that cannot go yet (a busy network file system): the next rotation tries again
+            pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _json_default(value: Any) -> Any:

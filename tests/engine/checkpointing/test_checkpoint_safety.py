@@ -46,7 +46,8 @@ def _refused(caught, marker):
     problem = caught.value.problems[0]
     assert problem.code == "E413", problem
     assert "could run code" in problem.message and "`io.open`" in problem.message
-    assert "safetensors" in problem.hint and "weights_only=True" in problem.hint
+    assert "safetensors" in problem.hint and "do not load this file" in problem.hint
+    assert "weights_only=False" not in problem.hint  # never advice to unpickle what was just refused
     assert not marker.exists(), "the payload ran"
 
 
