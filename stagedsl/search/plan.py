@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import attrs
 
-from stagedsl.errors import PlanError
+from stagedsl.errors import PlanError, Problem
 from stagedsl.plan.model import Plan
 from stagedsl.registry import Registry
 from stagedsl.search.layout import INDEX_FORMAT, TRIALS_DIR
@@ -115,7 +115,6 @@ def compile_search(spec: Spec, registry: Registry, *, out: Path | str, trials: O
     axes, rows = check_search(spec, registry)
     if rows:  # the loader reported them already when it loaded `spec`; a spec built by hand gets them here
         from stagedsl.spec.search import space_path
-        from stagedsl.errors import Problem
 
         raise SpecError([Problem(code, message, file=spec.file, path=space_path(path), hint=hint) for path, message, hint, code in rows])
     index = search_index(spec, axes, trials=trials, storage=storage, reuse=reuse, jobs=jobs)
@@ -130,7 +129,28 @@ def compile_search(spec: Spec, registry: Registry, *, out: Path | str, trials: O
             problems += [attrs.evolve(p, message=f"trial ({shown}): {p.message}") for p in exc.problems]
     if problems:
         raise PlanError(problems)
+    unmeasured = _objective_never_measured(spec, compiled[0].plan, index["metric"]) if compiled else None
+    if unmeasured is not None:
+        raise PlanError([unmeasured])
     return SearchPlan(index, tuple(axes), tuple(compiled))
+
+
+def _objective_never_measured(spec: Spec, plan: Plan, metric: str) -> "Optional[Problem]":
+    """E809 when the objective is a validation metric and the dataset, whose split lengths the plan
+    knows, has no validation split: every trial would fail with E805 after training."""
+    from stagedsl.spec.locate import SourceMap
+
+    sizes = plan.data.sizes
+    if not metric.startswith("val/") or not sizes or sizes.get("val"):
+        return None
+    problem = Problem("E809", f"`search.metric = \"{metric}\"` is measured on the validation split, and dataset "
+                      f"`{plan.data.name}` has none (splits: {', '.join(f'{k} {v}' for k, v in sizes.items())})",
+                      file=spec.file, path="search.metric",
+                      hint="give the dataset a validation split, or search on `train/loss`")
+    if not spec.sources:
+        return problem
+    where = SourceMap(list(spec.sources), profile=spec.profile, stage_names=tuple(s.name for s in spec.stages)).where("search.metric")
+    return attrs.evolve(problem, **where.fields())
 
 
 def render_search(search: SearchPlan) -> str:

@@ -113,3 +113,15 @@ def test_the_mesh_grid_profile_trains_its_first_stage_once_per_model(specs_dir, 
     assert data["trials"] == 16 and data["sampler"] == "grid"
     assert data["shared"] == {"converge": 4, "refine": 16}
     assert data["depends"]["converge"] == ["model.hidden", "model.layers"]
+
+
+def test_a_validation_objective_on_data_without_a_validation_split_fails_the_plan(tmp_path, registry, capsys):
+    path = tmp_path / "spec.toml"
+    text = spec_text().replace("n_val = 8", "n_val = 0")
+    path.write_text(text)
+    for command in (["plan", str(path), "--dry-run"], ["search", str(path), "--out", str(tmp_path / "out")]):
+        assert run_cli(command) == 2
+        err = capsys.readouterr().err
+        assert "error[E809]" in err and "dataset `pde_synthetic` has none" in err and "Traceback" not in err
+        assert f"{path}:{_line_of(text, 'metric = ')}:" in err and "search on `train/loss`" in err
+    assert not (tmp_path / "out").exists()
