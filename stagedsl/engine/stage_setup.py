@@ -5,6 +5,7 @@ Everything here runs once per stage (or per gate retry of it), never per step.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import attrs
@@ -90,7 +91,7 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
                               f"{_keys('missing', init_report['missing'])}; {_keys('unexpected', init_report['unexpected'])} "
                               "(every key: summary.json, stages.<stage>.init)")
         else:
-            ctx.progress.notice(f"stage {stage.name}: loaded init `{init_report['path']}`")
+            ctx.progress.notice(f"stage {stage.name}: loaded init `{_shown(init_report['path'], ctx.run_dir.root)}`")
 
     apply_freeze(model, stage)
     held = frozen_norms(model) if stage.frozen_norm != "train" else []
@@ -124,3 +125,11 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
         init_report=init_report,
         auto_args=auto_args,
     )
+
+
+def _shown(path: str, root: Path) -> str:
+    """`path` relative to the run directory when it is inside it (a line that fits 80 columns), else as written."""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)

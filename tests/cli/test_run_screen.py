@@ -69,6 +69,12 @@ def test_piped_progress_has_elapsed_time_and_eta(pde_run):
     assert "note: 1 CPU thread (auto: " in err
 
 
+def test_an_init_from_an_earlier_stage_is_named_inside_the_run_directory(pde_run):
+    run_dir, _, err = pde_run
+    assert "note: stage transformer: loaded init `stages/warmup_encdec/best.safetensors`\n" in err
+    assert str(run_dir) not in "".join(line for line in err.splitlines() if "loaded init" in line)
+
+
 def test_run_json_prints_the_summary(tmp_path, registry, capsys):
     assert run_cli(["run", str(PDE), "--profile", "tiny", "--out", str(tmp_path / "run"), "--json",
                     "--set", "stage.warmup_encdec.steps=2", "--set", "stage.transformer.steps=2", "--set", "stage.finetune.steps=2"]) == 0
