@@ -98,6 +98,15 @@ def best_of(rows: list[Entry], metric: str) -> set[str]:
     return {r.name for r in scored if r.metrics[metric] == top}
 
 
+def _tied_with(rows: list[Entry], kind: str, chosen: Optional[str], monitor: str) -> set[str]:
+    """The matrix's best `kind` (`chosen`, from its summary) and every row of that kind with the same monitored value."""
+    if chosen is None:
+        return set()
+    of_kind = [r for r in rows if r.kind == kind]
+    tied = best_of(of_kind, monitor)
+    return tied if chosen in tied else {chosen}
+
+
 def in_order(rows: list[Entry], monitor: str) -> list[Entry]:
     """Best first by the monitored metric (rows without it last), as `staged eval` prints them."""
     by_name = {r.name: r for r in rows}
@@ -113,14 +122,14 @@ def comparison_section(rows: list[Entry], monitor: str, summary: dict) -> Sectio
     column_best = {c: best_of(rows, c) for c in columns}
     body_rows = []
     tie = " (tie)" if len(overall) > 1 else ""
+    kinds = {kind: _tied_with(rows, kind, chosen, monitor) for kind, chosen in (("member", best_member), ("ensemble", best_ensemble))}
     for rank, row in enumerate(in_order(rows, monitor), start=1):
         marks = []
         if row.name in overall:
             marks.append(f'<span class="best">★ best{tie}</span>')
-        if row.name == best_member:
-            marks.append('<span class="best">best member</span>')
-        if row.name == best_ensemble:
-            marks.append('<span class="best">best ensemble</span>')
+        for kind, tied in kinds.items():
+            if row.name in tied:
+                marks.append(f'<span class="best">best {kind}{" (tie)" if len(tied) > 1 else ""}</span>')
         name = f'<a href="#{escape(row.anchor)}">{escape(row.name)}</a>' if row.anchor else escape(row.name)
         name = f'<span class="name">{f"<b>{name}</b>" if row.name in overall else name}</span>'
         cells = [escape(rank if _finite(row.metrics.get(monitor)) else "—"), name,

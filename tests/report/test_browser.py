@@ -196,9 +196,12 @@ def test_the_matrix_dom_names_every_member_and_ensemble_and_marks_the_best(rende
             if f"{metric} (↑)" in column:
                 assert row[column[f"{metric} (↑)"]] == f"{seen:.4g}", (name, metric)
     marks = {name: row[column["best"]] for name, row in by_name.items()}
-    assert [n for n, m in marks.items() if "best member" in m] == [results["best_member"]]
-    assert [n for n, m in marks.items() if "best ensemble" in m] == [results["best_ensemble"]]
     monitor = f"{results['monitor']} (↑)"
+    for kind, plural in (("member", "members"), ("ensemble", "ensembles")):  # the summary's best and every row tied with it
+        best = by_name[results[f"best_{kind}"]][column[monitor]]
+        tied = sorted(n for n in results[plural] if by_name[n][column[monitor]] == best)
+        assert sorted(n for n, m in marks.items() if f"best {kind}" in m) == tied and results[f"best_{kind}"] in tied
+        assert all((f"best {kind} (tie)" in marks[n]) == (len(tied) > 1) for n in tied)
     values = [float(row[column[monitor]]) for row in rows]
     assert values == sorted(values, reverse=True)  # best first by the monitored metric
     starred = [row[column["name"]] for row in rows if float(row[column[monitor]]) == values[0]]  # every one of a tie
