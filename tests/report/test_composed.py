@@ -100,6 +100,15 @@ def test_importance_comes_from_the_study_and_ranks_the_parameter_that_matters(tm
     assert hashlib.sha256((tmp_path / "study.db").read_bytes()).hexdigest() == before  # read only
 
 
+def test_a_parameter_that_improves_every_pair_of_grid_trials_gets_a_share(tmp_path):
+    # the mesh grid's shape: width matters most, but the larger lr is better in every pair too
+    points = [({"lr": lr, "width": w}, 1.5 - 0.1 * (w == 16) - 0.05 * (lr == 1e-3)) for w in (8, 16) for lr in (3e-4, 1e-3)
+              for _ in range(2)]
+    search_dir, summary_, trials = _study(tmp_path, points)
+    found, _ = importance(search_dir, summary_, trials)
+    assert found["width"] > found["lr"] > 0.01  # PED-ANOVA ranked lr first (0.99) here
+
+
 def test_importance_says_plainly_when_it_cannot_be_computed(tmp_path):
     one_axis = [Trial(i, "complete", float(i), {"lr": 10.0 ** -i}) for i in range(3)]
     found, why = importance(SearchDir(tmp_path), {"storage": f"sqlite:///{tmp_path / 'study.db'}"}, one_axis)
