@@ -73,6 +73,9 @@ def resume_search_dir(run_dir: Path, *, trials: Optional[int], jobs: Optional[in
     from stagedsl.registry import get_registry
     from stagedsl.search.runner import resume_search
 
+    if "--nproc" in refused:
+        raise UsageError([Problem(code="E090", message=f"{run_dir} is a search: its trials run one process each, so --nproc does not apply",
+                                  path="--nproc", hint=f"`staged search {run_dir} --jobs N` goes on with N trials at once")])
     if refused:
         raise UsageError([Problem(code="E090", message=f"{', '.join(refused)} cannot change a study that has begun", path=refused[0],
                                   hint=f"start a new search from the spec, or go on with `staged search {run_dir}`")])

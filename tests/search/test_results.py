@@ -111,3 +111,16 @@ def test_a_spec_s_relative_paths_hold_in_its_trials_and_its_best_spec(tmp_path, 
     assert tomllib.loads(best.read_text())["paths_from"] == str(folder)
     monkeypatch.chdir(tmp_path / "study")
     assert run_cli(["run", "best.toml", "--out", str(tmp_path / "best")]) == 0
+
+
+def test_resume_of_a_search_with_nproc_says_its_trials_run_one_process_each(tmp_path, registry, capsys):
+    from stagedsl.cli.app import run_cli
+    from stagedsl.search.layout import INDEX_FILE
+
+    search_dir = tmp_path / "study"
+    search_dir.mkdir()
+    (search_dir / INDEX_FILE).write_text("{}")  # a search's folder as far as resume can tell
+    assert run_cli(["resume", str(search_dir), "--nproc", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "error[E090]" in err and "is a search: its trials run one process each, so --nproc does not apply" in err
+    assert f"staged search {search_dir} --jobs N" in err and "Traceback" not in err
