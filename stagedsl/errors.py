@@ -41,10 +41,6 @@ class Problem:
     trace: Optional[str] = attrs.field(default=None, eq=False, repr=False)
     """The traceback of a plugin's exception behind this problem: shown only with ``staged --debug``."""
 
-    def located(self, file: Optional[str], line: Optional[int], column: Optional[int]) -> "Problem":
-        """Return a copy of this problem pointing at `file:line:column`."""
-        return attrs.evolve(self, file=file or self.file, line=line, column=column)
-
     def __str__(self) -> str:
         where = ""
         if self.file:
