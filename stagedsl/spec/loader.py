@@ -348,6 +348,10 @@ def _layered_spec(document: dict, sources: list[tuple[str, str]], file: str, pro
     try:
         layered = _apply_profile(dict(document), profile)
     except KeyProblem as exc:
+        if exc.code == "E009":  # the mistake is in the command line's --profile, not in the file: point there
+            written = f"--profile {profile}"
+            return None, [Problem(exc.code, f"{exc} in {file}", file=file, path=None, hint=exc.hint, argument=written,
+                                  column=len("--profile ") + 1, end_column=len(written) + 1)]
         return None, [_problem(SourceMap(sources, profile=profile, stage_names=stage_names), exc.path, str(exc), exc.hint, exc.code)]
     layered, written, problems = _apply_overrides(layered, overrides, file)
     source_map = SourceMap(sources, profile=profile, stage_names=stage_names, overrides=written)

@@ -210,7 +210,6 @@ CASES = [
     Case("plateau-without-monitor", edit('scheduler = { use = "multistep", milestones = [2, "3 steps"], gamma = 0.5 }', 'scheduler = "plateau"'),
          "E045", "stage[2].scheduler", "plateau", "monitor", caret='"plateau"'),
     # -- layers: profiles, --set, extends ---------------------------------------------------
-    Case("unknown-profile", (), "E009", "profile", "[profile.tiny]", 'did you mean "tiny"?', args=("--profile", "tyni"), caret='[profile.tiny]'),
     Case("set-unknown-stage", (), "E007", "stage.warmpu", None, 'did you mean "warmup"?', args=("--set", "stage.warmpu.steps=3"),
          caret="warmpu", set_number=1),
     Case("set-unknown-stage-by-name", (), "E007", "stage.finetun", None, 'did you mean "finetune"?',
@@ -388,6 +387,15 @@ def test_error_catalogue(case: Case, tmp_path, registry, capsys):
     if case.caret is not None:
         assert case.caret in underlined(err), err
     assert re.search(r"\n\d+ errors?\s*$", err), err
+
+
+def test_an_unknown_profile_points_at_the_argument_and_names_the_file(tmp_path, registry, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(BASE)
+    assert run_cli(["validate", str(spec), "--profile", "tyni"]) == 2
+    err = capsys.readouterr().err
+    assert f"error[E009]: no profile named `tyni` in {spec}\n --> --profile\n" in err and "Traceback" not in err
+    assert underlined(err) == ["tyni"] and 'did you mean "tiny"?' in err
 
 
 def underlined(rendered: str) -> list[str]:
