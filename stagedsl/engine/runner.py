@@ -216,7 +216,7 @@ def _execute(plan: Plan, *, registry: Registry, layout: RunDir, placement: Place
     except (KeyboardInterrupt, RunInterrupted) as exc:
         _fail(state, outputs, started, "interrupted")
         if isinstance(exc, StoppedAtOnce):
-            raise exc.error(where(state), state.last_resume_point, str(run_dir)) from None
+            raise exc.error(where(state), state.last_resume_point, str(run_dir), processes=placement.world_size) from None
         raise
     except StagedError:
         _fail(state, outputs, started, "failed")

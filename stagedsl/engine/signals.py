@@ -85,12 +85,13 @@ class StoppedAtOnce(KeyboardInterrupt):
         super().__init__(signum)
         self.signum = signum
 
-    def error(self, where: str, checkpoint: Optional[str], run_dir: str) -> "RunInterrupted":
-        """The E440 error saying where it stopped and which checkpoint a resume continues from."""
+    def error(self, where: str, checkpoint: Optional[str], run_dir: str, processes: int = 1) -> "RunInterrupted":
+        """The E440 error saying where it stopped and which checkpoint a resume continues from (a resume
+        of `processes` processes, as the run had)."""
         name = StopRequest()
         name.request(self.signum)
         error = RunInterrupted(signal_name=f"a second {name.name}", signum=self.signum, where=where, checkpoint=None,
-                               run_dir=run_dir)
+                               run_dir=run_dir, processes=processes)
         kept = f"the last checkpoint `{checkpoint}` is intact" if checkpoint else "no checkpoint had been written yet"
         error.problems[0] = attrs.evolve(error.problems[0], message=f"stopped at once by a second {name.name} at {where} "
                                          f"(nothing more was saved); {kept}")

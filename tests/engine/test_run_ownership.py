@@ -162,3 +162,13 @@ def test_a_second_sigterm_stops_at_once_with_143_and_says_which_checkpoint_is_le
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     assert run_cli(["resume", str(run_dir)]) == 0, capsys.readouterr().err
     _assert_same_as(reference, run_dir)
+
+
+@pytest.mark.parametrize("processes, told", [(1, "continue with: staged resume runs/x"), (2, "continue with: staged resume runs/x --nproc 2")])
+def test_a_second_signal_tells_how_to_resume_with_as_many_processes(processes, told):
+    from stagedsl.engine.signals import StoppedAtOnce
+
+    error = StoppedAtOnce(signal.SIGTERM).error("stage `a` step 3", "stages/a/resume/step_2", "runs/x", processes=processes)
+    problem = error.problems[0]
+    assert problem.code == "E440" and "the last checkpoint `stages/a/resume/step_2` is intact" in problem.message
+    assert problem.hint == told
