@@ -78,8 +78,9 @@ def _rows(summary: dict, plan: Optional[Plan]) -> list[tuple[str, ...]]:
     rows = [("stage", "status", "steps", "time", "best", "gate")]
     for name, record in summary.get("stages", {}).items():
         ran = record.get("status") not in ("pending", "not_run", "skipped")
-        rows.append((name, _STATUS.get(record.get("status"), record.get("status", "?")),
-                     str(record.get("steps", 0)) if ran else "-", clock(record.get("wall_time_s")) if ran else "-",
+        reused = bool(record.get("reused"))  # adopted from another run (--reuse, a search): it did not train here
+        rows.append((name, "reused" if reused else _STATUS.get(record.get("status"), record.get("status", "?")),
+                     str(record.get("steps", 0)) if ran else "-", clock(record.get("wall_time_s")) if ran and not reused else "-",
                      _best(record, stages.get(name)), _gate(record)))
     return rows
 

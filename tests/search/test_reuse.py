@@ -3,6 +3,8 @@ and what follows is bit-identical to training everything from scratch (CPU)."""
 
 from __future__ import annotations
 
+import re
+
 from stagedsl.cli.app import run_cli
 from stagedsl.engine.runner import run_plan
 from stagedsl.plan.model import Plan
@@ -46,6 +48,8 @@ def test_run_with_reuse_trains_only_the_edited_stage_and_matches_a_run_from_scra
     assert "reused  warmup" in shown and "reused  middle" in shown and "trains  finetune" in shown
 
     assert run_cli(["run", str(spec), "--out", str(tmp_path / "second"), "--reuse", str(tmp_path / "first"), *edited]) == 0
+    table = capsys.readouterr().out  # the end table says which stages were adopted, not trained
+    assert re.search(r"^warmup +reused +4 +- ", table, re.M) and re.search(r"^finetune +completed +6 +\S+s ", table, re.M)
     assert [e["stage"] for e in events(tmp_path / "second", "stage_start")] == ["warmup", "middle", "finetune"]
     second = read_json(tmp_path / "second" / "summary.json")["stages"]
     assert second["warmup"]["reused"]["from"] == str(tmp_path / "first") and second["finetune"]["reused"] is None
