@@ -81,7 +81,7 @@ def search_index(spec: Spec, axes: list[Axis], *, trials: Optional[int] = None, 
                  reuse: Optional[bool] = None, jobs: Optional[int] = None) -> dict[str, Any]:
     """``search.json``: everything a process of the study needs besides the spec (options override the spec's)."""
     search = spec.search
-    count = trial_count(spec, axes) if trials is None else (min(trials, len(grid_points(axes))) if search.sampler == "grid" else trials)
+    count = trial_count(spec, axes, trials)
     pruner = None
     if search.pruner is not None and search.pruner.use != "none":
         pruner = {"use": search.pruner.use, "args": dict(search.pruner.args)}

@@ -88,15 +88,14 @@ def resume_search(run_dir: Path | str, *, registry: Any = None, trials: Optional
                   device: Optional[str] = None, say: Say = _stderr, callbacks: Iterable[Any] = ()) -> SearchResult:
     """Go on with the study in `run_dir`: finish the trials left running, then run the rest (`trials` raises the count)."""
     from stagedsl.spec.loader import loads_spec
-    from stagedsl.spec.search import grid_points, Axis
+    from stagedsl.spec.search import Axis, count_trials
 
     registry = _registry(registry)
     search_dir = SearchDir(run_dir)
     index = search_dir.read_index()
     spec = loads_spec(search_dir.spec_file.read_text(encoding="utf-8"), file=str(search_dir.spec_file), registry=registry)
     if trials is not None:
-        points = len(grid_points([Axis.from_dict(a) for a in index["axes"]])) if index["sampler"] == "grid" else trials
-        index = {**index, "trials": min(trials, points)}
+        index = {**index, "trials": count_trials(index["sampler"], [Axis.from_dict(a) for a in index["axes"]], trials)}
     if jobs is not None:
         index = {**index, "jobs": jobs}
     search_dir.write_json(search_dir.index_file, index)
@@ -243,7 +242,7 @@ class _Driver:
                 return True
             if returncode == 0:  # its process found another one running it: that one tells the study
                 return False
-            self.told(crashed_result(self.search_dir, number, params[number], returncode))
+            self.told(crashed_result(self.search_dir, number, params[number], returncode, wall_time_s))
             return False
 
         run_processes(next_job, finished, jobs=jobs)

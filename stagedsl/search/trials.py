@@ -197,10 +197,10 @@ def record(search_dir: SearchDir, number: int, params: dict, state: str, started
     return result
 
 
-def crashed_result(search_dir: SearchDir, number: int, params: dict, returncode: int) -> dict:
-    """The record of a trial process that died without writing its own (a segfault, a kill)."""
+def crashed_result(search_dir: SearchDir, number: int, params: dict, returncode: int, wall_time_s: float) -> dict:
+    """The record of a trial process that died without writing its own (a segfault, a kill), after `wall_time_s`."""
     problem = process_death(f"trial {number}", returncode, search_dir.log(number), code="E803")
-    return record(search_dir, number, params, FAILED, time.perf_counter(), problems=[problem])
+    return record(search_dir, number, params, FAILED, time.perf_counter() - wall_time_s, problems=[problem])
 
 
 __all__ = ["PRUNED_CODE", "PruningReporter", "crashed_result", "objective_of", "prepare_trial", "read_job", "record",

@@ -83,13 +83,18 @@ def grid_points(axes: list[Axis]) -> list[dict[str, Any]]:
     return [dict(zip([a.key for a in axes], values)) for values in itertools.product(*[a.choices for a in axes])]
 
 
-def trial_count(spec: Spec, axes: list[Axis]) -> int:
-    """How many trials the study runs: every grid point (at most `trials`), or `trials`."""
-    search = spec.search
-    if search.sampler == "grid":
+def trial_count(spec: Spec, axes: list[Axis], trials: Optional[int] = None) -> int:
+    """How many trials the study runs: every grid point (at most `trials`), or `trials`; `trials`
+    (``--trials N``) in place of the spec's ``search.trials`` when given."""
+    return count_trials(spec.search.sampler, axes, spec.search.trials if trials is None else trials)
+
+
+def count_trials(sampler: str, axes: list[Axis], trials: Optional[int]) -> int:
+    """`trial_count` from the sampler's name, the axes and the trial budget (what ``search.json`` keeps)."""
+    if sampler == "grid":
         points = math.prod(len(a.choices) for a in axes)
-        return min(points, search.trials) if search.trials else points
-    return int(search.trials or 0)
+        return min(points, trials) if trials else points
+    return int(trials or 0)
 
 
 def space_path(path: tuple) -> str:
@@ -255,4 +260,4 @@ def _probe_rows(spec: Spec, key: str, parts: tuple, value: Any, registry: Option
     return [(at, f"{_shown(value)} does not fit `{key}`: {message}", hint, "E077")]
 
 
-__all__ = ["Axis", "base_document", "check_search", "space_path", "grid_points", "key_parts", "trial_count", "trial_document", "trial_spec"]
+__all__ = ["Axis", "base_document", "check_search", "space_path", "grid_points", "key_parts", "count_trials", "trial_count", "trial_document", "trial_spec"]

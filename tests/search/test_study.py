@@ -132,3 +132,14 @@ def test_staged_resume_of_a_search_goes_on_with_its_study(write_spec, tmp_path, 
     assert [r["state"] for r in read_json(tmp_path / "study" / "summary.json")["trials"]] == ["complete", "complete"]
     assert run_cli(["resume", str(tmp_path / "study")]) == 0
     assert capsys.readouterr().out.strip().endswith(str(tmp_path / "study"))
+
+
+def test_a_trial_process_that_died_is_recorded_with_the_time_it_ran(tmp_path):
+    from stagedsl.search.layout import SearchDir
+    from stagedsl.search.trials import crashed_result
+
+    search_dir = SearchDir(tmp_path / "study")
+    search_dir.root.mkdir()
+    result = crashed_result(search_dir, 3, {"stage.finetune.lr": 1e-3}, -9, wall_time_s=2.5)
+    assert result["state"] == "failed" and result["error"][0]["code"] == "E803"
+    assert 2.5 <= result["wall_time_s"] < 3.5  # the process's own time, not the moment it was recorded
