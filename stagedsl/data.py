@@ -13,6 +13,14 @@ from typing import Any, Optional, Sequence, Union
 import attrs
 
 
+
+def call_model(model: Any, inputs: Any) -> Any:
+    """`model` on one batch's inputs: a tuple or list of them (what ``default_collate`` makes of a
+    sample's tuple) spread as arguments, anything else passed as the one argument. Training,
+    evaluation and the plan's DDP graph check all call the model through this, so they agree."""
+    return model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
+
+
 @attrs.define
 class DataSplits:
     """The splits a dataset factory returns.

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from stagedsl.data import call_model
 from stagedsl.engine.objective import needs_inputs
 from stagedsl.engine.placement import Placement
 from stagedsl.errors import Problem, RunError
@@ -100,7 +101,7 @@ class Evaluator:
                     batch = move(batch)
                 inputs, target = batch
                 with autocast:
-                    output = forward(*inputs) if isinstance(inputs, tuple) else forward(inputs)
+                    output = call_model(forward, inputs)
                     loss = self.objective(output, target, inputs)
                 if isinstance(output, torch.Tensor) and not output.is_contiguous():
                     output = output.contiguous()  # torchmetrics' regression metrics call .view(-1)

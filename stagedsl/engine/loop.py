@@ -36,6 +36,7 @@ from typing import Any, Optional
 
 import torch
 
+from stagedsl.data import call_model
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.loaders import TensorBatches
 from stagedsl.engine.signals import STOP, StopRequest
@@ -115,7 +116,7 @@ class StepLoop:
                 inputs, target = batch
                 with (no_sync() if micro < accumulate - 1 else _NOTHING):  # DDP reduces at the last one only
                     with autocast:
-                        output = forward(*inputs) if isinstance(inputs, (tuple, list)) else forward(inputs)
+                        output = call_model(forward, inputs)
                         loss = objective(output, target, inputs)
                     window.append(loss.detach())
                     if accumulate > 1:

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 import attrs
 
+from stagedsl.data import call_model
 from stagedsl.errors import Problem, UsageError
 from stagedsl.plan.model import DistributedPlan, DistributedStagePlan, Plan
 from stagedsl.registry import Registry
@@ -100,7 +101,7 @@ def _trace(model: Any, stage: Any, inputs: Any) -> DistributedStagePlan:
             params.append((name, param))
     try:
         with torch.enable_grad():
-            output = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+            output = call_model(model, inputs)
             leaves = [t for t in _tensors(output) if t.requires_grad]
             if leaves:
                 total = sum(t.float().sum() for t in leaves)
