@@ -22,7 +22,7 @@ from stagedsl.engine.checkpointing.resume_point import (
     restore_scaler,
     restore_scheduler,
 )
-from stagedsl.engine.checkpointing.weights import BEST, LAST, read_weights, save_weights
+from stagedsl.engine.checkpointing.weights import BEST, LAST, cpu_state_dict, read_weights, save_weights
 from stagedsl.engine import distributed
 from stagedsl.engine.context import RunContext
 from stagedsl.engine.driver import EARLY_STOPPED, GATE, AttemptDriver, record_gate, save_stage_weights, saved_outcome
@@ -45,7 +45,7 @@ def run_stage(ctx: RunContext, stage: StagePlan, restore: Optional[dict], resume
         restore = start_weights(ctx, stage.name) if retries else None
     elif retries:
         if restore is None:
-            restore = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}  # what a retry starts from
+            restore = cpu_state_dict(ctx.model, copy=True)  # what a retry starts from (on the host: no second copy on the GPU)
         save_start_weights(ctx, stage.name, restore)
     attempt = state.attempt if resume is not None else 0
     while True:

@@ -207,8 +207,7 @@ class AttemptDriver:
             state.best_value, state.best_step = monitor, state.stage_step
             self.save_weights(BEST)
         if objs.monitored:
-            name = stage.scheduler_monitor or stage.eval.monitor
-            value = self._value(name, "scheduler_monitor")
+            value = self._value(stage.scheduler_monitor, "scheduler_monitor")
             if value is not None and math.isfinite(value):  # a NaN would count as a stall and cut the LR
                 objs.scheduler.step(value)
 

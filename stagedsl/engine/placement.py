@@ -81,7 +81,6 @@ class Placement:
         self._ddp: Any = None  # the running stage's DistributedDataParallel wrapper
         self.compile = False
         self.notices: list[str] = []
-        self.requested_precision = precision
         self.precision = self._effective_precision(precision)
         self.is_cuda = device.type == "cuda"
         self.pin_memory = self.is_cuda if pin_memory is None else bool(pin_memory and self.is_cuda)

@@ -103,7 +103,7 @@ def build_stage(ctx: RunContext, stage: StagePlan, attempt: int, restore: Option
                                param_groups=optimizer_groups(model, stage), lr=float(stage.lr))
     scheduler = registry.build("schedulers", stage.scheduler.name, stage.scheduler.args, at=f"{at}.scheduler",
                                optimizer=optimizer, total_steps=stage.steps)
-    monitored = registry.get("schedulers", stage.scheduler.name).meta.monitored and scheduler is not None
+    monitored = stage.scheduler_monitor is not None and scheduler is not None  # the Plan names the metric of a monitored one
 
     objective, auto_args = build_objective(stage.loss, registry, ctx.splits.train, ctx.auto, placement.device, at=f"{at}.loss")
     metrics = build_metrics(stage.metrics, registry, placement.device, at=f"{at}.metrics", distributed=placement.distributed)
