@@ -13,7 +13,7 @@ Rows (``--rows`` picks some; all by default):
 - ``ddp``         one process against two (``--nproc 2``, gloo) at the same global batch, in turn:
                   the stage's wall time from each run's summary.json
 - ``search``      a search with and without stage reuse against one run of the same plan
-                  (`search_reuse.py`, which comes with ``staged search``; n/a without it)
+                  (`search_reuse.py`)
 
 Each row gives the median with [min, max] over its samples. ``--quick`` makes every row
 small (a smoke run: its figures are not for the record). Usage::
@@ -203,13 +203,8 @@ def ddp_rows(table: Table, quick: bool, repeat: int) -> None:
 
 
 def search_rows(table: Table, quick: bool, repeat: int) -> None:
-    try:
-        from search_reuse import TRIALS, measure  # benchmarks/search_reuse.py comes with `staged search`
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("search_reuse", "stagedsl.search"):
-            raise
-        table.add("search with and without stage reuse", "n/a (search not available: no `staged search` in this tree)")
-        return
+    from search_reuse import TRIALS, measure  # benchmarks/search_reuse.py
+
     rounds = 1 if quick else max(2, repeat // 2)
     result = measure(rounds, quick)
     every = result["all"]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from stagedsl.errors import Problem, RunError
-from stagedsl.run_dir import LOCK_FILE as LOCK_NAME
+from stagedsl.run_dir import RunDir
 
 _HELD: dict[str, list] = {}  # resolved directory -> [file descriptor or None, depth]
 _GUARD = threading.Lock()
@@ -36,7 +36,7 @@ _GUARD = threading.Lock()
 def holder(directory: Path | str) -> Optional[dict]:
     """What the lock file of `directory` says about its last owner (pid, command, host, since), or None."""
     try:
-        data = json.loads((Path(directory) / LOCK_NAME).read_text(encoding="utf-8"))
+        data = json.loads(RunDir(directory).lock_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -92,7 +92,7 @@ def _acquire(directory: Path, command: str) -> Optional[int]:
     except ImportError:  # not a POSIX system: no advisory locks to take
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / LOCK_NAME
+    path = RunDir(directory).lock_file
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,4 +142,4 @@ def _locked(directory: Path, command: str) -> RunError:
     )])
 
 
-__all__ = ["LOCK_NAME", "hold", "holder"]
+__all__ = ["hold", "holder"]

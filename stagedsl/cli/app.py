@@ -371,22 +371,16 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write t
         say(f"schema written to {out}", err=True)
 
 
-def _add_optional_commands() -> None:
-    """Commands whose modules are owned by later rooms (export, resume, ensemble, eval, report)."""
+def _add_commands() -> None:
+    """The commands whose modules live beside this one (export, resume, matrix, eval, report, search)."""
     import importlib
 
     for module_name in ("stagedsl.cli.export_commands", "stagedsl.cli.resume_commands", "stagedsl.cli.matrix_commands",
                         "stagedsl.cli.eval_commands", "stagedsl.cli.report_commands", "stagedsl.cli.search_commands"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.add_commands(app)
+        importlib.import_module(module_name).add_commands(app)
 
 
-_add_optional_commands()
+_add_commands()
 
 
 def run_cli(argv: Optional[list[str]] = None) -> int:

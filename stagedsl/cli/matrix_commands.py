@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from stagedsl.cli.output import say
 from stagedsl.errors import Problem, RunError, UsageError
 
 MATRIX_ONLY = "E710"
@@ -34,18 +35,18 @@ def refuse_matrix_options(**given: Any) -> None:
 
 
 def _say(message: str) -> None:
-    typer.echo(message, err=True)
+    say(message, err=True)
 
 
 def _finish(result: Any) -> None:
     from stagedsl.matrix.summary import render_summary
 
-    typer.echo(render_summary(result.summary), err=True, nl=False)
+    say(render_summary(result.summary), err=True, nl=False)
     pending = result.summary.get("pending") or []
     if pending:
         _say(f"note: {len(pending)} member{'s' if len(pending) != 1 else ''} not trained yet ({', '.join(pending)}): "
              f"`staged resume {result.run_dir}` trains them")
-    typer.echo(str(result.run_dir))
+    say(str(result.run_dir))
     problems = [Problem(code="E711", message=f"member `{name}` {m['status']}" + (f": {m['error']}" if m.get("error") else ""))
                 for name, m in result.summary["members"].items() if name in result.failed]
     problems += [Problem(code="E711", message=f"ensemble `{name}` failed: "
@@ -109,22 +110,22 @@ def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool, plot: Optional[Pa
     out = Path(loaded.run.out or f"runs/{loaded.run.name}")
     matrix = compile_matrix(loaded, registry, out=out, world_size=world_size)
     if json_:
-        typer.echo(matrix.to_json())
+        say(matrix.to_json())
         return
-    typer.echo(render_matrix(matrix), nl=False)
+    say(render_matrix(matrix), nl=False)
     shown = set()
     for member in matrix.members:
         if member.variant in shown:
             continue
         shown.add(member.variant)
-        typer.echo(f"\nvariant {member.variant} (member {member.name}; its seeds differ only in run.seed):")
+        say(f"\nvariant {member.variant} (member {member.name}; its seeds differ only in run.seed):")
         curve_text = None
         if chart:
             from stagedsl.plan.schedule import ascii_chart, plan_lr_curve
 
             curve = plan_lr_curve(member.plan, registry)
             curve_text = ascii_chart(curve) if curve else None
-        typer.echo(render_plan(member.plan, curve_text), nl=False)
+        say(render_plan(member.plan, curve_text), nl=False)
     if plot is not None:
         from stagedsl.cli.plot import plot_lr_curve
         from stagedsl.plan.schedule import plan_lr_curve
@@ -136,7 +137,7 @@ def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool, plot: Optional[Pa
     if warnings:
         from stagedsl.cli.diagnostics import render_problems
 
-        typer.echo(render_problems([Problem(**w) for w in warnings]), err=True)
+        say(render_problems([Problem(**w) for w in warnings]), err=True)
 
 
 def resume_matrix_dir(run_dir: Path, *, jobs: Optional[int], members: Optional[List[str]], device: Optional[str],
@@ -174,9 +175,9 @@ def ensemble(
     previous = (matrix_dir.read_json(matrix_dir.summary_file) or {}).get("ensembles") or {}
     summary = write_summary(matrix_dir, index, ensembles={**previous, **records})
     if json_:
-        typer.echo(json.dumps(records, indent=2, default=str))
+        say(json.dumps(records, indent=2, default=str))
     else:
-        typer.echo(render_summary(summary), nl=False)
+        say(render_summary(summary), nl=False)
     failed = [n for n, r in records.items() if r.get("status") != "completed"]
     if failed:
         raise RunError([Problem(code="E711", message=f"ensemble `{n}` failed: " + "; ".join(f"{p['code']}: {p['message']}" for p in records[n].get("error") or []))

@@ -73,12 +73,16 @@ def resume(
     if not processes.distributed and MatrixDir.holds_matrix(run_dir):
         return resume_matrix_dir(run_dir, jobs=jobs, members=member, device=device, overrides=set_, force=force,
                                  launching=launching)
+    from stagedsl.errors import Problem, UsageError
     from stagedsl.search.layout import SearchDir
 
     if not processes.distributed and SearchDir.holds_search(run_dir):
         from stagedsl.cli.search_commands import resume_search_dir
 
-        refused = [n for n, v in (("--set", set_), ("--force", force), ("--member", member), ("--nproc", nproc)) if v]
+        if nproc:
+            raise UsageError([Problem(code="E090", message=f"{run_dir} is a search: its trials run one process each, so --nproc does not apply",
+                                      path="--nproc", hint=f"`staged search {run_dir} --jobs N` goes on with N trials at once")])
+        refused = [n for n, v in (("--set", set_), ("--force", force), ("--member", member)) if v]
         return resume_search_dir(run_dir, trials=None, jobs=jobs, device=device, refused=refused, json_=json_)
     refuse_matrix_options(jobs=jobs, member=member)
     from stagedsl.api import resume_run

@@ -14,6 +14,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from stagedsl.cli.output import say
 from stagedsl.errors import Problem, RunError, UsageError
 
 
@@ -23,7 +24,7 @@ def add_commands(app: typer.Typer) -> None:
 
 
 def _say(message: str) -> None:
-    typer.echo(message, err=True)
+    say(message, err=True)
 
 
 def search(
@@ -73,9 +74,6 @@ def resume_search_dir(run_dir: Path, *, trials: Optional[int], jobs: Optional[in
     from stagedsl.registry import get_registry
     from stagedsl.search.runner import resume_search
 
-    if "--nproc" in refused:
-        raise UsageError([Problem(code="E090", message=f"{run_dir} is a search: its trials run one process each, so --nproc does not apply",
-                                  path="--nproc", hint=f"`staged search {run_dir} --jobs N` goes on with N trials at once")])
     if refused:
         raise UsageError([Problem(code="E090", message=f"{', '.join(refused)} cannot change a study that has begun", path=refused[0],
                                   hint=f"start a new search from the spec, or go on with `staged search {run_dir}`")])
@@ -86,10 +84,10 @@ def _finish(result: Any, json_: bool) -> None:
     from stagedsl.search.summary import render_table
 
     summary = result.summary
-    typer.echo(render_table(summary), err=True, nl=False)
+    say(render_table(summary), err=True, nl=False)
     if summary.get("best"):
         _say(f"best spec: {Path(result.run_dir) / 'best.toml'} (staged run runs it)")
-    typer.echo(json.dumps(summary, indent=2, default=str) if json_ else str(result.run_dir))
+    say(json.dumps(summary, indent=2, default=str) if json_ else str(result.run_dir))
     if not summary.get("best"):
         raise RunError([Problem(code="E807", message=f"no trial of search `{summary['run']}` completed",
                                 hint=f"see {Path(result.run_dir) / 'summary.json'} for each trial's error")])
@@ -114,9 +112,9 @@ def plan_search_spec(loaded: Any, *, json_: bool) -> None:
     out = Path(loaded.run.out or f"runs/{loaded.run.name}")
     compiled = compile_search(loaded, get_registry(), out=out)
     if json_:
-        typer.echo(compiled.to_json())
+        say(compiled.to_json())
     else:
-        typer.echo(render_search(compiled), nl=False)
+        say(render_search(compiled), nl=False)
 
 
 def reuse_start_for(plan: Any, reuse: Path, out: Path, *, say_it: bool = True) -> Any:

@@ -30,11 +30,7 @@ def test_the_suite_prints_one_table_with_its_cheapest_rows():
     assert table[0].startswith("| row | measured | baseline (same run) | ratio: median [min, max]")
     assert sum("load + compile" in line for line in table) == 3
     search = [line for line in table if line.startswith("| search")]
-    if (ROOT / "benchmarks" / "search_reuse.py").exists():  # `staged search` is in the tree: both cases measured
-        assert len(search) == 2 and all("search / one run" in line for line in search), search
-    else:
-        assert search == ["| search with and without stage reuse | n/a (search not available: no `staged search` in this "
-                          "tree) |  |  |  |"]
+    assert len(search) == 2 and all("search / one run" in line for line in search), search  # with and without reuse
 
 
 def test_an_unknown_row_is_refused():

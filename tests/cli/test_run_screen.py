@@ -125,6 +125,12 @@ def test_a_closed_pipe_never_kills_or_fails_a_run(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.parametrize("spec", ["mesh.toml --profile grid", "compare.toml --profile tiny"])  # a search, a matrix
+def test_a_closed_pipe_never_fails_the_plan_of_a_search_or_a_matrix(spec, tmp_path):
+    done = _shell(f'"$PYTHON" -m stagedsl plan {ROOT / "specs"}/{spec} --json | (exec 0<&-)', tmp_path)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
 BAD_SPEC = """\
 [model]
 use = "mlp"
