@@ -39,7 +39,8 @@ _NOT_DECIDING = ("log_every", "checkpoint", "modules")
 """Stage-plan fields that only log or checkpoint: they change no weight."""
 
 
-def _digest(data: Any) -> str:
+def digest(data: Any) -> str:
+    """The content hash of plain data: sha256 of its canonical JSON (sorted keys), `HASH_LENGTH` hex digits."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
 
@@ -83,11 +84,11 @@ def _source(stage: StagePlan, hashes: dict[str, str], previous: str | None) -> d
 
 def stage_hashes(plan: Plan) -> dict[str, str]:
     """Each stage's content hash, by stage name, in plan order (see the module docstring)."""
-    root = _digest(root_of(plan))
+    root = digest(root_of(plan))
     hashes: dict[str, str] = {}
     previous = None
     for stage in plan.stages:
-        hashes[stage.name] = _digest({"root": root, "stage": _own(stage), "from": _source(stage, hashes, previous)})
+        hashes[stage.name] = digest({"root": root, "stage": _own(stage), "from": _source(stage, hashes, previous)})
         previous = hashes[stage.name]
     return hashes
 
@@ -107,4 +108,4 @@ def file_digest(path: str | Path) -> str:
     return sha.hexdigest()[:HASH_LENGTH]
 
 
-__all__ = ["HASH_LENGTH", "file_digest", "newest_match", "root_of", "stage_hashes"]
+__all__ = ["HASH_LENGTH", "digest", "file_digest", "newest_match", "root_of", "stage_hashes"]

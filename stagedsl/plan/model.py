@@ -8,7 +8,6 @@ counts from each stage's own start; selectors are concrete parameter names.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Literal, Optional, Union
 
@@ -291,11 +290,12 @@ class Plan:
     @property
     def hash(self) -> str:
         """A stable hash of what the plan makes the engine do (warnings and paths excluded)."""
+        from stagedsl.plan.hashing import digest
+
         data = self.to_dict()
         for key in ("warnings", "spec_file", "root"):
             data.pop(key, None)
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return digest(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Plan":

@@ -17,6 +17,7 @@ import warnings
 from typing import Optional
 
 from stagedsl.plan.model import Plan, StagePlan
+from stagedsl.plan.pieces import stand_in_groups
 from stagedsl.registry import Registry, get_registry
 
 
@@ -25,8 +26,7 @@ def stage_lr_curve(stage: StagePlan, registry: Registry) -> dict[str, list[float
     import torch
 
     monitored = registry.get("schedulers", stage.scheduler.name).meta.monitored
-    groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": g.lr, "name": g.name} for g in stage.groups]
-    optimizer = rates_only(groups, lr=stage.lr)
+    optimizer = rates_only(stand_in_groups(stage), lr=stage.lr)
     curves: dict[str, list[float]] = {g.name: [] for g in stage.groups}
     scheduler = registry.build("schedulers", stage.scheduler.name, stage.scheduler.args, at=f"stage[{stage.index}].scheduler",
                                phase="plan", optimizer=optimizer, total_steps=stage.steps)
