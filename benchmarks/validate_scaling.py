@@ -55,7 +55,7 @@ def unknown_keys_spec(n: int) -> str:
 
 def _validate(path: Path, registry) -> int:
     """What `staged validate` does: read, layer and check the file, then render every problem with its line."""
-    from stagedsl.cli.diagnostics import render_problems
+    from stagedsl.diagnostics import render_problems
     from stagedsl.errors import SpecError
     from stagedsl.spec.loader import load_spec
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
-from stagedsl.cli.diagnostics import render_problems
+from stagedsl.diagnostics import render_problems
 from stagedsl.errors import Problem, UsageError
 from stagedsl.registry import Registry, get_registry
 from stagedsl.registry.import_path import live_name

@@ -97,7 +97,7 @@ class StagedError(Exception):
 
     def __str__(self) -> str:
         """The rendered problems, as the CLI prints them (one block each, then a count)."""
-        from stagedsl.cli.diagnostics import render_problems
+        from stagedsl.diagnostics import render_problems
 
         return render_problems(self.problems)
 

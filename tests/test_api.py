@@ -13,7 +13,7 @@ import pytest
 
 import stagedsl
 from stagedsl.cli.app import run_cli
-from stagedsl.cli.diagnostics import render_problems
+from stagedsl.diagnostics import render_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own-model"

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 ROOMS = ("base", "registry", "spec", "public", "plan", "engine", "export", "matrix_dir", "search_dir", "eval", "report", "ensemble",
          "matrix", "search", "api", "cli")
-"""Bottom to top. `base` is what every room may use (errors, data, run_dir and its lock, extras); `public` is
+"""Bottom to top. `base` is what every room may use (errors and how they read, data, run_dir and its lock, extras); `public` is
 the `stagedsl` package itself (its eager imports; the rest it loads lazily by name). Above the
 engine sit the rooms that compose runs or read them: `matrix_dir` (`stagedsl.matrix.layout`,
 the matrix folder's layout: what the matrix writes and eval and the ensembles read, as run_dir
@@ -40,7 +40,7 @@ def room(module: str) -> str:
         return "plugins"
     if len(parts) == 1:
         return "public"
-    if parts[1] in ("errors", "data", "run_dir", "run_lock", "extras"):
+    if parts[1] in ("errors", "diagnostics", "data", "run_dir", "run_lock", "extras"):
         return "base"
     if parts[1] == "__main__":
         return "cli"
@@ -48,8 +48,6 @@ def room(module: str) -> str:
         return "matrix_dir"
     if parts[1:3] == ["search", "layout"]:
         return "search_dir"
-    if parts[1:3] == ["cli", "diagnostics"]:
-        return "base"  # how a Problem reads: the CLI prints it, and str() of every StagedError is it too
     return parts[1]
 
 

@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from stagedsl.cli.command import StagedTyper
-from stagedsl.cli.diagnostics import problems_json, render_problems
+from stagedsl.diagnostics import problems_json, render_problems
 from stagedsl.cli.launch import (
     MasterAddrOpt,
     MasterPortOpt,

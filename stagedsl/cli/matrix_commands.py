@@ -135,7 +135,7 @@ def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool, plot: Optional[Pa
         _say(f"LR curve of member {first.name} drawn to {plot}")
     warnings = [w for m in matrix.members[:1] for w in m.plan.warnings]
     if warnings:
-        from stagedsl.cli.diagnostics import render_problems
+        from stagedsl.diagnostics import render_problems
 
         say(render_problems([Problem(**w) for w in warnings]), err=True)
 

@@ -1,6 +1,6 @@
 """The text renderer of problems: carets under the span the problem carries."""
 
-from stagedsl.cli.diagnostics import render_problem
+from stagedsl.diagnostics import render_problem
 from stagedsl.errors import Problem
 
 TEXT = 'steps = "ten"\nfreeze = ["a",\n  "b"]\nlr = 1e-3\n'

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stagedsl import Registry, hookimpl
-from stagedsl.cli.diagnostics import render_problem
+from stagedsl.diagnostics import render_problem
 from stagedsl.errors import PlanError, SpecError
 from stagedsl.plan.compile import compile_plan
 from stagedsl.registry import KINDS
