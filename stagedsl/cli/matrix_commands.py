@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 import typer
 
 from stagedsl.cli.output import say
+from stagedsl.matrix.layout import error_text
 from stagedsl.errors import Problem, RunError, UsageError
 
 MATRIX_ONLY = "E710"
@@ -50,7 +51,7 @@ def _finish(result: Any) -> None:
     problems = [Problem(code="E711", message=f"member `{name}` {m['status']}" + (f": {m['error']}" if m.get("error") else ""))
                 for name, m in result.summary["members"].items() if name in result.failed]
     problems += [Problem(code="E711", message=f"ensemble `{name}` failed: "
-                         + "; ".join(f"{p['code']}: {p['message']}" for p in result.summary["ensembles"][name].get("error") or []))
+                         + (error_text(result.summary["ensembles"][name]) or ""))
                  for name in result.failed_ensembles]
     if problems:
         problems[-1] = Problem(code=problems[-1].code, message=problems[-1].message,
@@ -180,7 +181,7 @@ def ensemble(
         say(render_summary(summary), nl=False)
     failed = [n for n, r in records.items() if r.get("status") != "completed"]
     if failed:
-        raise RunError([Problem(code="E711", message=f"ensemble `{n}` failed: " + "; ".join(f"{p['code']}: {p['message']}" for p in records[n].get("error") or []))
+        raise RunError([Problem(code="E711", message=f"ensemble `{n}` failed: {error_text(records[n])}")
                         for n in failed])
 
 

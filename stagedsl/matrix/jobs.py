@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 import attrs
 
 from stagedsl.errors import Problem
-from stagedsl.matrix.layout import MatrixDir
+from stagedsl.matrix.layout import MatrixDir, error_text
 
 POLL_S = 0.2
 Report = Callable[[str, dict], None]
@@ -37,12 +37,6 @@ Report = Callable[[str, dict], None]
 def problem_dicts(problems: Sequence[Problem]) -> list[dict]:
     """Problems as the result files keep them (plain dicts, unset fields left out)."""
     return [{k: v for k, v in attrs.asdict(p).items() if v is not None} for p in problems]
-
-
-def error_text(result: Optional[dict]) -> Optional[str]:
-    """A result's error as one line (``E400: ...``), or None."""
-    problems = (result or {}).get("error") or []
-    return "; ".join(f"{p.get('code')}: {p.get('message')}" for p in problems) or None
 
 
 def process_death(what: str, returncode: int, log: Path, *, code: str) -> Problem:

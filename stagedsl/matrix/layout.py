@@ -170,4 +170,18 @@ def member_status(matrix_dir: MatrixDir, name: str) -> str:
     return status if isinstance(status, str) else PENDING
 
 
-__all__ = ["ARTIFACTS", "COMPLETED", "ComposedDir", "FAILED", "INDEX_FORMAT", "INTERRUPTED", "PENDING", "STOPPED", "MatrixDir", "member_status"]
+def error_text(record: Optional[dict]) -> Optional[str]:
+    """A member's, trial's or ensemble's recorded error as one line (``E400: ...; E401: ...``), or None."""
+    problems = (record or {}).get("error") or []
+    return "; ".join(f"{p.get('code')}: {p.get('message')}" for p in problems if isinstance(p, dict)) or None
+
+
+def cv_note(record: Optional[dict]) -> Optional[str]:
+    """A stacking ensemble's recorded cross-validation as one line (``cv accuracy 0.9940 ± 0.0020 over 3 folds``), or None."""
+    cv = (record or {}).get("cv")
+    if not isinstance(cv, dict) or not {"metric", "mean", "std", "folds"} <= set(cv):
+        return None
+    return f"cv {cv['metric']} {cv['mean']:.4f} ± {cv['std']:.4f} over {cv['folds']} folds"
+
+
+__all__ = ["ARTIFACTS", "COMPLETED", "ComposedDir", "cv_note", "error_text", "FAILED", "INDEX_FORMAT", "INTERRUPTED", "PENDING", "STOPPED", "MatrixDir", "member_status"]

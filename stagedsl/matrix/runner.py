@@ -25,6 +25,7 @@ import attrs
 
 from stagedsl.errors import Problem, UsageError
 from stagedsl.matrix.layout import ARTIFACTS, MatrixDir
+from stagedsl.matrix.layout import cv_note
 from stagedsl.matrix.members import COMPLETED, FINISHED, PENDING, ensure_predictions, error_text, member_status, write_job
 from stagedsl.run_dir import LOCK_FILE, RunDir
 
@@ -177,11 +178,10 @@ def _train_and_combine(matrix_dir: MatrixDir, names: list[str], *, jobs: int, re
     if index.get("ensembles"):
         def built(name: str, record: dict) -> None:
             if record["status"] == "completed":
-                cv = record.get("cv")
-                say(f"ensemble {name}: {record['use']} of {len(record['members'])} members"
-                    + (f", cv {cv['metric']} {cv['mean']:.4f} ± {cv['std']:.4f}" if cv else ""))
+                cv = cv_note(record)
+                say(f"ensemble {name}: {record['use']} of {len(record['members'])} members" + (f", {cv}" if cv else ""))
             else:
-                say(f"ensemble {name}: failed - " + "; ".join(f"{p['code']}: {p['message']}" for p in record.get("error") or []))
+                say(f"ensemble {name}: failed - {error_text(record)}")
 
         ensembles = build_ensembles(matrix_dir.root, registry=registry, report=built)
     summary = write_summary(matrix_dir, index, ensembles=ensembles, wall_time_s=round(previous + time.perf_counter() - started, 3))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from stagedsl.matrix.layout import MatrixDir
+from stagedsl.matrix.layout import MatrixDir, cv_note
 from stagedsl.matrix.members import COMPLETED, FAILED, INTERRUPTED, PENDING, STOPPED, error_text, member_status
 from stagedsl.run_dir import RunDir
 
@@ -92,12 +92,11 @@ def render_summary(summary: dict, split: str = "val") -> str:
     rows = [{"name": name, "kind": "member", "status": m["status"], "metrics": (m.get("metrics") or {}).get(split) or {},
              "note": m.get("error") or ""} for name, m in summary["members"].items()]
     for name, e in summary["ensembles"].items():
-        cv = e.get("cv")
-        note = f"cv {cv['metric']} {cv['mean']:.4f} ± {cv['std']:.4f} over {cv['folds']} folds" if cv else ""
+        note = cv_note(e) or ""
         if e.get("missing"):
             note += f"; without failed {', '.join(e['missing'])}"
         if e.get("status") != "completed":
-            note = "; ".join(f"{p['code']}: {p['message']}" for p in e.get("error") or [])
+            note = error_text(e) or ""
         rows.append({"name": name, "kind": f"ensemble ({e['use']})", "status": e.get("status", "?"),
                      "metrics": (e.get("metrics") or {}).get(split) or {}, "note": note.strip("; ")})
     return render_table(rows, summary.get("monitor") or "accuracy", title=f"{split} split")

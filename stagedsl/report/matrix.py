@@ -8,7 +8,6 @@ directory (``members/<name>/``) through `read_run`; it never runs or changes any
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,11 +15,12 @@ import attrs
 
 from stagedsl.eval.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, better
 from stagedsl.eval.render import sort_rows
-from stagedsl.matrix.layout import MatrixDir, member_status
+from stagedsl.matrix.layout import MatrixDir, cv_note, error_text, member_status
 from stagedsl.report import draw
 from stagedsl.report.build import Part, Report, run_part, write_page
 from stagedsl.report.figures import Figure
 from stagedsl.report.page import Section, code, escape, figure, paragraph, table
+from stagedsl.report.rundata import is_finite
 from stagedsl.report.sections import duration, status_badge, value
 from stagedsl.run_dir import RunDir
 
@@ -65,13 +65,11 @@ def entries(index: dict, summary: dict, matrix_dir: MatrixDir) -> list[Entry]:
         what = f"{e.get('use') or item.get('use')} of {len(members)} member{'s' if len(members) != 1 else ''}" if members else \
             str(e.get("use") or item.get("use"))
         notes = []
-        cv = e.get("cv")
-        if isinstance(cv, dict) and {"metric", "mean", "std", "folds"} <= set(cv):
-            notes.append(f"cv {cv['metric']} {cv['mean']:.4f} ± {cv['std']:.4f} over {cv['folds']} folds")
+        notes.append(cv_note(e))
         if e.get("missing"):
             notes.append(f"without failed {', '.join(e['missing'])}")
         if e.get("status") not in (None, "completed"):
-            notes = ["; ".join(f"{p.get('code')}: {p.get('message')}" for p in e.get("error") or [] if isinstance(p, dict))]
+            notes = [error_text(e)]
         out.append(Entry(name, "ensemble", what, str(e.get("status") or "pending"), (e.get("metrics") or {}).get(SPLIT) or {},
                          "; ".join(n for n in notes if n), "ensemble"))
     return out
@@ -84,13 +82,9 @@ def metric_columns(rows: list[Entry]) -> list[str]:
     return known + sorted(seen - set(known))
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def best_of(rows: list[Entry], metric: str) -> set[str]:
     """The names of the rows best on `metric` (all of them when several tie)."""
-    scored = [r for r in rows if _finite(r.metrics.get(metric))]
+    scored = [r for r in rows if is_finite(r.metrics.get(metric))]
     if not scored:
         return set()
     pick = max if better(metric) == "max" else min
@@ -132,7 +126,7 @@ def comparison_section(rows: list[Entry], monitor: str, summary: dict) -> Sectio
                 marks.append(f'<span class="best">best {kind}{" (tie)" if len(tied) > 1 else ""}</span>')
         name = f'<a href="#{escape(row.anchor)}">{escape(row.name)}</a>' if row.anchor else escape(row.name)
         name = f'<span class="name">{f"<b>{name}</b>" if row.name in overall else name}</span>'
-        cells = [escape(rank if _finite(row.metrics.get(monitor)) else "—"), name,
+        cells = [escape(rank if is_finite(row.metrics.get(monitor)) else "—"), name,
                  escape(row.kind), escape(row.what), status_badge(row.status)]
         for c in columns:
             shown = escape(value(row.metrics.get(c)))
@@ -152,7 +146,7 @@ def comparison_section(rows: list[Entry], monitor: str, summary: dict) -> Sectio
 def draw_bars(rows: list[Entry], monitor: str, out: Path, name: str = "comparison.png") -> Optional[Figure]:
     """One panel per validation metric: a bar per member and ensemble, best first by `monitor`, the best of each panel marked."""
     columns = metric_columns(rows)
-    ordered = [r for r in in_order(rows, monitor) if any(_finite(r.metrics.get(c)) for c in columns)]
+    ordered = [r for r in in_order(rows, monitor) if any(is_finite(r.metrics.get(c)) for c in columns)]
     if not columns or not ordered:
         return None
     plt = draw.pyplot("staged report", "report")
@@ -167,7 +161,7 @@ def draw_bars(rows: list[Entry], monitor: str, out: Path, name: str = "compariso
     labels = [r.name for r in ordered]
     for i, metric in enumerate(columns):
         axes = grid[i // per_row][i % per_row]
-        values = [r.metrics.get(metric) if _finite(r.metrics.get(metric)) else 0.0 for r in ordered]
+        values = [r.metrics.get(metric) if is_finite(r.metrics.get(metric)) else 0.0 for r in ordered]
         best = best_of(ordered, metric)
         ys = list(range(len(ordered)))
         bars = axes.barh(ys, values, color=[color[r.name] for r in ordered], height=0.7,
@@ -212,7 +206,7 @@ def ensembles_section(index: dict, summary: dict) -> Optional[Section]:
     rows = []
     for item in declared:
         e = recorded.get(item["name"]) or {}
-        error = "; ".join(f"{p.get('code')}: {p.get('message')}" for p in e.get("error") or [] if isinstance(p, dict))
+        error = error_text(e)
         rows.append([code(item["name"]), code(e.get("use") or item.get("use")), status_badge(str(e.get("status") or "pending")),
                      escape(", ".join(e.get("members") or []) or "—"), escape(", ".join(e.get("missing") or []) or "—"),
                      escape(error or "—")])

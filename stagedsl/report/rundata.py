@@ -122,6 +122,6 @@ def number(value: Any) -> Optional[float]:
     return None
 
 
-def is_finite(value: Optional[float]) -> bool:
-    """True for a real, finite number."""
-    return value is not None and math.isfinite(value)
+def is_finite(value: Any) -> bool:
+    """True for a real, finite number (not None, a bool, a string, NaN or an infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

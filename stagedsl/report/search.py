@@ -11,7 +11,6 @@ copy. It never imports the search's runner and never changes the run.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,12 +22,11 @@ from stagedsl.report import draw
 from stagedsl.report.build import Part, Report, run_part, write_page
 from stagedsl.report.figures import Figure
 from stagedsl.report.page import Section, badge, code, escape, figure, paragraph, table
-from stagedsl.report.rundata import read_events
+from stagedsl.report.rundata import is_finite, read_events
 from stagedsl.report.sections import duration, status_badge
 from stagedsl.run_dir import RunDir
-from stagedsl.search.layout import SearchDir
+from stagedsl.search.layout import COMPLETE, FAILED, PRUNED, RUNNING, SearchDir
 
-COMPLETE, PRUNED, FAILED, RUNNING = "complete", "pruned", "failed", "running"
 STATE_COLOR = {COMPLETE: "#1f77b4", PRUNED: "#ff7f0e", FAILED: "#d62728", RUNNING: "#7f7f7f"}
 STATE_KIND = {COMPLETE: "ok", PRUNED: "warn", FAILED: "bad", RUNNING: "muted"}
 BEST_SO_FAR_COLOR = "#2ca02c"
@@ -51,17 +49,13 @@ class Trial:
     last: Optional[tuple[int, float]] = None  # (global step, value) of the metric's last finite evaluation
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _last_value(run_dir: Optional[Path], metric: str) -> Optional[tuple[int, float]]:
     if run_dir is None:
         return None
     events, _ = read_events(RunDir(run_dir).metrics)
     found = None
     for event in events:
-        if event.get("event") == "eval" and _finite(event.get(metric)) and isinstance(event.get("step"), int):
+        if event.get("event") == "eval" and is_finite(event.get(metric)) and isinstance(event.get("step"), int):
             found = (event["step"], float(event[metric]))
     return found
 
@@ -77,7 +71,7 @@ def read_trials(search_dir: SearchDir, summary: dict) -> list[Trial]:
         note = why.get("message", "") if isinstance(why, dict) else ""
         if not note and row.get("error"):
             note = row["error"] if isinstance(row["error"], str) else json.dumps(row["error"])
-        trials.append(Trial(row["trial"], str(row.get("state")), float(row["value"]) if _finite(row.get("value")) else None,
+        trials.append(Trial(row["trial"], str(row.get("state")), float(row["value"]) if is_finite(row.get("value")) else None,
                             row.get("params") or {}, row.get("wall_time_s"), row.get("reused") or {}, tuple(row.get("trained") or ()),
                             note, run_dir, _last_value(run_dir, summary.get("metric") or "")))
     return sorted(trials, key=lambda t: t.number)
@@ -160,7 +154,7 @@ def draw_objective(trials: list[Trial], metric: str, direction: str, best: Optio
 def _axis_values(trials: list[Trial], key: str) -> tuple[list, bool]:
     """The values `key` took and whether they are numbers (else categories, in order of first appearance)."""
     seen = [t.params.get(key) for t in trials if key in t.params]
-    numeric = all(_finite(v) for v in seen)
+    numeric = all(is_finite(v) for v in seen)
     return list(dict.fromkeys(json.dumps(v) for v in seen)) if not numeric else seen, numeric
 
 
@@ -247,7 +241,7 @@ def trials_section(trials: list[Trial], metric: str, direction: str, best: Optio
                      badge(t.state, STATE_KIND.get(t.state, "muted")), escape(t.note or "—"), escape(duration(t.wall_time_s)),
                      escape(_reused(t)), escape(", ".join(t.trained) or "—")])
     header = ["trial", *keys, f"{metric} ({direction})", "state", "why", "time", "reused stages", "trained stages"]
-    numeric = [1 + i for i, k in enumerate(keys) if all(_finite(t.params.get(k)) for t in trials if k in t.params)]
+    numeric = [1 + i for i, k in enumerate(keys) if all(is_finite(t.params.get(k)) for t in trials if k in t.params)]
     body = table(header, rows, numeric=(0, *numeric, len(keys) + 1, len(keys) + 4), raw=True, klass="trials")
     body += paragraph("The objective is the best value of the metric over the evaluations of the trial's last stage. Reused "
                       "stages were not trained again: the trial adopted them from the trial named (the same stage hash); "

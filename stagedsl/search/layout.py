@@ -48,6 +48,8 @@ ARTIFACTS = (INDEX_FILE, SPEC_FILE, STUDY_DB, f"{STUDY_DB}-wal", f"{STUDY_DB}-sh
              CACHE_DIR, JOBS_DIR, LOGS_DIR, ASK_LOCK)
 """Everything a search writes at its top level; `clear` removes exactly these."""
 INDEX_FORMAT = 1
+COMPLETE, PRUNED, FAILED, RUNNING = "complete", "pruned", "failed", "running"
+"""A trial's states as its records say them (Optuna's COMPLETE, PRUNED, FAIL, RUNNING)."""
 
 
 class SearchDir(ComposedDir):
@@ -195,4 +197,4 @@ def storage_of(search_dir: SearchDir, index: dict) -> Optional[str]:
     return index.get("storage") or default_storage(search_dir)
 
 
-__all__ = ["ARTIFACTS", "INDEX_FORMAT", "SearchDir", "default_storage", "storage_of"]
+__all__ = ["ARTIFACTS", "COMPLETE", "FAILED", "INDEX_FORMAT", "PRUNED", "RUNNING", "SearchDir", "default_storage", "storage_of"]

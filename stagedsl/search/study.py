@@ -23,11 +23,9 @@ from typing import Any, Optional
 import attrs
 
 from stagedsl.errors import Problem, UsageError
-from stagedsl.search.layout import SearchDir, storage_of
+from stagedsl.search.layout import COMPLETE, FAILED, PRUNED, RUNNING, SearchDir, storage_of
 from stagedsl.spec.search import Axis, grid_points
 
-COMPLETE, PRUNED, FAILED, RUNNING = "complete", "pruned", "failed", "running"
-"""A trial's states (Optuna's COMPLETE, PRUNED, FAIL, RUNNING)."""
 FINISHED = (COMPLETE, PRUNED, FAILED)
 RESULT_ATTR = "stagedsl"
 """The Optuna user attribute holding a trial's result beside its value (run_dir, reused and trained stages, time, why pruned or failed)."""
