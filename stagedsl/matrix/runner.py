@@ -24,10 +24,10 @@ from typing import Any, Callable, Optional, Sequence
 import attrs
 
 from stagedsl.errors import Problem, UsageError
-from stagedsl.matrix.layout import ARTIFACTS, MatrixDir
+from stagedsl.matrix.layout import MatrixDir
 from stagedsl.matrix.layout import cv_note
 from stagedsl.matrix.members import COMPLETED, FINISHED, PENDING, ensure_predictions, error_text, member_status, write_job
-from stagedsl.run_dir import LOCK_FILE, RunDir
+from stagedsl.run_dir import RunDir
 
 Say = Callable[[str], None]
 
@@ -95,24 +95,11 @@ def run_matrix(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
 
 
 def _claim(matrix_dir: MatrixDir, overwrite: bool, say: Say, *, check_only: bool = False) -> None:
-    """A matrix run goes into a new or empty folder; one holding a run (E091) or other files (E443) only with `overwrite`,
-    which deletes the earlier matrix run's files (saying which) and nothing else."""
-    root = matrix_dir.root
-    entries = sorted(p.name for p in root.iterdir() if p.name != LOCK_FILE) if root.is_dir() else []
-    if not entries:
-        return
-    if not overwrite:
-        if matrix_dir.holds_run() or RunDir(root).plan.exists():
-            raise UsageError([Problem("E091", f"{root} already holds a run", path="--out",
-                                      hint=f"continue it with `staged resume {root}`, start over with --overwrite, or pick another --out")])
-        raise UsageError([Problem("E443", f"{root} is not empty and holds no run ({', '.join(entries[:5])})", path="--out",
-                                  hint="pick a new or empty --out; --overwrite runs here anyway, beside these files, and deletes none of them")])
-    if check_only:
-        return
-    going = [name for name in ARTIFACTS if (root / name).exists()]
-    if going:
-        say(f"--overwrite: deleting {', '.join(going)} in {root}")
-    matrix_dir.clear()
+    """The matrix run's folder: new, empty, or with `overwrite` (`stagedsl.search.layout.claim_folder`)."""
+    from stagedsl.search.layout import claim_folder
+
+    claim_folder(matrix_dir.root, overwrite=overwrite, say=say, check_only=check_only,
+                 go_on=f"continue it with `staged resume {matrix_dir.root}`")
 
 
 def resume_matrix(run_dir: Path | str, *, registry: Any = None, jobs: Optional[int] = None, members: Optional[Sequence[str]] = None,

@@ -197,4 +197,34 @@ def storage_of(search_dir: SearchDir, index: dict) -> Optional[str]:
     return index.get("storage") or default_storage(search_dir)
 
 
-__all__ = ["ARTIFACTS", "COMPLETE", "FAILED", "INDEX_FORMAT", "PRUNED", "RUNNING", "SearchDir", "default_storage", "storage_of"]
+def claim_folder(root: Path | str, *, overwrite: bool, say, go_on: str, check_only: bool = False) -> None:
+    """A matrix run or a search goes into a new or empty folder (the lock aside). One holding any run
+    here, a single run, a matrix or a search, is refused (E091, `go_on` says how to continue it), one
+    holding other files too (E443), unless `overwrite`: then every earlier run's own files are deleted
+    (`say` is told which first) and nothing else. `check_only` refuses or returns, deleting nothing."""
+    from stagedsl.matrix.layout import MatrixDir
+    from stagedsl.run_dir import LOCK_FILE
+
+    root = Path(root)
+    entries = sorted(p.name for p in root.iterdir() if p.name != LOCK_FILE) if root.is_dir() else []
+    if not entries:
+        return
+    single, composed = RunDir(root), [MatrixDir(root), SearchDir(root)]
+    held = single.plan.exists() or single.holds_run() or any(kind.holds_run() for kind in composed)
+    if not overwrite:
+        if held:
+            raise UsageError([Problem("E091", f"{root} already holds a run", path="--out",
+                                      hint=f"{go_on}, start over with --overwrite, or pick another --out")])
+        raise UsageError([Problem("E443", f"{root} is not empty and holds no run ({', '.join(entries[:5])})", path="--out",
+                                  hint="pick a new or empty --out; --overwrite runs here anyway, beside these files, and deletes none of them")])
+    if check_only:
+        return
+    going = sorted({p.name for p in single.present()} | {name for kind in composed for name in kind.ARTIFACTS if (root / name).exists()})
+    if going:
+        say(f"--overwrite: deleting {', '.join(going)} in {root}")
+    single.clear()
+    for kind in composed:
+        kind.clear()
+
+
+__all__ = ["ARTIFACTS", "claim_folder", "COMPLETE", "FAILED", "INDEX_FORMAT", "PRUNED", "RUNNING", "SearchDir", "default_storage", "storage_of"]

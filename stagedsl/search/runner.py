@@ -25,8 +25,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import attrs
 
-from stagedsl.errors import Problem, UsageError
-from stagedsl.search.layout import SearchDir
+from stagedsl.search.layout import SearchDir, claim_folder
 from stagedsl.search.study import COMPLETE, FAILED, PRUNED, Ticket, check_backend, open_study
 
 Say = Callable[[str], None]
@@ -62,8 +61,6 @@ def run_search(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
                overwrite: bool = False, spec_text: str = "", say: Say = _stderr, callbacks: Iterable[Any] = ()) -> SearchResult:
     """Run the study of `spec`'s ``[search]`` in `out` (default ``runs/<name>``); see the module docstring."""
     from stagedsl.engine.checkpointing.safe_io import atomic_write_text
-    from stagedsl.matrix.layout import MatrixDir
-    from stagedsl.run_dir import RunDir
     from stagedsl.search.plan import compile_search
 
     registry = _registry(registry)
@@ -71,11 +68,7 @@ def run_search(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
     search = compile_search(spec, registry, out=run_dir, trials=trials, storage=storage, reuse=reuse, jobs=jobs)
     search_dir = SearchDir(run_dir)
     check_backend(search.index)  # before the folder is touched: E103 names the extra to install
-    if search_dir.holds_run() or RunDir(run_dir).holds_run() or MatrixDir.holds_matrix(run_dir):
-        if not overwrite:
-            raise UsageError([Problem("E091", f"{run_dir} already holds a run", path="--out",
-                                      hint=f"continue the search with `staged search {run_dir}`, start over with --overwrite, or pick another --out")])
-        search_dir.clear()
+    claim_folder(run_dir, overwrite=overwrite, say=say, go_on=f"continue the search with `staged search {run_dir}`")
     run_dir.mkdir(parents=True, exist_ok=True)
     index = search.index
     search_dir.write_json(search_dir.index_file, index)

@@ -3,6 +3,8 @@ trial folders that are complete runs with their parameters, and a `best.toml` th
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import tomllib
 
@@ -124,3 +126,27 @@ def test_resume_of_a_search_with_nproc_says_its_trials_run_one_process_each(tmp_
     err = capsys.readouterr().err
     assert "error[E090]" in err and "is a search: its trials run one process each, so --nproc does not apply" in err
     assert f"staged search {search_dir} --jobs N" in err and "Traceback" not in err
+
+
+def test_a_search_and_a_matrix_claim_a_folder_alike(tmp_path):
+    from stagedsl.errors import UsageError
+    from stagedsl.matrix.layout import MatrixDir
+    from stagedsl.search.layout import SearchDir, claim_folder
+
+    said: list[str] = []
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError) as refused:  # other files: refused, whichever kind comes
+        claim_folder(folder, overwrite=False, say=said.append, go_on="go on")
+    assert refused.value.problems[0].code == "E443"
+    search = SearchDir(folder)
+    search.index_file.write_text("{}")
+    (folder / "study.db").write_text("")
+    (folder / "trials").mkdir()
+    with pytest.raises(UsageError) as refused:  # a search is a run, for a matrix too
+        claim_folder(folder, overwrite=False, say=said.append, go_on="go on")
+    assert refused.value.problems[0].code == "E091"
+    claim_folder(folder, overwrite=True, say=said.append, go_on="go on")  # a matrix run over a search: none of it stays
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"] and not MatrixDir(folder).holds_run()
+    assert said == [f"--overwrite: deleting search.json, study.db, trials in {folder}"]
