@@ -3,10 +3,10 @@ trial folders that are complete runs with their parameters, and a `best.toml` th
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import tomllib
+
+import pytest
 
 from stagedsl.cli.app import run_cli
 
