@@ -36,22 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from stagedsl.spec.model import Spec
 
 
-def load_and_compile(
-    spec: str | Path,
-    *,
-    profile: Optional[str] = None,
-    overrides: Sequence[str] = (),
-    registry: Optional[Registry] = None,
-) -> tuple["Spec", "Plan"]:
-    """Load the spec at `spec` (with `profile` and ``--set`` `overrides`) and compile it: ``(spec, plan)``."""
-    from stagedsl.plan.compile import compile_plan
-    from stagedsl.spec.loader import load_spec
-
-    registry = registry if registry is not None else get_registry()
-    loaded = load_spec(spec, profile=profile, overrides=overrides, registry=registry)
-    return loaded, compile_plan(loaded, registry)
-
-
 def _live(model: Any, data: Any) -> dict[str, str]:
     live = {}
     if model is not None:
@@ -243,4 +227,4 @@ def _recompile(run_dir: RunDir, overrides: Sequence[str], registry: Registry, mo
             effective_spec_text(loaded, note=f" (resumed with {' '.join(overrides)})"))
 
 
-__all__ = ["effective_spec_text", "load", "load_and_compile", "own_run_dir", "plan", "prepare_run_dir", "resume_run", "run"]
+__all__ = ["effective_spec_text", "load", "own_run_dir", "plan", "prepare_run_dir", "resume_run", "run"]

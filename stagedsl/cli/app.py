@@ -144,8 +144,8 @@ def _load(spec: Path, profile: Optional[str], overrides: Optional[List[str]]):
 
 def compile_spec(spec: Path, profile: Optional[str], overrides: Optional[List[str]], *, loaded=None, world_size: int = 1,
                  build_pieces: bool = True):
-    """Load (unless `loaded` is given) and compile a spec with the process registry (as `stagedsl.api.load_and_compile`),
-    for `world_size` processes (`build_pieces` as for `compile_plan`)."""
+    """Load (unless `loaded` is given) and compile a spec with the process registry, for `world_size`
+    processes (`build_pieces` as for `compile_plan`)."""
     from stagedsl.plan.compile import compile_plan
 
     loaded = loaded if loaded is not None else _load(spec, profile, overrides)
@@ -267,7 +267,7 @@ def run(
         say(f"note: {spec} has [search]: `staged run` runs it once as written; `staged search {spec}` runs the study", err=True)
     if reuse is not None and from_stage is not None:
         raise UsageError([Problem("E090", "--reuse and --from-stage both choose where the run starts: give one", path="--reuse")])
-    run_dir = Path(out if out is not None else (loaded.run.out or f"runs/{loaded.run.name}"))
+    run_dir = Path(out if out is not None else loaded.run.out_dir)
     if launching is not None:  # the same command in N processes; rank 0 writes the run directory and the table
         if launching.local:  # refused or made ready here, the lock let go for the workers to take
             prepare_run_dir(run_dir, overwrite=overwrite, from_stage=from_stage, say=lambda message: say(message, err=True))

@@ -108,7 +108,7 @@ def plan_matrix_spec(loaded: Any, *, json_: bool, chart: bool, plot: Optional[Pa
     from stagedsl.registry import get_registry
 
     registry = get_registry()
-    out = Path(loaded.run.out or f"runs/{loaded.run.name}")
+    out = Path(loaded.run.out_dir)
     matrix = compile_matrix(loaded, registry, out=out, world_size=world_size)
     if json_:
         say(matrix.to_json())

@@ -109,7 +109,7 @@ def plan_search_spec(loaded: Any, *, json_: bool) -> None:
     from stagedsl.registry import get_registry
     from stagedsl.search.plan import compile_search, render_search
 
-    out = Path(loaded.run.out or f"runs/{loaded.run.name}")
+    out = Path(loaded.run.out_dir)
     compiled = compile_search(loaded, get_registry(), out=out)
     if json_:
         say(compiled.to_json())

@@ -76,7 +76,7 @@ def run_matrix(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
     from stagedsl.matrix.plan import compile_matrix
 
     registry = registry if registry is not None else _registry()
-    run_dir = Path(out if out is not None else (spec.run.out or f"runs/{spec.run.name}"))
+    run_dir = Path(out if out is not None else spec.run.out_dir)
     matrix = compile_matrix(spec, registry, out=run_dir, spec_text=spec_text, world_size=nproc)
     chosen = select([m.name for m in matrix.members], members)
     matrix_dir = MatrixDir(run_dir)

@@ -210,7 +210,7 @@ def compile_plan(spec: Spec, registry: Optional[Registry] = None, *, model: Any 
         raise PlanError(problems.items)
     run = spec.run
     plan = Plan(
-        run=RunPlan(run.name, run.seed, run.device, run.precision, run.out or f"runs/{run.name}", run.compile, run.channels_last, run.threads),
+        run=RunPlan(run.name, run.seed, run.device, run.precision, run.out_dir, run.compile, run.channels_last, run.threads),
         model=PieceRef(spec.model.use, dict(spec.model.args)),
         data=data_plan,
         stages=tuple(stages),

@@ -64,7 +64,7 @@ def run_search(spec: Any, *, registry: Any = None, out: Optional[Path | str] = N
     from stagedsl.search.plan import compile_search
 
     registry = _registry(registry)
-    run_dir = Path(out if out is not None else (spec.run.out or f"runs/{spec.run.name}"))
+    run_dir = Path(out if out is not None else spec.run.out_dir)
     search = compile_search(spec, registry, out=run_dir, trials=trials, storage=storage, reuse=reuse, jobs=jobs)
     search_dir = SearchDir(run_dir)
     check_backend(search.index)  # before the folder is touched: E103 names the extra to install

@@ -60,6 +60,11 @@ class RunSection:
     max_parameters: int = attrs.field(default=2**31, metadata=doc("Parameter budget: `staged plan` refuses a model with more parameters than this (counted while it is built on the meta device, so a `depth = 1000000` fails at once, not after minutes); raise it for a model that is meant to be that big."))
 
 
+    @property
+    def out_dir(self) -> str:
+        """The run directory: `out`, or ``runs/<name>`` when the spec names none."""
+        return self.out or f"runs/{self.name}"
+
 @attrs.frozen
 class DataSection:
     """`[data]`: the dataset piece and how it is batched; other keys are the dataset's arguments."""
